@@ -1,0 +1,5 @@
+import sys
+
+from domainlm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,127 @@
+"""The ``domainlm`` command: one Typer app; each stage package adds its commands.
+
+A stage package ``domainlm.<pkg>`` joins the CLI by having a module ``domainlm/<pkg>/commands.py`` with a
+``register(app: typer.Typer)`` function. Command modules import their heavy libraries (torch, transformers)
+inside the command functions, so ``domainlm --help`` stays fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from domainlm import __version__
+from domainlm.errors import DomainlmError
+
+# Order here is the order of `domainlm --help`: the line from raw data to served model.
+STAGE_COMMAND_MODULES = (
+    "domainlm.sample.commands",
+    "domainlm.data.commands",
+    "domainlm.kb.commands",
+    "domainlm.synth.commands",
+    "domainlm.models.commands",
+    "domainlm.train.commands",
+    "domainlm.compress.commands",
+    "domainlm.evals.commands",
+    "domainlm.serve.commands",
+    "domainlm.sandbox.commands",
+    "domainlm.pipeline.commands",
+)
+
+console = Console(stderr=True)
+
+app = typer.Typer(
+    name="domainlm",
+    help="The production line for industry language models: clean → knowledge base → train → compress → "
+    "evaluate → serve → improve. Commands accept key=value overrides of domainlm.yaml.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"domainlm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """domainlm: turn a general open model plus your documents into a measured industry expert."""
+
+
+@app.command()
+def init(
+    folder: Path = typer.Argument(Path("."), help="Folder for the new workspace."),
+    name: str = typer.Option(None, "--name", help="Project name written into domainlm.yaml."),
+) -> None:
+    """Create a workspace: a documented domainlm.yaml, sources/ and artifacts/ folders."""
+    from domainlm.workspace import init_workspace
+
+    path = init_workspace(folder, name=name)
+    console.print(f"wrote {path}; put your documents in {path.parent / 'sources' / 'docs'}")
+
+
+@app.command("config")
+def show_config(
+    args: list[str] = typer.Argument(None, help="key=value overrides"),
+    config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
+) -> None:
+    """Validate domainlm.yaml (with overrides) and print the effective configuration."""
+    import yaml
+
+    from domainlm.workspace import find_config, load_config
+
+    path = config or find_config()
+    cfg = load_config(path, args or [])
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True, sort_keys=False).rstrip())
+
+
+def _register_stages() -> None:
+    for module_name in STAGE_COMMAND_MODULES:
+        # A stage that is not built yet has no commands module: it is simply not listed.
+        package = module_name.rsplit(".", 1)[0]
+        if importlib.util.find_spec(package) is None or importlib.util.find_spec(module_name) is None:
+            continue
+        importlib.import_module(module_name).register(app)
+
+
+_register_stages()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; a DomainlmError becomes one line on stderr and its exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except DomainlmError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
