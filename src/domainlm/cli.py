@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from domainlm import __version__
 from domainlm.errors import DomainlmError
@@ -99,27 +100,19 @@ _register_stages()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; a DomainlmError becomes one line on stderr and its exit code."""
+    """Entry point: run the app and return its exit code; a DomainlmError becomes one line on stderr."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="domainlm")
+    except SystemExit as exc:  # click's standalone mode ends every run with SystemExit
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except DomainlmError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape(): a path or record text like "[x]" must print as-is, not as rich markup.
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        console.print("aborted")
-        return 130
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
     return 0
 
 

@@ -238,10 +238,11 @@ def load_config(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        override_keys = {tuple(parse_override(o)[0]) for o in overrides}
         loc = tuple(str(p) for p in exc.errors()[0]["loc"])
-        if any(loc[: len(k)] == k for k in override_keys):
-            source = "override"
+        for text in overrides:
+            keys = tuple(parse_override(text)[0])
+            if loc[: len(keys)] == keys or keys[: len(loc)] == loc:
+                raise DomainlmError(_validation_message(exc, f"override '{text}'", {})) from None
         raise DomainlmError(_validation_message(exc, source, lines)) from None
 
 

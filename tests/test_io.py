@@ -1,0 +1,49 @@
+import os
+
+import pytest
+
+from domainlm.errors import DomainlmError
+from domainlm.io import atomic_write, read_jsonl, write_jsonl
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "data.jsonl"
+    write_jsonl(path, [{"id": 1, "text": "旧"}])
+    with pytest.raises(ValueError):
+        with atomic_write(path) as handle:
+            handle.write("half written")
+            raise ValueError("crash mid-write")
+    assert read_jsonl(path) == [{"id": 1, "text": "旧"}]
+    assert [p.name for p in tmp_path.iterdir()] == ["data.jsonl"]  # no temp file left behind
+
+
+def test_jsonl_round_trip_keeps_chinese_readable(tmp_path):
+    path = tmp_path / "a.jsonl"
+    assert write_jsonl(path, [{"text": "海港银行"}, {"text": "b"}]) == 2
+    assert "海港银行" in path.read_text(encoding="utf-8")
+    assert read_jsonl(path, required=["text"]) == [{"text": "海港银行"}, {"text": "b"}]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"id": 1}\n{"id": 2\n', r"a\.jsonl:2: not valid JSON"),
+        ('{"id": 1}\n[1, 2]\n', r"a\.jsonl:2: expected a JSON object, got list"),
+        ('{"id": 1}\n\n{"x": 1}\n', r"a\.jsonl:3: missing key 'id'"),
+    ],
+)
+def test_bad_jsonl_lines_are_named(tmp_path, content, message):
+    path = tmp_path / "a.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DomainlmError, match=message):
+        read_jsonl(path, required=["id"])
+
+
+def test_non_utf8_and_missing_files(tmp_path):
+    path = tmp_path / "gbk.jsonl"
+    path.write_bytes('{"text": "海港"}\n'.encode("gbk"))
+    with pytest.raises(DomainlmError, match=r"gbk\.jsonl:1: not UTF-8"):
+        read_jsonl(path)
+    with pytest.raises(DomainlmError, match="file not found"):
+        read_jsonl(tmp_path / "none.jsonl")
+    assert not os.path.exists(tmp_path / "none.jsonl")
