@@ -1,0 +1,129 @@
+"""Text helpers shared by chunking, indexing and answering: normalisation, language, sentences, tokens.
+
+Chinese-first: traditional characters are folded to simplified (OpenCC), full-width forms to half-width
+(NFKC), and words are cut with jieba in search mode so that both a compound ("活期存款") and its parts
+("活期", "存款") are tokens; English words pass through jieba as words, lower-cased.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from pathlib import Path
+
+# Sentence ends: Chinese full stops always end a sentence; ASCII ones only before a space or line end,
+# so "0.35%" and "e.g." inside a line do not split. Written by hand: no library splits mixed zh/en text
+# at these boundaries while keeping exact character offsets.
+_SENTENCE_END = re.compile(r"(?:[。！？!?；;]+[」』”’\"')）]*|\.(?=\s|$)[」』”’\"')）]*|\n+)")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_WORDLIKE = re.compile(r"\w", re.UNICODE)
+
+# Function words and question words that carry no topic. Kept small on purpose: BM25's idf already
+# discounts common words; these are the ones that would otherwise count as "question terms" when
+# judging whether a passage answers a question.
+STOPWORDS = frozenset(
+    """的 了 是 在 和 与 及 或 吗 呢 吧 啊 呀 么 嘛 哪 哪些 哪个 哪里 什么 多少 几 怎么 怎样 如何 为什么 是否
+    有没有 可以 能否 能 会 请问 请 我 我们 你 你们 您 他 她 它 这 那 这个 那个 之 其 对 于 为 被 把 从 到 向 也 都 就
+    还 又 并 而 但 所 以 等 个 一个 有 没有 吗？ 呢？ 要 需要 给 让 时 时候 多 少 怎么样 啥 咋 该 应 应该
+    a an the of to in on at for by with from and or is are was were be been being do does did what which who
+    whom whose how why when where whether can could will would shall should may might must i you we they he she
+    it me my your our their this that these those there here please tell about any some if than then as into
+    has have had not no""".split()
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def normalize(text: str) -> str:
+    """Fold width (NFKC), case and traditional→simplified, keeping one character per character.
+
+    NFKC can change the length of rare compatibility characters (ligatures, circled numbers); callers
+    that need offsets keep the original text and only normalise for matching.
+    """
+    return _t2s().convert(unicodedata.normalize("NFKC", text).lower())
+
+
+def language(text: str) -> str:
+    """'zh' when CJK characters make up a fair share of the letters, else 'en'."""
+    sample = text[:2000]
+    cjk = len(_CJK.findall(sample))
+    letters = sum(1 for ch in sample if ch.isalpha())
+    return "zh" if letters and cjk / letters >= 0.2 else "en"
+
+
+def split_sentences(text: str, start: int = 0) -> list[tuple[int, int]]:
+    """(start, end) offsets of the sentences of ``text`` (offsets shifted by ``start``); blanks dropped."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for match in _SENTENCE_END.finditer(text):
+        end = match.end()
+        _add_span(text, pos, end, start, spans)
+        pos = end
+    _add_span(text, pos, len(text), start, spans)
+    return spans
+
+
+def _add_span(text: str, a: int, b: int, shift: int, spans: list[tuple[int, int]]) -> None:
+    piece = text[a:b]
+    stripped = piece.strip()
+    if not stripped or not _WORDLIKE.search(stripped):
+        return
+    a += len(piece) - len(piece.lstrip())
+    b -= len(piece) - len(piece.rstrip())
+    spans.append((a + shift, b + shift))
+
+
+class Tokenizer:
+    """jieba (search mode) over normalised text, with a domain dictionary of extra terms.
+
+    Each instance owns its own ``jieba.Tokenizer`` so two knowledge bases with different dictionaries
+    can live in one process.
+    """
+
+    def __init__(self, terms: list[str] = ()):  # type: ignore[assignment]
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        self._jieba = jieba.Tokenizer()
+        self._jieba.initialize()
+        self.terms: list[str] = []
+        self.add_terms(terms)
+
+    def add_terms(self, terms) -> None:
+        for term in terms:
+            term = normalize(term.strip())
+            if term and " " not in term:
+                # A high frequency makes jieba prefer the whole term over its parts; search mode still
+                # emits the parts, so queries written either way match.
+                self._jieba.add_word(term, freq=max(1000, self._jieba.suggest_freq(term)))
+                self.terms.append(term)
+
+    def tokens(self, text: str) -> list[str]:
+        """Index/query tokens: normalised jieba search-mode words minus stopwords and punctuation."""
+        out = []
+        for token in self._jieba.cut_for_search(normalize(text)):
+            token = token.strip()
+            if token and token not in STOPWORDS and _WORDLIKE.search(token):
+                out.append(token)
+        return out
+
+
+def read_terms(path: str | Path) -> list[str]:
+    """A term file: one term a line; '#' starts a comment; an optional second column (jieba's format) is ignored."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    terms = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            terms.append(line.split()[0])
+    return terms
