@@ -1,0 +1,147 @@
+"""Scoring: model outputs → per-item verdicts (``predictions.jsonl``) → ``results.json``.
+
+Needs no model: ``domainlm eval --predictions P`` runs only this module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from domainlm.errors import DomainlmError
+from domainlm.evals.scorers import SCORERS, score_item
+from domainlm.evals.stats import N_RESAMPLES, bootstrap_task, interval
+from domainlm.evals.tasks import Suite
+
+# Fields of a stored prediction that a re-run must keep (the raw output and what the runner measured).
+_KEEP = ("output", "judge_score", "judge_output", "loglikelihoods", "retrieved", "prompt_tokens", "output_tokens")
+
+
+def read_predictions(path: str | Path, items: dict[str, dict]) -> dict[str, dict]:
+    """``{"id", "output", ...}`` lines keyed by id; an id the suites do not have is an error naming file:line."""
+    path = Path(path)
+    out: dict[str, dict] = {}
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise DomainlmError(f"{path}: predictions file not found") from None
+    with handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DomainlmError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or "id" not in record:
+                raise DomainlmError(f"{where}: expected an object with 'id' and 'output'")
+            if "output" not in record:
+                raise DomainlmError(f"{where}: prediction '{record['id']}' has no 'output'")
+            if record["id"] not in items:
+                raise DomainlmError(f"{where}: id '{record['id']}' is not in the suite(s)")
+            if record["id"] in out:
+                raise DomainlmError(f"{where}: duplicate prediction for id '{record['id']}'")
+            out[record["id"]] = record
+    return out
+
+
+def all_items(suites: list[Suite]) -> list[dict]:
+    items, task_suite = [], {}
+    for suite in suites:
+        for item in suite.items:
+            other = task_suite.setdefault(item["task"], suite.name)
+            if other != suite.name:
+                raise DomainlmError(f"{item['_where']}: task '{item['task']}' is also in suite '{other}'; rename one")
+            items.append({**item, "_suite": suite.name})
+    return items
+
+
+def score_predictions(items: list[dict], predictions: dict[str, dict]) -> list[dict]:
+    """One prediction record per item, in suite order. Items without a prediction score as empty output."""
+    records = []
+    for item in items:
+        pred = predictions.get(item["id"])
+        output = None if pred is None else pred.get("output")
+        if output is not None and not isinstance(output, str):
+            output = json.dumps(output, ensure_ascii=False)
+        verdict = score_item(item, output, judge_score=(pred or {}).get("judge_score"))
+        record = {"id": item["id"], "task": item["task"], "type": item["type"], "category": item["category"],
+                  "subcategory": item["subcategory"]}
+        if pred is not None:
+            record.update({k: pred[k] for k in _KEEP if k in pred})
+        else:
+            record["output"] = None
+            record["missing"] = True
+        record.update(verdict)
+        records.append(record)
+    return records
+
+
+def _group_summary(task_names: list[str], tasks: dict[str, dict], boots: dict[str, np.ndarray]) -> dict:
+    """Macro mean over tasks: every task weighs the same, whatever its size."""
+    n = sum(tasks[t]["n"] for t in task_names)
+    scores = [tasks[t]["score"] for t in task_names]
+    samples = np.mean([boots[t] for t in task_names], axis=0)
+    unparseable = sum(tasks[t]["unparseable"] * tasks[t]["n"] for t in task_names) / n if n else 0.0
+    return {"n": n, "score": round(sum(scores) / len(scores), 6), "ci95": interval(samples),
+            "unparseable": round(unparseable, 6), "tasks": task_names}
+
+
+def summarize(items: list[dict], records: list[dict], *, seed: int = 0, general: set[str] = frozenset()) -> dict:
+    """``results.json`` body: per task, per category / subcategory, overall, general-ability panel."""
+    by_task: dict[str, list[tuple[dict, dict]]] = {}
+    for item, record in zip(items, records):
+        by_task.setdefault(item["task"], []).append((item, record))
+    tasks: dict[str, dict] = {}
+    boots: dict[str, np.ndarray] = {}
+    for index, (task, pairs) in enumerate(by_task.items()):
+        task_items = [p[0] for p in pairs]
+        verdicts = [p[1] for p in pairs]
+        kinds = {i["type"] for i in task_items}
+        # A task mixing types (rare) is scored per item and averaged.
+        scorer = SCORERS[task_items[0]["type"]] if len(kinds) == 1 else SCORERS["mcq"]
+        counts = np.array([scorer.counts(v) if len(kinds) == 1 else [v["score"], 1.0] for v in verdicts], dtype=float)
+        main = float(scorer.main(counts.sum(axis=0)))
+        boots[task] = bootstrap_task(counts, scorer.main, seed=seed + index)
+        metrics = scorer.metrics(task_items, verdicts) if len(kinds) == 1 else {}
+        first = task_items[0]
+        tasks[task] = {
+            "n": len(pairs),
+            "score": round(main, 6),
+            "ci95": interval(boots[task]),
+            "metrics": {k: round(v, 6) for k, v in metrics.items()},
+            "unparseable": round(sum(1 for v in verdicts if v["unparseable"]) / len(verdicts), 6),
+            "missing": sum(1 for v in verdicts if v.get("missing")),
+            "type": first["type"] if len(kinds) == 1 else "mixed",
+            "category": first["category"],
+            "subcategory": first["subcategory"],
+            "suite": first.get("_suite", ""),
+        }
+    categories: dict[str, dict] = {}
+    for task, info in tasks.items():
+        cat = categories.setdefault(info["category"], {"subs": {}})
+        cat["subs"].setdefault(info["subcategory"], []).append(task)
+    category_out = {}
+    for cat, body in categories.items():
+        names = [t for sub in body["subs"].values() for t in sub]
+        summary = _group_summary(names, tasks, boots)
+        summary["subcategories"] = {sub: _group_summary(ts, tasks, boots) for sub, ts in body["subs"].items()}
+        category_out[cat] = summary
+    results: dict[str, Any] = {
+        "n": len(records),
+        "overall": _group_summary(list(tasks), tasks, boots) if tasks else {},
+        "tasks": tasks,
+        "categories": category_out,
+        "ci": {"method": "percentile bootstrap over items within each task", "resamples": N_RESAMPLES, "seed": seed},
+    }
+    general_tasks = [t for t, info in tasks.items() if info["suite"] in general]
+    if general_tasks:
+        domain_tasks = [t for t in tasks if t not in general_tasks]
+        results["general"] = _group_summary(general_tasks, tasks, boots)
+        if domain_tasks:
+            results["domain"] = _group_summary(domain_tasks, tasks, boots)
+    return results
