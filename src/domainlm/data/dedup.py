@@ -1,0 +1,101 @@
+"""Exact and near-duplicate detection: a content hash, then MinHash-LSH (datasketch) over
+Chinese-aware shingles.
+
+Shingles are n-grams of *tokens* where every Han character is a token and every Latin word or number is
+one token, so the same threshold works for Chinese (no spaces) and English. Signatures are computed in
+the workers (:func:`signature`); :class:`Deduplicator` runs in the main process in input order, so the
+first copy of a document is the one kept and the result does not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[A-Za-z]+|\d+")
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def shingles(text: str, n: int = 5) -> set[bytes]:
+    toks = tokens(text)
+    if len(toks) <= n:
+        return {" ".join(toks).encode("utf-8")} if toks else set()
+    return {" ".join(toks[i : i + n]).encode("utf-8") for i in range(len(toks) - n + 1)}
+
+
+def exact_key(text: str) -> str:
+    """Hash of the text with whitespace removed and case folded: copies differing only in layout match."""
+    return hashlib.sha1(re.sub(r"\s+", "", text).lower().encode("utf-8")).hexdigest()
+
+
+def signature(text: str, num_perm: int = 128, n: int = 5, seed: int = 1):
+    """MinHash hash values (a numpy uint64 array) of the text's shingles."""
+    from datasketch import MinHash
+
+    m = MinHash(num_perm=num_perm, seed=seed)
+    grams = shingles(text, n)
+    if grams:
+        m.update_batch(list(grams))
+    return m.hashvalues
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    """The ``dedup`` recipe step: Jaccard threshold, MinHash permutations, shingle size, which checks."""
+
+    threshold: float = 0.8
+    num_perm: int = 128
+    ngram: int = 5
+    exact: bool = True
+    near: bool = True
+
+
+@dataclass
+class Deduplicator:
+    """Online dedup: ``check`` a document, get ``None`` (keep) or the evidence that it is a duplicate."""
+
+    threshold: float = 0.8
+    num_perm: int = 128
+    near: bool = True
+    exact: bool = True
+    _exact: dict[str, str] = field(default_factory=dict)
+    _lsh: object = None
+    _sigs: dict[str, object] = field(default_factory=dict)
+    clusters: dict[str, list[dict]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.near:
+            from datasketch import MinHashLSH
+
+            self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+
+    def check(self, doc_id: str, text: str, hashvalues=None) -> dict | None:
+        if self.exact:
+            key = exact_key(text)
+            first = self._exact.get(key)
+            if first is not None:
+                return self._record(first, doc_id, {"type": "exact", "duplicate_of": first, "jaccard": 1.0})
+            self._exact[key] = doc_id
+        if self.near and hashvalues is not None:
+            from datasketch import MinHash
+
+            # Rebuilt from the worker's hash values (same seed, hence the same permutations).
+            m = MinHash(num_perm=self.num_perm, seed=1)
+            m.hashvalues = hashvalues
+            candidates = sorted(self._lsh.query(m))
+            if candidates:
+                best = max(candidates, key=lambda c: (m.jaccard(self._sigs[c]), c))
+                score = round(float(m.jaccard(self._sigs[best])), 4)
+                if score >= self.threshold:
+                    return self._record(best, doc_id, {"type": "near", "duplicate_of": best, "jaccard": score})
+            self._lsh.insert(doc_id, m)
+            self._sigs[doc_id] = m
+        return None
+
+    def _record(self, first: str, doc_id: str, evidence: dict) -> dict:
+        self.clusters.setdefault(first, []).append({"id": doc_id, **evidence})
+        return evidence

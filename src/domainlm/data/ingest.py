@@ -1,0 +1,267 @@
+"""Ingest: turn input files into raw documents, or into rejections with a reason.
+
+txt/md (any encoding: UTF-8, UTF-16, GBK/GB18030, Big5), html (main content by trafilatura), pdf (text
+layer by pypdf), docx (python-docx), jsonl/csv (one document per record, a named text column). A bad
+file becomes a rejection; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from domainlm.errors import DomainlmError
+from domainlm.workspace import expand_inputs
+
+TEXT_EXTS = {".txt", ".md", ".markdown", ".text", ".rst"}
+HTML_EXTS = {".html", ".htm", ".xhtml"}
+RECORD_EXTS = {".jsonl", ".csv"}
+
+
+class Rejected(Exception):
+    """An input that cannot become a document; the message is the reason written to rejected.jsonl."""
+
+
+@dataclass
+class Unit:
+    """One piece of work for a worker: a whole file, or one record of a jsonl/csv file."""
+
+    source: str  # stable name: the input folder's name + the path inside it
+    position: int  # 0 for a file; the line/row number for a record
+    path: str
+    record: str | dict | None = None  # raw jsonl line, or a csv row already parsed
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return doc_id(self.source, self.position)
+
+
+def doc_id(source: str, position: int) -> str:
+    """Stable id from where the document came from, never from run order."""
+    return hashlib.sha1(f"{source}#{position}".encode()).hexdigest()[:16]
+
+
+def iter_units(inputs: list[str | Path], text_field: str = "text") -> Iterator[Unit]:
+    """Every unit of work in the inputs, in a deterministic order (files sorted, records in file order)."""
+    for item in inputs:
+        item = Path(item)
+        root = item.parent if item.is_dir() else None
+        for path in expand_inputs([item]):
+            source = path.relative_to(root).as_posix() if root is not None else path.name
+            ext = path.suffix.lower()
+            if ext == ".jsonl":
+                yield from _jsonl_units(path, source)
+            elif ext == ".csv":
+                yield from _csv_units(path, source, text_field)
+            else:
+                yield Unit(source, 0, str(path))
+
+
+def _jsonl_units(path: Path, source: str) -> Iterator[Unit]:
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if raw.strip():
+                yield Unit(source, line_no, str(path), record=raw.decode("utf-8", errors="replace"))
+
+
+def _csv_units(path: Path, source: str, text_field: str) -> Iterator[Unit]:
+    try:
+        text = decode_bytes(path.read_bytes())[0]
+    except Rejected as exc:
+        yield Unit(source, 0, str(path), record={"__error__": str(exc)})
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or text_field not in reader.fieldnames:
+        yield Unit(source, 0, str(path), record={"__error__": f"no '{text_field}' column (columns: {reader.fieldnames})"})
+        return
+    for row_no, row in enumerate(reader, start=2):  # row 1 is the header
+        yield Unit(source, row_no, str(path), record=dict(row))
+
+
+# --- Decoding -------------------------------------------------------------------------------------
+
+
+def _plausibility(text: str) -> float:
+    """How much a decoded text looks like real text: common Chinese characters and ASCII count, rare
+    characters, control characters and replacement characters count against."""
+    from domainlm.data.normalize import char_ranks
+
+    ranks = char_ranks()
+    sample = text[:5000]
+    if not sample:
+        return 0.0
+    good = 0
+    for ch in sample:
+        if ch.isascii():
+            good += ch.isprintable() or ch in "\n\r\t"
+        elif ranks.get(ch, 10**6) < 3500 or ch in "，。、；：？！“”‘’（）《》【】—…·":
+            good += 1
+    return good / len(sample)
+
+
+def decode_bytes(raw: bytes) -> tuple[str, str]:
+    """``(text, encoding)``: BOMs first, then strict UTF-8, then the most plausible of the CJK codecs
+    and charset-normalizer's guess. Binary data (NUL bytes outside UTF-16) is rejected."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16"), "utf-16"
+    nul = raw[:4096].count(0)
+    if nul:
+        sample = raw[:4096]
+        # UTF-16 without a BOM: NUL bytes in every other position.
+        if nul >= len(sample) // 4 and sample[1::2].count(0) > 0.3 * len(sample) // 2:
+            try:
+                return raw.decode("utf-16-le"), "utf-16-le"
+            except UnicodeDecodeError:
+                pass
+        if nul >= len(sample) // 4 and sample[0::2].count(0) > 0.3 * len(sample) // 2:
+            try:
+                return raw.decode("utf-16-be"), "utf-16-be"
+            except UnicodeDecodeError:
+                pass
+        raise Rejected("binary file (NUL bytes)")
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    candidates = ["gb18030", "big5"]
+    from charset_normalizer import from_bytes
+
+    guess = from_bytes(raw[:65536]).best()
+    if guess is not None and guess.encoding not in candidates:
+        candidates.append(guess.encoding)
+    best: tuple[float, str, str] | None = None
+    for encoding in candidates:
+        try:
+            text = raw.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        score = _plausibility(text)
+        if best is None or score > best[0]:
+            best = (score, encoding, text)
+    if best is None or best[0] < 0.5:
+        raise Rejected("undecodable text (no encoding gives readable text)")
+    return best[2], best[1]
+
+
+# --- Readers --------------------------------------------------------------------------------------
+
+
+def read_html(raw: bytes) -> tuple[str, dict]:
+    import trafilatura
+
+    html, encoding = decode_bytes(raw)
+    # favor_recall: industry pages are short; trafilatura's precision mode drops whole product tables.
+    text = trafilatura.extract(html, include_comments=False, include_tables=True, favor_recall=True, deduplicate=False)
+    if not text:
+        text = trafilatura.html2txt(html)
+    meta = {"encoding": encoding}
+    title = trafilatura.extract_metadata(html)
+    if title is not None and title.title:
+        meta["title"] = title.title
+    return text or "", meta
+
+
+def read_pdf(path: str) -> tuple[str, dict]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            try:
+                if not reader.decrypt(""):
+                    raise Rejected("encrypted PDF (password required)")
+            except Exception as exc:  # pypdf raises several types here (missing crypto backend, bad key)
+                if isinstance(exc, Rejected):
+                    raise
+                raise Rejected(f"encrypted PDF ({exc})") from None
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except Rejected:
+        raise
+    except (PdfReadError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise Rejected(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    if not text:
+        raise Rejected("PDF has no text layer (scanned?)")
+    return text, {"pages": len(pages)}
+
+
+def read_docx(path: str) -> tuple[str, dict]:
+    import zipfile
+
+    import docx
+
+    try:
+        document = docx.Document(path)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise Rejected(f"unreadable docx ({type(exc).__name__}: {exc})") from None
+    parts = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            parts.append(" | ".join(cell.text.strip() for cell in row.cells))
+    return "\n".join(parts), {}
+
+
+def read_unit(unit: Unit, text_field: str = "text") -> tuple[str, dict]:
+    """``(text, meta)`` of one unit; raises :class:`Rejected` with the reason."""
+    if unit.record is not None:
+        return _read_record(unit, text_field)
+    path = Path(unit.path)
+    ext = path.suffix.lower()
+    try:
+        if ext == ".pdf":
+            text, meta = read_pdf(unit.path)
+        elif ext == ".docx":
+            text, meta = read_docx(unit.path)
+        else:
+            raw = path.read_bytes()
+            if ext in HTML_EXTS:
+                text, meta = read_html(raw)
+            else:
+                text, encoding = decode_bytes(raw)
+                meta = {"encoding": encoding}
+    except OSError as exc:
+        raise Rejected(f"unreadable file ({exc.strerror or exc})") from None
+    if not text.strip():
+        raise Rejected("empty document")
+    meta["format"] = ext.lstrip(".") or "txt"
+    return text, meta
+
+
+def _read_record(unit: Unit, text_field: str) -> tuple[str, dict]:
+    record = unit.record
+    if isinstance(record, str):
+        try:
+            record = json.loads(record)
+        except json.JSONDecodeError as exc:
+            raise Rejected(f"line {unit.position}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise Rejected(f"line {unit.position}: expected a JSON object")
+    if "__error__" in record:
+        raise Rejected(record["__error__"])
+    text = record.get(text_field)
+    where = f"line {unit.position}" if unit.path.endswith(".jsonl") else f"row {unit.position}"
+    if not isinstance(text, str):
+        raise Rejected(f"{where}: no text field '{text_field}'")
+    if not text.strip():
+        raise Rejected(f"{where}: empty text")
+    meta = dict(record.get("meta") or {}) if isinstance(record.get("meta"), dict) else {}
+    if "id" in record:
+        meta["orig_id"] = record["id"]
+    meta["format"] = Path(unit.path).suffix.lstrip(".")
+    return text, meta
+
+
+def check_inputs(inputs: list[str | Path]) -> None:
+    """Fail early (before any work) when an input does not exist."""
+    for item in inputs:
+        if not Path(item).exists():
+            raise DomainlmError(f"{item}: no such file or folder")

@@ -1,0 +1,258 @@
+"""Character-level repair: Unicode normalisation, mojibake repair, traditional→simplified, whitespace.
+
+ftfy repairs Latin-1/cp1252 mojibake but, by design, not the Chinese case (rspeer/python-ftfy#34):
+UTF-8 bytes decoded as GBK or Big5 give islands of rare CJK characters ("海港银行" → "娴锋腐閾惰").
+:func:`repair_cjk_mojibake` finds those islands and re-decodes them; where the bytes did not survive
+(the decoder replaced them) it flags the island instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+from domainlm.data.edits import OpResult, replace_spans
+
+# Characters that carry no text: zero-width spaces and joiners, BOM, soft hyphen, bidi marks.
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202a-\u202e]")
+# C0/C1 control characters except tab and newline.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Full-width ASCII letters and digits (Ａ-Ｚ ａ-ｚ ０-９) become half-width; full-width punctuation
+# (，。：；！？（）) is Chinese punctuation and is kept, which NFKC would not do.
+_FULLWIDTH_ALNUM = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
+
+
+def normalize_unicode(text: str) -> OpResult:
+    """NFC, drop invisible/control characters, half-width letters and digits, \\n line ends.
+
+    Not NFKC: it folds Chinese punctuation (，：（）) to ASCII.
+    """
+    spans: list[tuple[int, int, str, str]] = []
+    for match in re.finditer("\r\n?", text):
+        spans.append((match.start(), match.end(), "\n", "newline"))
+    for match in _INVISIBLE.finditer(text):
+        spans.append((match.start(), match.end(), "", "invisible"))
+    for match in _CONTROL.finditer(text):
+        spans.append((match.start(), match.end(), "", "control"))
+    for match in _FULLWIDTH_ALNUM.finditer(text):
+        spans.append((match.start(), match.end(), chr(ord(match.group()) - 0xFEE0), "fullwidth"))
+    result = replace_spans(text, spans)
+    if not unicodedata.is_normalized("NFC", result.text):
+        # Composition changes are rare (decomposed accents); recorded line by line.
+        pos, nfc_spans = 0, []
+        for line in result.text.splitlines(keepends=True):
+            fixed = unicodedata.normalize("NFC", line)
+            if fixed != line:
+                nfc_spans.append((pos, pos + len(line), fixed, "nfc"))
+            pos += len(line)
+        after = replace_spans(result.text, nfc_spans)
+        result = OpResult(after.text, result.changes + after.changes)
+    return result
+
+
+def _has_han(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+# --- Latin mojibake: ftfy ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _ftfy_config():
+    import ftfy
+
+    # Only the encoding repair and what belongs to it; no width folding (it would turn "，" into ","),
+    # no quote uncurling (changes correct text), no NFC here (normalize_unicode does it).
+    return ftfy.TextFixerConfig(
+        unescape_html=False,
+        uncurl_quotes=False,
+        fix_character_width=False,
+        fix_latin_ligatures=False,
+        fix_line_breaks=False,
+        normalization=None,
+        explain=False,
+    )
+
+
+def repair_latin_mojibake(text: str) -> OpResult:
+    """Repair UTF-8-read-as-Latin-1/cp1252 mojibake with ftfy, line by line so changes stay local."""
+    import ftfy
+
+    if text.isascii():
+        return OpResult(text)
+    config = _ftfy_config()
+    spans = []
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        if not line.isascii():
+            fixed = ftfy.fix_text(line, config)
+            if fixed != line:
+                spans.append((pos, pos + len(line), fixed, "mojibake_latin"))
+        pos += len(line)
+    return replace_spans(text, spans)
+
+
+# --- CJK mojibake: UTF-8 bytes decoded as GBK or Big5 (hand-written: no library does this) ------
+
+
+@functools.lru_cache(maxsize=1)
+def char_ranks() -> dict[str, int]:
+    """Rank of every character in jieba's word-frequency dictionary (0 = most frequent)."""
+    import os
+    from collections import Counter
+
+    import jieba
+
+    counts: Counter = Counter()
+    with open(os.path.join(os.path.dirname(jieba.__file__), "dict.txt"), encoding="utf-8") as handle:
+        for line in handle:
+            word, freq, _ = line.split(" ", 2)
+            for ch in word:
+                counts[ch] += int(freq)
+    return {ch: rank for rank, (ch, _) in enumerate(counts.most_common())}
+
+
+_CJK_RUN = re.compile("[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef\u00b7\u2014-\u2027\ufffd锟斤拷]+")
+_COMMON = 2500  # characters ranked below this count as common Chinese
+
+
+def _commonness(text: str) -> float:
+    ranks = char_ranks()
+    han = [ch for ch in text if "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"]
+    if not han:
+        return 1.0
+    return sum(1 for ch in han if ranks.get(ch, 10**6) < _COMMON) / len(han)
+
+
+def _try_redecode(island: str, codec: str) -> str | None:
+    try:
+        raw = island.encode(codec)
+        fixed = raw.decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return None
+    if fixed == island or any(unicodedata.category(ch)[0] == "C" for ch in fixed):
+        return None
+    return fixed
+
+
+def _best_island(run: str, start: int, codecs: tuple[str, ...]) -> tuple[int, str] | None:
+    """Longest ``run[start:end]`` that re-decodes to clearly more common Chinese text, as (end, fixed)."""
+    # UTF-8 encodes a CJK character as 3 bytes starting with 0xE3-0xE9; in GBK/Big5 that first byte is
+    # the lead byte of the island's first character, which prunes almost every start position.
+    best = None
+    for codec in codecs:
+        try:
+            first = run[start].encode(codec)
+        except UnicodeEncodeError:
+            continue
+        if len(first) != 2 or not 0xE2 <= first[0] <= 0xEF:
+            continue
+        for end in range(min(len(run), start + 90), start + 1, -1):
+            island = run[start:end]
+            fixed = _try_redecode(island, codec)
+            if fixed is None or len(fixed) < 2:
+                continue
+            if _commonness(fixed) >= 0.8 and _commonness(fixed) > _commonness(island) + 0.15:
+                if best is None or end > best[0]:
+                    best = (end, fixed)
+                break
+    return best
+
+
+def repair_cjk_mojibake(text: str, codecs: tuple[str, ...] = ("gbk", "big5"), min_len: int = 3) -> OpResult:
+    """Re-decode UTF-8-read-as-GBK/Big5 islands; flag islands that cannot be repaired.
+
+    Unrepairable islands are those the wrong decoder already damaged: runs around U+FFFD or the
+    classic "锟斤拷" (UTF-8 replacement characters decoded as GBK), plus runs of characters that are
+    mostly outside jieba's vocabulary.
+    """
+    spans: list[tuple[int, int, str, str]] = []
+    flags: list[dict] = []
+    ranks = char_ranks()
+    for match in _CJK_RUN.finditer(text):
+        run, base = match.group(), match.start()
+        i = 0
+        while i < len(run):
+            found = _best_island(run, i, codecs) if len(run) - i >= min_len else None
+            if found is not None:
+                end, fixed = found
+                spans.append((base + i, base + end, fixed, "mojibake_cjk"))
+                i = end
+            else:
+                i += 1
+        # Damaged islands: replacement characters, 锟斤拷, or 3+ consecutive characters jieba never saw.
+        for bad in re.finditer("(?:[\ufffd]|锟斤拷)+|[\u3400-\u9fff]{3,}", run):
+            chunk = bad.group()
+            if "\ufffd" in chunk or "锟斤拷" in chunk:
+                # The island around a replacement character is the rare characters next to it.
+                lo, hi = bad.start(), bad.end()
+                while lo > 0 and ranks.get(run[lo - 1], 10**6) >= _COMMON and not _repaired(spans, base + lo - 1):
+                    lo -= 1
+                while hi < len(run) and ranks.get(run[hi], 10**6) >= _COMMON and run[hi] != "\ufffd":
+                    hi += 1
+                flags.append({"start": base + lo, "end": base + hi, "text": run[lo:hi], "kind": "mojibake"})
+                continue
+            # Traditional characters are rare in jieba's (simplified) dictionary: judge their simplified form.
+            simplified = _opencc("t2s").convert(chunk)
+            unknown = [ch for ch in simplified if "\u3400" <= ch <= "\u9fff" and ranks.get(ch, 10**6) > 6000]
+            if len(unknown) >= 3 and len(unknown) >= 0.5 * len(chunk):
+                s = base + bad.start()
+                if not _repaired(spans, s):
+                    flags.append({"start": s, "end": base + bad.end(), "text": chunk, "kind": "mojibake"})
+    result = replace_spans(text, spans)
+    result.flags = flags
+    return result
+
+
+def _repaired(spans: list, pos: int) -> bool:
+    return any(a <= pos < b for a, b, _, _ in spans)
+
+
+# --- Traditional → simplified (opencc) ----------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _opencc(config: str):
+    from opencc import OpenCC
+
+    return OpenCC(config)
+
+
+def to_simplified(text: str, config: str = "t2s") -> OpResult:
+    """Convert traditional Chinese to simplified with OpenCC, recording the changed lines."""
+    if not _has_han(text):
+        return OpResult(text)
+    converter = _opencc(config)
+    spans, pos = [], 0
+    for line in text.splitlines(keepends=True):
+        converted = converter.convert(line)
+        if converted != line:
+            spans.append((pos, pos + len(line), converted, "t2s"))
+        pos += len(line)
+    return replace_spans(text, spans)
+
+
+# --- Whitespace tidy (runs last, after removals left gaps) ---------------------------------------
+
+
+def tidy_whitespace(text: str, max_blank_lines: int = 1) -> OpResult:
+    """Strip trailing spaces, collapse runs of blank lines, trim the document."""
+    spans = []
+    for match in re.finditer(r"[ \t\u3000]+(?=\n|$)", text):
+        spans.append((match.start(), match.end(), "", "trailing_space"))
+    blank = "\n" * (max_blank_lines + 1)
+    for match in re.finditer(r"\n[ \t\u3000]*\n(?:[ \t\u3000]*\n)+", text):
+        spans.append((match.start(), match.end(), blank, "blank_lines"))
+    lead = re.match(r"\s+", text)
+    if lead:
+        spans.append((0, lead.end(), "", "trim"))
+    trail = re.search(r"\s+$", text)
+    if trail and (not lead or trail.start() > lead.end()):
+        spans.append((trail.start(), len(text), "", "trim"))
+    result = replace_spans(text, spans)
+    # Merged spans can leave a tidy text that still needs one more pass (e.g. spaces before blank lines).
+    if result.changes and (re.search(r"[ \t]+\n", result.text) or blank + "\n" in result.text):
+        again = tidy_whitespace(result.text, max_blank_lines)
+        result.text = again.text
+    return result

@@ -1,0 +1,259 @@
+"""The ``clean`` stage: inputs → ingest → recipe steps per document (workers) → dedup (in order) →
+``clean.jsonl``, ``rejected.jsonl``, ``trace.jsonl``, ``datacard.md``/``.html``, ``manifest.json``.
+
+Per-document work is independent, so it runs in worker processes (or Ray tasks); results come back in
+input order and dedup runs in the main process, so the outputs are byte-identical whatever the number
+of workers or the engine. Everything is streamed: one document at a time is held per worker, plus one
+MinHash signature per kept document for dedup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domainlm.data.ingest import Rejected, Unit, check_inputs, iter_units, read_unit
+from domainlm.data.recipe import Recipe, load_recipe
+from domainlm.errors import DomainlmError
+from domainlm.io import atomic_write, dumps
+
+OUTPUTS = ("clean.jsonl", "rejected.jsonl", "trace.jsonl", "datacard.md", "datacard.html")
+PII_KINDS = {"id_card", "mobile", "bank_card", "email", "address"}
+
+
+class CleanConfig(BaseModel):
+    """Configuration of the clean stage (the ``clean:`` section of domainlm.yaml plus CLI options)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: str = Field("default-zh", description="Built-in recipe name or a recipe YAML file.")
+    engine: str = Field("local", pattern="^(local|ray)$")
+    workers: int = Field(0, ge=0, description="Worker processes; 0 means one per core.")
+    text_field: str = Field("text", description="Text column of jsonl/csv inputs.")
+
+
+@dataclass
+class CleanResult:
+    out_dir: Path
+    kept: int
+    rejected: int
+    duplicates: int
+    metrics: dict = field(default_factory=dict)
+    skipped: bool = False
+
+    @property
+    def clean_path(self) -> Path:
+        return self.out_dir / "clean.jsonl"
+
+
+@dataclass
+class Outcome:
+    """What a worker sends back for one unit."""
+
+    id: str
+    source: str
+    text: str | None  # None when rejected
+    meta: dict
+    trace: dict
+    reject_reason: str | None = None
+    reject_stage: str | None = None
+    signature: object = None
+    input_chars: int = 0
+    rejected_text: str | None = None  # the text when a step dropped it: examples for a learned scorer
+
+
+# --- Per-document processing (runs in workers) ----------------------------------------------------
+
+
+def _mask(text: str) -> str:
+    """The trace must not re-publish the PII it redacted: keep only the ends."""
+    return text[:2] + "*" * max(0, len(text) - 4) + text[-2:] if len(text) > 4 else "*" * len(text)
+
+
+def process_unit(unit: Unit, recipe: Recipe, text_field: str = "text") -> Outcome:
+    """Ingest one unit and run the recipe's per-document steps on it. Never raises for bad data."""
+    trace: dict = {"id": unit.id, "source": unit.source, "ops": []}
+    try:
+        text, meta = read_unit(unit, text_field)
+    except Rejected as exc:
+        trace.update(decision="rejected", reason=str(exc), stage="ingest")
+        return Outcome(unit.id, unit.source, None, {}, trace, str(exc), "ingest")
+    input_chars = len(text)
+    trace["chars_in"] = input_chars
+    for step in recipe.doc_steps:
+        try:
+            result = step.run(text)
+        except Exception as exc:  # a bug or bad parameter on one document must not kill the batch
+            reason = f"{step.op} failed: {type(exc).__name__}: {exc}"
+            trace.update(decision="rejected", reason=reason, stage=step.op)
+            return Outcome(unit.id, unit.source, None, meta, trace, reason, step.op, input_chars=input_chars)
+        entry: dict = {"op": step.op, "chars_delta": len(result.text) - len(text)}
+        if result.changes:
+            changes = result.changes
+            if step.op == "redact_pii":
+                changes = [{**c, "old": _mask(c["old"])} for c in changes]
+            entry["changes"] = changes
+        if result.flags:
+            entry["flags"] = result.flags
+        if result.score is not None:
+            entry["score"] = result.score
+        if result.meta:
+            entry["meta"] = result.meta
+            meta.update(result.meta)
+        entry["decision"] = "drop" if result.drop else "keep"
+        trace["ops"].append(entry)
+        text = result.text
+        if result.drop:
+            trace.update(decision="rejected", reason=result.drop, stage=step.op)
+            return Outcome(unit.id, unit.source, None, meta, trace, result.drop, step.op, input_chars=input_chars,
+                           rejected_text=text)
+    if not text.strip():
+        trace.update(decision="rejected", reason="empty after cleaning", stage="clean")
+        return Outcome(unit.id, unit.source, None, meta, trace, "empty after cleaning", "clean", input_chars=input_chars)
+    signature = None
+    dedup = recipe.dedup
+    if dedup is not None and dedup.params.get("near", True):
+        from domainlm.data.dedup import signature as minhash
+
+        signature = minhash(text, dedup.params.get("num_perm", 128), dedup.params.get("ngram", 5))
+    trace["chars_out"] = len(text)
+    return Outcome(unit.id, unit.source, text, meta, trace, signature=signature, input_chars=input_chars)
+
+
+# Worker-process state: the recipe is loaded once per worker, not pickled with every unit.
+_WORKER: dict = {}
+
+
+def _init_worker(recipe_source: str, text_field: str) -> None:
+    _WORKER["recipe"] = load_recipe(recipe_source)
+    _WORKER["text_field"] = text_field
+
+
+def _work(unit: Unit) -> Outcome:
+    return process_unit(unit, _WORKER["recipe"], _WORKER["text_field"])
+
+
+def run_local(units: Iterable[Unit], recipe: Recipe, text_field: str, workers: int) -> Iterator[Outcome]:
+    """Outcomes in input order; ``workers`` > 1 uses a process pool (imap keeps the order)."""
+    if workers <= 1:
+        for unit in units:
+            yield process_unit(unit, recipe, text_field)
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(recipe.source, text_field)) as pool:
+        yield from pool.imap(_work, units, chunksize=8)
+
+
+# --- The stage ------------------------------------------------------------------------------------
+
+
+def _config(config: CleanConfig | BaseModel | dict | None) -> CleanConfig:
+    if config is None:
+        return CleanConfig()
+    if isinstance(config, BaseModel):
+        config = config.model_dump()
+    return CleanConfig.model_validate(config)
+
+
+def clean(
+    inputs: list[str | Path] | str | Path,
+    out_dir: str | Path,
+    config: CleanConfig | BaseModel | dict | None = None,
+    *,
+    force: bool = False,
+    progress: bool = False,
+) -> CleanResult:
+    """Clean ``inputs`` (files or folders) into ``out_dir``. Skips when inputs and config are unchanged."""
+    from domainlm.data.datacard import DataCard
+    from domainlm.data.dedup import Deduplicator
+    from domainlm.workspace import stage_run
+
+    cfg = _config(config)
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not inputs:
+        raise DomainlmError("clean: no inputs given")
+    check_inputs(inputs)
+    recipe = load_recipe(cfg.recipe)
+    workers = cfg.workers or os.cpu_count() or 1
+    out_dir = Path(out_dir)
+    # The resolved recipe is part of the cached config: editing a recipe file re-runs the stage.
+    stage_config = {**cfg.model_dump(), "workers": None, "recipe_steps": recipe.to_dict()}
+    with stage_run("clean", out_dir, inputs=inputs, config=stage_config, force=force) as run:
+        if run.skipped:
+            m = run.previous.metrics
+            return CleanResult(out_dir, m.get("kept", 0), m.get("rejected", 0), m.get("duplicates", 0), m, skipped=True)
+        dedup_step = recipe.dedup
+        dedup = None
+        if dedup_step is not None:
+            p = dedup_step.params
+            dedup = Deduplicator(p.get("threshold", 0.8), p.get("num_perm", 128), p.get("near", True), p.get("exact", True))
+        card = DataCard(recipe)
+        units = iter_units(inputs, cfg.text_field)
+        if cfg.engine == "ray":
+            from domainlm.data.ray_engine import run_ray
+
+            outcomes = run_ray(units, recipe, cfg.text_field, workers)
+        else:
+            outcomes = run_local(units, recipe, cfg.text_field, workers)
+        with contextlib.ExitStack() as stack:
+            clean_f = stack.enter_context(atomic_write(run.output("clean.jsonl")))
+            rejected_f = stack.enter_context(atomic_write(run.output("rejected.jsonl")))
+            trace_f = stack.enter_context(atomic_write(run.output("trace.jsonl")))
+            for outcome in _progress(outcomes, progress):
+                if outcome.text is not None and dedup is not None:
+                    evidence = dedup.check(outcome.id, outcome.text, outcome.signature)
+                    outcome.trace["ops"].append({"op": "dedup", **({"duplicate": evidence} if evidence else {}),
+                                                 "decision": "drop" if evidence else "keep"})
+                    if evidence:
+                        reason = f"{evidence['type']} duplicate of {evidence['duplicate_of']} (jaccard {evidence['jaccard']})"
+                        outcome.trace.update(decision="rejected", reason=reason, stage="dedup")
+                        outcome.reject_reason, outcome.reject_stage = reason, "dedup"
+                        outcome.meta["duplicate_of"] = evidence["duplicate_of"]
+                        rejected_text = outcome.text
+                        outcome.text = None
+                        rejected_f.write(dumps(_rejected_record(outcome, rejected_text)) + "\n")
+                card.add(outcome)
+                if outcome.text is not None:
+                    outcome.trace["decision"] = "keep"
+                    clean_f.write(dumps({"id": outcome.id, "text": outcome.text, "source": outcome.source, "meta": outcome.meta}) + "\n")
+                elif outcome.reject_stage != "dedup":
+                    rejected_f.write(dumps(_rejected_record(outcome, outcome.rejected_text)) + "\n")
+                trace_f.write(dumps(outcome.trace) + "\n")
+        if dedup is not None:
+            card.clusters = dedup.clusters
+        card.write(run.output("datacard.md"), run.output("datacard.html"), out_dir)
+        run.outputs.extend(n for n in card.extra_outputs if n not in run.outputs)
+        metrics = card.summary()
+        run.metrics.update(metrics)
+    return CleanResult(out_dir, metrics["kept"], metrics["rejected"], metrics["duplicates"], metrics)
+
+
+def _rejected_record(outcome: Outcome, text: str | None) -> dict:
+    record = {"id": outcome.id, "source": outcome.source, "stage": outcome.reject_stage, "reason": outcome.reject_reason}
+    if text is not None:
+        record["text"] = text
+    if outcome.meta:
+        record["meta"] = outcome.meta
+    return record
+
+
+def _progress(outcomes: Iterator[Outcome], show: bool) -> Iterator[Outcome]:
+    if not show:
+        yield from outcomes
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("cleaning"), BarColumn(), TextColumn("{task.completed} docs"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("clean", total=None)
+        for outcome in outcomes:
+            yield outcome
+            bar.advance(task)
