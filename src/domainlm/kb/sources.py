@@ -1,7 +1,7 @@
 """Documents for the knowledge base: the clean stage's JSONL, or raw files read minimally.
 
-The raw readers here are deliberately small (one function per format, each a thin call into the format's
-library); the data stage's ingest module is the full version and can replace ``read_file``.
+Raw files are read with the clean stage's ingest readers (encodings, HTML, PDF); only .docx has its own
+reader here, because the knowledge base needs headings and tables in place.
 """
 
 from __future__ import annotations
@@ -21,29 +21,6 @@ RAW_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".html", ".htm", ".docx", "
 class Rejected:
     source: str
     reason: str
-
-
-def _decode(data: bytes, path: Path) -> str:
-    if b"\x00" in data[:4096]:
-        raise DomainlmError(f"{path}: binary data, not text")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(data).best()
-        if best is None:
-            raise DomainlmError(f"{path}: not text in any known encoding") from None
-        return str(best)
-
-
-def _read_html(data: bytes, path: Path) -> str:
-    import trafilatura
-
-    text = trafilatura.extract(_decode(data, path), include_tables=True, output_format="markdown")
-    if not text:
-        raise DomainlmError(f"{path}: no main text found in the HTML")
-    return text
 
 
 def _read_docx(path: Path) -> str:
@@ -80,28 +57,32 @@ def _read_docx(path: Path) -> str:
     return "\n".join(lines).strip()
 
 
-def _read_pdf(path: Path) -> str:
-    import pypdf
-
-    try:
-        reader = pypdf.PdfReader(str(path))
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except Exception as exc:  # pypdf raises many types for damaged files
-        raise DomainlmError(f"{path}: not a readable PDF ({type(exc).__name__})") from None
-    return "\n\n".join(p.strip() for p in pages if p.strip())
-
-
 def read_file(path: str | Path) -> str:
-    """Plain text of one raw file (.md/.txt/.html/.docx/.pdf); DomainlmError when it cannot be read."""
+    """Plain text of one raw file (.md/.txt/.html/.docx/.pdf); DomainlmError when it cannot be read.
+
+    Encodings, HTML main text and PDF text come from the clean stage's ingest readers; .docx is read
+    here so that headings and tables stay where they are (the chunker keeps sections and tables whole).
+    """
+    import logging
+
+    from domainlm.data.ingest import Rejected, decode_bytes, read_html, read_pdf
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # a damaged PDF is reported once, as a rejection
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".docx":
-        text = _read_docx(path)
-    elif suffix == ".pdf":
-        text = _read_pdf(path)
-    else:
-        data = path.read_bytes()
-        text = _read_html(data, path) if suffix in {".html", ".htm"} else _decode(data, path)
+    try:
+        if suffix == ".docx":
+            text = _read_docx(path)
+        elif suffix == ".pdf":
+            text = read_pdf(str(path))[0]
+        elif suffix in {".html", ".htm"}:
+            text = read_html(path.read_bytes())[0]
+        else:
+            text = decode_bytes(path.read_bytes())[0]
+    except Rejected as exc:
+        raise DomainlmError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise DomainlmError(f"{path}: unreadable ({exc.strerror or exc})") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise DomainlmError(f"{path}: no text")
@@ -143,7 +124,7 @@ def iter_documents(inputs: list[str | Path], rejected: list[Rejected] | None = N
                 text = read_file(path)
             except (DomainlmError, OSError) as exc:
                 if rejected is not None:
-                    rejected.append(Rejected(str(path), str(exc)))
+                    rejected.append(Rejected(str(path), str(exc).removeprefix(f"{path}: ")))
                 continue
             doc_id = path.stem if stems.count(path.stem) == 1 else path.with_suffix("").as_posix()
             yield {"id": doc_id, "text": text, "source": str(path), "meta": {"title": _title(text)}}
