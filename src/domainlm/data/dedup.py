@@ -71,7 +71,9 @@ class Deduplicator:
         if self.near:
             from datasketch import MinHashLSH
 
-            self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+            # The LSH bands are tuned below the decision threshold so that pairs just above it are
+            # still candidates (fewer misses); every candidate is then checked against the threshold.
+            self._lsh = MinHashLSH(threshold=max(0.3, self.threshold - 0.15), num_perm=self.num_perm)
 
     def check(self, doc_id: str, text: str, hashvalues=None) -> dict | None:
         if self.exact:

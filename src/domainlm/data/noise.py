@@ -24,7 +24,9 @@ _PINYIN_BRACKETED = re.compile(
     rf"(?<=[{HAN}])\s?[(（\[【]\s*{_SYLLABLE}(?:[\s'·-]*{_SYLLABLE}){{0,11}}\s*[)）\]】]", re.IGNORECASE
 )
 # Unbracketed runs of tone-marked syllables right after a Han character: "银行 yín háng".
-_PINYIN_BARE = re.compile(rf"(?<=[{HAN}])\s?{_SYLLABLE}(?:[\s'·-]+{_SYLLABLE}){{0,11}}(?=[\s，。、；：！？,.;:]|[{HAN}]|$)")
+_PINYIN_BARE = re.compile(
+    rf"(?<=[{HAN}])\s?{_SYLLABLE}(?:[\s'·-]+{_SYLLABLE}){{0,11}}(?:\s(?=[{HAN}]))?(?=[\s，。、；：！？,.;:]|[{HAN}]|$)"
+)
 
 # Valid pinyin syllables (initials x finals): a bracketed word is pinyin only if every syllable is one.
 _INITIALS = ("", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "zh", "ch", "sh", "r", "z", "c", "s", "y", "w")

@@ -70,6 +70,7 @@ def _ftfy_config():
         fix_character_width=False,
         fix_latin_ligatures=False,
         fix_line_breaks=False,
+        remove_control_chars=False,
         normalization=None,
         explain=False,
     )
@@ -113,7 +114,10 @@ def char_ranks() -> dict[str, int]:
     return {ch: rank for rank, (ch, _) in enumerate(counts.most_common())}
 
 
-_CJK_RUN = re.compile("[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef\u00b7\u2014-\u2027\ufffd锟斤拷]+")
+# Mojibake of CJK text is made of non-ASCII characters only (every UTF-8 byte of a CJK character is
+# >= 0x80), but of any kind: ideographs, box drawing, circled numbers, kana...
+_CJK_RUN = re.compile(r"[^\x00-\x7f\s]+")
+_TEXT_CHAR = re.compile("[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff01-\uff5e“”‘’—…·]")
 _COMMON = 2500  # characters ranked below this count as common Chinese
 
 
@@ -131,7 +135,8 @@ def _try_redecode(island: str, codec: str) -> str | None:
         fixed = raw.decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return None
-    if fixed == island or any(unicodedata.category(ch)[0] == "C" for ch in fixed):
+    # The repaired text must be Chinese text (ideographs and CJK punctuation), not more symbols.
+    if fixed == island or not all(_TEXT_CHAR.match(ch) for ch in fixed):
         return None
     return fixed
 

@@ -46,6 +46,8 @@ _ADDRESS_EN = re.compile(
     r"(?:,?\s(?:Apt|Suite|Unit|Room|Flat)\.?\s?\w+)?"
 )
 
+_ADDRESS_LABEL = re.compile(r"(?:通讯|联系|家庭|居住|收货|邮寄)?(?:住址|地址|住在|家住|居住在|位于|寄往|寄到)[:：]?")
+
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -93,7 +95,9 @@ def find_pii(text: str, types: tuple[str, ...] = tuple(PLACEHOLDERS)) -> list[Pi
         add(m.start(), m.end(), "mobile")
     for pattern in (_ADDRESS_ZH, _ADDRESS_EN):
         for m in pattern.finditer(text):
-            add(m.start(), m.end(), "address")
+            # The Han-character prefix can swallow the label before the address ("住址上海市...").
+            label = _ADDRESS_LABEL.match(m.group())
+            add(m.start() + (label.end() if label else 0), m.end(), "address")
     return sorted(found, key=lambda s: s.start)
 
 
