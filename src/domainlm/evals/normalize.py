@@ -48,10 +48,14 @@ def normalize_text(text: str) -> str:
     """Lower-case, half-width, simplified Chinese, no punctuation, single spaces (English words kept apart)."""
     text = to_simplified(to_halfwidth(str(text))).lower()
     text = strip_punct(text)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)  # SQuAD-style article removal for English answers
     return _WS.sub(" ", text).strip()
+
+
+def normalize_answer(text: str) -> str:
+    """:func:`normalize_text` plus SQuAD-style removal of English articles, for free-text answers."""
+    return _WS.sub(" ", re.sub(r"\b(a|an|the)\b", " ", normalize_text(text))).strip()
 
 
 def units(text: str) -> list[str]:
     """Units for F1 / ROUGE-L: Chinese by character, English by word, numbers whole."""
-    return _UNIT.findall(normalize_text(text))
+    return _UNIT.findall(normalize_answer(text))

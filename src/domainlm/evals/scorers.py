@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from domainlm.evals import extract
-from domainlm.evals.normalize import normalize_text, units
+from domainlm.evals.normalize import normalize_answer, normalize_text, units
 
 TYPES = ("mcq", "yesno", "qa", "intent", "ner", "tool_call", "json", "refusal", "generation")
 
@@ -98,10 +98,10 @@ class QA(Scorer):
 
     def score(self, item, output):
         golds = _golds(item["answer"])
-        norm = normalize_text(output or "")
-        em = max(float(norm == normalize_text(g)) for g in golds)
+        norm = normalize_answer(output or "")
+        em = max(float(norm == normalize_answer(g)) for g in golds)
         # A short gold answer stated inside a longer sentence counts as found ("年费为100元" ⊇ "100元").
-        contains = max(float(bool(normalize_text(g)) and normalize_text(g) in norm) for g in golds)
+        contains = max(float(bool(normalize_answer(g)) and normalize_answer(g) in norm) for g in golds)
         f1 = max(char_f1(output or "", g) for g in golds)
         return {"extracted": output, "gold": golds[0] if len(golds) == 1 else golds, "score": f1,
                 "em": em, "contains": contains, "unparseable": not norm}

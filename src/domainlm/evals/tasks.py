@@ -40,6 +40,8 @@ class SuiteConfig(BaseModel):
     max_new_tokens: int = Field(128, ge=1)
     mcq_mode: str = Field("auto", pattern="^(auto|generate|loglikelihood)$",
                           description="auto: log-likelihood where the backend gives log-probs.")
+    chat: bool = Field(True, description="Prompt through the model's chat template; false for base models "
+                       "(raw completion prompts '问：…\\n答：').")
     judge: JudgeSpec | None = None
 
 

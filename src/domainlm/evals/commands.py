@@ -1,0 +1,51 @@
+"""``domainlm eval``: a thin shell over :func:`domainlm.evals.pipeline.evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_command(
+        overrides: list[str] = typer.Argument(None, help="key=value overrides of domainlm.yaml (eval.seed=1)."),
+        model: str = typer.Option(None, "--model", help="Model spec: tiny | HF dir | file.gguf | openai:URL#name."),
+        kb: Path = typer.Option(None, "--kb", help="Knowledge base for retrieval-augmented eval."),
+        suite: list[Path] = typer.Option(None, "--suite", help="Suite folder (task JSONL + suite.yaml); repeatable."),
+        out: Path = typer.Option(..., "--out", help="Output folder."),
+        predictions: Path = typer.Option(None, "--predictions", help="Re-score stored predictions (no model)."),
+        variants: list[str] = typer.Option(None, "--variants", help="NAME=MODEL[@KB]; repeat to compare variants."),
+        general: list[Path] = typer.Option(None, "--general", help="A --suite that is the general-ability panel."),
+        batch_size: int = typer.Option(None, "--batch-size", help="Batch size (does not change greedy results)."),
+        seed: int = typer.Option(None, "--seed"),
+        config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
+        force: bool = typer.Option(False, "--force", help="Re-run even if inputs and config are unchanged."),
+    ) -> None:
+        """Score a model (or stored predictions) on task suites: results.json, predictions.jsonl, report.html."""
+        from rich.console import Console
+
+        from domainlm.evals.pipeline import EvalConfig, evaluate
+        from domainlm.workspace import find_config, load_config
+
+        cfg = load_config(config or find_config(), overrides or [])
+        eval_cfg = EvalConfig(
+            model=model, kb=str(kb) if kb else None,
+            suites=[str(s) for s in suite] if suite else list(cfg.eval.suites),
+            predictions=str(predictions) if predictions else None, variants=list(variants or []),
+            general=[str(g) for g in general or []],
+            seed=cfg.eval.seed if seed is None else seed,
+            batch_size=cfg.eval.batch_size if batch_size is None else batch_size,
+        )
+        results = evaluate(eval_cfg, out, force=force)
+        console = Console(stderr=True)
+        if results.get("variants"):
+            for name, v in results["variants"].items():
+                console.print(f"{name}: score {v['overall']['score']:.4f} (n={v['overall']['n']})")
+        else:
+            o = results["overall"]
+            console.print(f"score {o['score']:.4f}  95% CI {o['ci95']}  n={o['n']}  unparseable {o['unparseable']:.3f}")
+            for cat, body in results["categories"].items():
+                console.print(f"  {cat}: {body['score']:.4f} {body['ci95']} (n={body['n']})")
+        console.print(f"wrote {out / 'results.json'}, {out / 'report.html'}")
