@@ -116,16 +116,14 @@ def decode_bytes(raw: bytes) -> tuple[str, str]:
     if nul:
         sample = raw[:4096]
         # UTF-16 without a BOM: NUL bytes in every other position.
-        if nul >= len(sample) // 4 and sample[1::2].count(0) > 0.3 * len(sample) // 2:
-            try:
-                return raw.decode("utf-16-le"), "utf-16-le"
-            except UnicodeDecodeError:
-                pass
-        if nul >= len(sample) // 4 and sample[0::2].count(0) > 0.3 * len(sample) // 2:
-            try:
-                return raw.decode("utf-16-be"), "utf-16-be"
-            except UnicodeDecodeError:
-                pass
+        for encoding, half in (("utf-16-le", sample[1::2]), ("utf-16-be", sample[0::2])):
+            if nul >= len(sample) // 4 and half.count(0) > 0.3 * len(half):
+                try:
+                    text = raw.decode(encoding)
+                except UnicodeDecodeError:
+                    continue
+                if _plausibility(text) >= 0.8:
+                    return text, encoding
         raise Rejected("binary file (NUL bytes)")
     try:
         return raw.decode("utf-8"), "utf-8"
@@ -198,10 +196,11 @@ def read_docx(path: str) -> tuple[str, dict]:
     import zipfile
 
     import docx
+    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document = docx.Document(path)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise Rejected(f"unreadable docx ({type(exc).__name__}: {exc})") from None
     parts = [p.text for p in document.paragraphs]
     for table in document.tables:

@@ -80,9 +80,10 @@ def process_unit(unit: Unit, recipe: Recipe, text_field: str = "text") -> Outcom
     trace: dict = {"id": unit.id, "source": unit.source, "ops": []}
     try:
         text, meta = read_unit(unit, text_field)
-    except Rejected as exc:
-        trace.update(decision="rejected", reason=str(exc), stage="ingest")
-        return Outcome(unit.id, unit.source, None, {}, trace, str(exc), "ingest")
+    except Exception as exc:  # Rejected, or a reader library failing on a malformed file
+        reason = str(exc) if isinstance(exc, Rejected) else f"unreadable file ({type(exc).__name__}: {exc})"
+        trace.update(decision="rejected", reason=reason, stage="ingest")
+        return Outcome(unit.id, unit.source, None, {}, trace, reason, "ingest")
     input_chars = len(text)
     trace["chars_in"] = input_chars
     for step in recipe.doc_steps:
