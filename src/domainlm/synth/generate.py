@@ -1,0 +1,222 @@
+"""``synthesize``: knowledge QA and refusal items from a knowledge base, optionally with a teacher model."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domainlm.errors import DomainlmError
+from domainlm.io import sha256_text, write_jsonl
+from domainlm.synth.facts import Fact, detect_lang, find_facts
+
+# Train and eval phrasings never overlap, so eval measures knowledge, not memorised wording.
+TEMPLATES = {
+    "zh": {
+        "train": ["{s}的{a}是多少？", "请问{s}的{a}是什么？", "{s}的{a}是怎样规定的？"],
+        "eval": ["我想了解一下{s}的{a}。", "{s}这款产品的{a}是？"],
+    },
+    "en": {
+        "train": ["What is the {a} of {s}?", "Could you tell me the {a} of {s}?", "{s}: what {a} applies?"],
+        "eval": ["I'd like to know the {a} for {s}.", "How about the {a} of {s}?"],
+    },
+}
+CATEGORY = {"zh": ("知识问答", "拒答"), "en": ("knowledge", "refusal")}
+FICTIONAL_SUFFIX = {"zh": ["尊享版", "青春版", "至尊款"], "en": [" Plus", " Elite", " Junior"]}
+
+TEACHER_PROMPT = {
+    "zh": "根据下面的资料写出{n}个问答对，答案必须原文出现在资料中。只输出JSON数组，"
+    '形如[{{"question": "...", "answer": "..."}}]。\n资料：\n{text}',
+    "en": "Write {n} question-answer pairs about the passage below; each answer must appear verbatim in "
+    'the passage. Output only a JSON array like [{{"question": "...", "answer": "..."}}].\nPassage:\n{text}',
+}
+
+
+class SynthConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    train_phrasings: int = Field(2, ge=1, le=3, description="Train questions per fact (distinct templates).")
+    eval_only_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Share of facts asked only in eval: answerable from the KB, never trained on."
+    )
+    refusal_per_subject: int = Field(1, ge=0, description="Unanswerable questions per subject.")
+    teacher: str | None = Field(None, description="Model spec of a teacher that writes extra questions.")
+    teacher_questions_per_chunk: int = Field(3, ge=1)
+    max_chunks_for_teacher: int = Field(200, ge=1)
+
+
+@dataclass
+class SynthResult:
+    out_dir: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+
+
+def _item_id(task: str, question: str) -> str:
+    return f"{task}-{sha256_text(question)[:12]}"
+
+
+def _qa_item(fact: Fact, question: str, chunk: dict, split: str, seen_in_train: bool) -> dict:
+    category, _ = CATEGORY[fact.lang]
+    return {
+        "id": _item_id("knowledge_qa", question),
+        "task": "knowledge_qa",
+        "category": category,
+        "subcategory": chunk.get("title") or fact.subject,
+        "type": "qa",
+        "question": question,
+        "choices": None,
+        "answer": fact.value,
+        "doc_id": chunk["doc_id"],
+        "chunk_id": chunk["id"],
+        "evidence": fact.sentence,
+        "meta": {"subject": fact.subject, "attribute": fact.attribute, "lang": fact.lang, "split": split,
+                 "seen_in_train": seen_in_train, "generator": "rules"},
+    }
+
+
+def _refusal_item(subject: str, attribute: str, lang: str, question: str, reason: str) -> dict:
+    _, category = CATEGORY[lang]
+    return {
+        "id": _item_id("unanswerable", question),
+        "task": "unanswerable",
+        "category": category,
+        "subcategory": reason,
+        "type": "refusal",
+        "question": question,
+        "choices": None,
+        "answer": "",
+        "meta": {"subject": subject, "attribute": attribute, "lang": lang, "generator": "rules"},
+    }
+
+
+def _facts_by_chunk(chunks: list[dict]) -> list[tuple[dict, Fact]]:
+    pairs, seen = [], set()
+    for chunk in chunks:
+        for fact in find_facts(chunk["text"]):
+            key = (fact.subject, fact.attribute)
+            if key not in seen:
+                seen.add(key)
+                pairs.append((chunk, fact))
+    return pairs
+
+
+def _mentioned_together(subject: str, attribute: str, chunks: list[dict]) -> bool:
+    return any(subject in chunk["text"] and attribute in chunk["text"] for chunk in chunks)
+
+
+def _refusals(pairs: list[tuple[dict, Fact]], chunks: list[dict], config: SynthConfig, rng: random.Random) -> list[dict]:
+    """Questions the documents cannot answer: a real subject with an attribute no chunk mentions together
+    with it, and a fictional variant of a real subject (checked absent from every chunk)."""
+    corpus = "\n".join(chunk["text"] for chunk in chunks)
+    attributes: dict[str, set[str]] = defaultdict(set)
+    by_subject: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for _, fact in pairs:
+        attributes[fact.lang].add(fact.attribute)
+        by_subject[(fact.lang, fact.subject)].add(fact.attribute)
+    items = []
+    for (lang, subject), has in sorted(by_subject.items()):
+        missing = [a for a in sorted(attributes[lang] - has) if not _mentioned_together(subject, a, chunks)]
+        template = rng.choice(TEMPLATES[lang]["eval"])
+        for attribute in rng.sample(missing, min(config.refusal_per_subject, len(missing))):
+            items.append(_refusal_item(subject, attribute, lang, template.format(s=subject, a=attribute), "missing_attribute"))
+        fictional = subject + rng.choice(FICTIONAL_SUFFIX[lang])
+        if config.refusal_per_subject and fictional not in corpus and has:
+            attribute = sorted(has)[0]
+            items.append(_refusal_item(fictional, attribute, lang, template.format(s=fictional, a=attribute), "unknown_product"))
+    return items
+
+
+def _parse_pairs(text: str) -> list[dict]:
+    match = re.search(r"\[.*\]", text, flags=re.S)
+    if not match:
+        return []
+    try:
+        data = json.loads(match.group(0))
+    except json.JSONDecodeError:
+        return []
+    return [d for d in data if isinstance(d, dict) and isinstance(d.get("question"), str) and isinstance(d.get("answer"), str)]
+
+
+def _teacher_items(chunks: list[dict], config: SynthConfig, rng: random.Random) -> tuple[list[dict], list[dict]]:
+    from domainlm.models import load_model
+
+    teacher = load_model(config.teacher)
+    picked = rng.sample(chunks, min(config.max_chunks_for_teacher, len(chunks)))
+    conversations = []
+    for chunk in picked:
+        lang = detect_lang(chunk["text"])
+        prompt = TEACHER_PROMPT[lang].format(n=config.teacher_questions_per_chunk, text=chunk["text"])
+        conversations.append([{"role": "user", "content": prompt}])
+    outputs = teacher.chat(conversations, max_new_tokens=512, temperature=0.0, seed=config.seed)
+    kept, rejected = [], []
+    for chunk, output in zip(picked, outputs):
+        pairs = _parse_pairs(output)
+        if not pairs:
+            rejected.append({"chunk_id": chunk["id"], "output": output, "reason": "no JSON question/answer pairs"})
+        for pair in pairs:
+            question, answer = pair["question"].strip(), pair["answer"].strip()
+            if not question or not answer or answer not in chunk["text"]:
+                rejected.append({"chunk_id": chunk["id"], "output": pair, "reason": "answer not found in the chunk"})
+                continue
+            lang = detect_lang(chunk["text"])
+            kept.append({
+                "id": _item_id("knowledge_qa", question), "task": "knowledge_qa", "category": CATEGORY[lang][0],
+                "subcategory": chunk.get("title") or "", "type": "qa", "question": question, "choices": None,
+                "answer": answer, "doc_id": chunk["doc_id"], "chunk_id": chunk["id"],
+                "meta": {"lang": lang, "generator": f"teacher:{config.teacher}", "split": "train"},
+            })
+    return kept, rejected
+
+
+def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | None = None) -> SynthResult:
+    """Write ``train/knowledge_qa.jsonl``, ``train/unanswerable.jsonl`` and the same under ``eval/``."""
+    from domainlm.kb import open_kb
+
+    config = config or SynthConfig()
+    kb = open_kb(kb_path)
+    if not kb.chunks:
+        raise DomainlmError(f"{kb_path}: the knowledge base is empty; nothing to synthesize from")
+    rng = random.Random(config.seed)
+    pairs = _facts_by_chunk(kb.chunks)
+    if not pairs:
+        raise DomainlmError(f"{kb_path}: no attribute statements found in {len(kb.chunks)} chunks")
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    eval_only = set(order[: int(len(pairs) * config.eval_only_fraction)])
+
+    train, evaluation = [], []
+    for index, (chunk, fact) in enumerate(pairs):
+        templates = TEMPLATES[fact.lang]
+        seen = index not in eval_only
+        if seen:
+            for template in rng.sample(templates["train"], config.train_phrasings):
+                train.append(_qa_item(fact, template.format(s=fact.subject, a=fact.attribute), chunk, "train", True))
+        question = rng.choice(templates["eval"]).format(s=fact.subject, a=fact.attribute)
+        evaluation.append(_qa_item(fact, question, chunk, "eval", seen))
+
+    refusals = _refusals(pairs, kb.chunks, config, rng)
+    half = len(refusals) // 2
+    train_refusals, eval_refusals = refusals[:half], refusals[half:]
+
+    rejected: list[dict] = []
+    if config.teacher:
+        teacher_items, rejected = _teacher_items(kb.chunks, config, rng)
+        train_questions = {item["question"] for item in evaluation}
+        train.extend(item for item in teacher_items if item["question"] not in train_questions)
+
+    out_dir = Path(out_dir)
+    counts = {
+        "train/knowledge_qa": write_jsonl(out_dir / "train" / "knowledge_qa.jsonl", train),
+        "train/unanswerable": write_jsonl(out_dir / "train" / "unanswerable.jsonl", train_refusals),
+        "eval/knowledge_qa": write_jsonl(out_dir / "eval" / "knowledge_qa.jsonl", evaluation),
+        "eval/unanswerable": write_jsonl(out_dir / "eval" / "unanswerable.jsonl", eval_refusals),
+    }
+    write_jsonl(out_dir / "rejected.jsonl", rejected)
+    return SynthResult(out_dir=out_dir, counts=counts, rejected=len(rejected))

@@ -1,0 +1,118 @@
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from domainlm.cli import main
+from domainlm.errors import DomainlmError
+from domainlm.io import read_jsonl
+from domainlm.kb import KBConfig, build_kb, remove_documents
+from domainlm.synth import SynthConfig, synthesize
+from domainlm.synth.facts import find_facts
+
+DOCS = [
+    {"id": "card", "source": "card.md", "meta": {}, "text": "海港青春信用卡产品说明书\n\n海港青春信用卡的年费为88元。海港青春信用卡的最长免息期为50天。\n"},
+    {"id": "loan", "source": "loan.md", "meta": {}, "text": "海港安居房贷\n\n海港安居房贷的年利率为3.85%。海港安居房贷的最长期限为30年。\n"},
+    {"id": "dep", "source": "dep.txt", "meta": {}, "text": "Harbor Tide Deposit\n\nThe annual interest rate of Harbor Tide Deposit is 2.80%.\nThe minimum deposit of Harbor Tide Deposit is CNY 100.\n"},
+]
+
+
+@pytest.fixture(scope="module")
+def kb_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kb")
+    build_kb(DOCS, out, KBConfig(embedder="none"))
+    return out
+
+
+def test_find_facts_in_both_languages():
+    zh = find_facts("海港青春信用卡的年费为88元。其他说明。", "zh")
+    assert [(f.subject, f.attribute, f.value) for f in zh] == [("海港青春信用卡", "年费", "88元")]
+    en = find_facts("The annual interest rate of Harbor Tide Deposit is 2.80%. Apply online.", "en")
+    assert [(f.subject, f.attribute, f.value) for f in en] == [("Harbor Tide Deposit", "annual interest rate", "2.80%")]
+
+
+def test_items_are_grounded_disjoint_and_refusals_unanswerable(kb_dir, tmp_path):
+    result = synthesize(kb_dir, tmp_path, SynthConfig(seed=3, eval_only_fraction=0.34))
+    train = read_jsonl(tmp_path / "train" / "knowledge_qa.jsonl")
+    evaluation = read_jsonl(tmp_path / "eval" / "knowledge_qa.jsonl")
+    refusals = read_jsonl(tmp_path / "train" / "unanswerable.jsonl") + read_jsonl(tmp_path / "eval" / "unanswerable.jsonl")
+    assert len(evaluation) == 6  # one eval question per fact
+    texts = {d["id"]: d["text"] for d in DOCS}
+    for item in train + evaluation:
+        assert item["type"] == "qa"
+        assert item["answer"] in item["evidence"] and item["evidence"] in texts[item["doc_id"]]
+    assert not {i["question"] for i in train} & {i["question"] for i in evaluation}
+    eval_only = [i for i in evaluation if not i["meta"]["seen_in_train"]]
+    assert len(eval_only) == 2
+    trained_facts = {(i["meta"]["subject"], i["meta"]["attribute"]) for i in train}
+    assert all((i["meta"]["subject"], i["meta"]["attribute"]) not in trained_facts for i in eval_only)
+    assert refusals and all(i["type"] == "refusal" and i["answer"] == "" for i in refusals)
+    corpus = "\n".join(texts.values())
+    for item in refusals:
+        subject, attribute = item["meta"]["subject"], item["meta"]["attribute"]
+        if item["subcategory"] == "unknown_product":
+            assert subject not in corpus
+        else:
+            assert not any(subject in t and attribute in t for t in texts.values())
+    assert result.counts["eval/knowledge_qa"] == 6
+
+
+def test_same_seed_same_bytes(kb_dir, tmp_path):
+    synthesize(kb_dir, tmp_path / "a", SynthConfig(seed=1))
+    synthesize(kb_dir, tmp_path / "b", SynthConfig(seed=1))
+    for name in ("train/knowledge_qa.jsonl", "eval/knowledge_qa.jsonl", "eval/unanswerable.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_empty_kb_is_a_clear_error(tmp_path):
+    build_kb(DOCS[:1], tmp_path / "kb", KBConfig(embedder="none"))
+    remove_documents(tmp_path / "kb", ["card"])
+    with pytest.raises(DomainlmError, match="knowledge base is empty"):
+        synthesize(tmp_path / "kb", tmp_path / "out")
+
+
+def test_cli_writes_then_skips(kb_dir, tmp_path, capsys):
+    assert main(["synth", str(kb_dir), "--out", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "manifest.json").is_file()
+    assert main(["synth", str(kb_dir), "--out", str(tmp_path / "s")]) == 0
+    assert "up to date" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "nokb"), "--out", str(tmp_path / "x")]) == 2
+
+
+class TeacherHandler(BaseHTTPRequestHandler):
+    """An OpenAI-compatible teacher that answers with one grounded and one made-up pair."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        grounded = "88元" if "88元" in prompt else ("3.85%" if "3.85%" in prompt else "2.80%")
+        content = json.dumps([{"question": "费用是多少？", "answer": grounded}, {"question": "编造？", "answer": "999元"}], ensure_ascii=False)
+        reply = {"id": "x", "object": "chat.completion", "model": "teacher", "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_teacher_items_are_kept_only_when_grounded(kb_dir, tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TeacherHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        spec = f"openai:http://127.0.0.1:{server.server_port}/v1#teacher"
+        result = synthesize(kb_dir, tmp_path, SynthConfig(teacher=spec))
+    finally:
+        server.shutdown()
+    train = read_jsonl(tmp_path / "train" / "knowledge_qa.jsonl")
+    from_teacher = [i for i in train if i["meta"]["generator"].startswith("teacher:")]
+    assert from_teacher and all(i["answer"] != "999元" for i in from_teacher)
+    rejected = read_jsonl(tmp_path / "rejected.jsonl")
+    assert result.rejected == len(rejected) >= 1
+    assert all(r["reason"] == "answer not found in the chunk" for r in rejected)
