@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # --------------------------------------------------------------------------------------------------
-# Value formatting, per language
+# Value formatting, per language. Within one attribute no value is a substring of another (a test checks),
+# so scoring an answer by substring cannot confuse 5元 with 15元.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -22,8 +23,8 @@ def _pct(x: float, lang: str) -> str:
 
 
 def _yuan(n: int, lang: str) -> str:
-    if lang == "en":
-        return f"CNY {n:,}"
+    if lang == "en":  # "CNY 50.00": the cents anchor the end, so "CNY 50" never matches inside "CNY 500"
+        return f"CNY {n:,}.00"
     return f"{n // 10000}万元" if n >= 10000 and n % 10000 == 0 else f"{n}元"
 
 
@@ -131,12 +132,12 @@ PRODUCT_ATTRS: dict[str, list[AttrSpec]] = {
                  ("The annual interest rate of {name} is {v}.",
                   "This loan carries an annual interest rate of {v}, repaid in equal monthly instalments.")),
         AttrSpec("max_amount", "最高额度", "maximum amount",
-                 [50000, 100000, 200000, 300000, 500000, 800000, 1000000, 1500000, 2000000, 3000000, 5000000],
+                 [50000, 100000, 200000, 300000, 500000, 800000, 1000000, 2000000, 3000000, 5000000],
                  _yuan, ("{name}的最高额度为{v}。", "单户贷款最高额度为{v}。"),
                  ("The maximum amount of {name} is {v}.", "Each borrower may receive up to a maximum amount of {v}.")),
         AttrSpec("max_term", "最长期限", "maximum term", [12, 24, 36, 60, 120, 240, 360], _months,
                  ("{name}的最长期限为{v}。",), ("The maximum term of {name} is {v}.",), zh_q="多久"),
-        AttrSpec("handling_fee", "手续费", "handling fee", [50, 88, 100, 150, 200, 300, 500, 600], _yuan,
+        AttrSpec("handling_fee", "手续费", "handling fee", [50, 88, 100, 120, 200, 300, 500, 600], _yuan,
                  ("{name}每笔收取手续费{v}。", "发放贷款时一次性收取手续费{v}。"),
                  ("{name} charges a handling fee of {v} per loan.",
                   "A one-off handling fee of {v} is charged when the loan is paid out.")),
@@ -145,17 +146,17 @@ PRODUCT_ATTRS: dict[str, list[AttrSpec]] = {
     ],
     "card": [
         AttrSpec("annual_fee", "年费", "annual fee",
-                 [88, 99, 120, 168, 200, 280, 360, 480, 580, 680, 880, 1200, 1800, 2000, 3600], _yuan,
+                 [88, 99, 120, 168, 260, 280, 360, 480, 580, 680, 880, 1200, 1800, 2000, 3600], _yuan,
                  ("{name}的年费为{v}。", "本卡主卡年费为{v}。"),
                  ("The annual fee of {name} is {v}.", "The primary card has an annual fee of {v}.")),
         AttrSpec("interest_free", "免息期", "interest-free period", [20, 25, 30, 45, 50, 51, 52, 55, 56, 60], _days,
                  ("{name}的最长免息期为{v}。",), ("{name} offers an interest-free period of up to {v}.",), zh_q="多久"),
         AttrSpec("credit_limit", "最高信用额度", "maximum credit limit",
-                 [10000, 20000, 30000, 50000, 80000, 100000, 150000, 200000, 300000, 500000], _yuan,
+                 [10000, 20000, 30000, 50000, 80000, 100000, 160000, 200000, 300000, 500000], _yuan,
                  ("{name}的最高信用额度为{v}。",), ("The maximum credit limit of {name} is {v}.",)),
         AttrSpec("cash_fee", "取现手续费率", "cash advance fee rate", _steps(0.50, 3.00, 0.10), _pct,
                  ("{name}的取现手续费率为{v}。",), ("The cash advance fee rate of {name} is {v}.",)),
-        AttrSpec("fee_waiver", "免年费条件", "annual fee waiver", [3, 5, 6, 8, 10, 12, 18, 24], _purchases,
+        AttrSpec("fee_waiver", "免年费条件", "annual fee waiver", [3, 5, 6, 8, 10, 12, 20, 24], _purchases,
                  ("{name}的免年费条件为{v}。",), ("Annual fee waiver for {name}: {v}.",), zh_q="什么"),
     ],
     "wealth": [
@@ -174,7 +175,7 @@ PRODUCT_ATTRS: dict[str, list[AttrSpec]] = {
     ],
     "insurance": [
         AttrSpec("premium", "年保费", "annual premium",
-                 [99, 128, 168, 199, 268, 299, 368, 458, 588, 699, 888, 1280, 1680, 2380, 3600], _yuan,
+                 [96, 128, 168, 199, 268, 299, 368, 458, 588, 699, 888, 1280, 1680, 2380, 3600], _yuan,
                  ("{name}的年保费为{v}。", "本保险年保费为{v}，可按月缴纳。"),
                  ("The annual premium of {name} is {v}.", "This policy has an annual premium of {v}, payable monthly.")),
         AttrSpec("sum_insured", "保额", "sum insured",
@@ -232,10 +233,10 @@ SERVICE_ATTRS: list[tuple[str, str, AttrSpec]] = [
      AttrSpec("daily_limit", "单日限额", "daily limit", [50000, 100000, 200000, 500000, 1000000], _yuan,
               ("{name}的单日限额为{v}。",), ("The daily limit for {name} is {v}.",))),
     ("借记卡挂失", "debit card loss reporting",
-     AttrSpec("lost_card_fee", "挂失手续费", "loss reporting fee", [5, 10, 15, 20], _yuan,
+     AttrSpec("lost_card_fee", "挂失手续费", "loss reporting fee", [6, 10, 15, 20], _yuan,
               ("{name}的挂失手续费为{v}。",), ("The loss reporting fee for {name} is {v}.",))),
     ("补办借记卡", "debit card replacement",
-     AttrSpec("replacement_fee", "工本费", "card fee", [5, 8, 10, 15, 20], _yuan,
+     AttrSpec("replacement_fee", "工本费", "card fee", [8, 10, 12, 15, 20], _yuan,
               ("{name}的工本费为{v}。",), ("The card fee for {name} is {v}.",))),
     ("短信通知服务", "SMS alerts",
      AttrSpec("sms_fee", "月服务费", "monthly fee", [1, 2, 3], _yuan,
@@ -247,7 +248,7 @@ SERVICE_ATTRS: list[tuple[str, str, AttrSpec]] = [
      AttrSpec("hotline", "号码", "number", [f"400-818-{n}" for n in (2368, 5566, 6688, 7070, 8899, 9595)], _plain,
               ("{name}号码为{v}。",), ("The number of {name} is {v}.",), zh_q="什么")),
     ("客户资料", "customer records",
-     AttrSpec("retention", "保存期限", "retention period", [5, 10, 15, 20], _years,
+     AttrSpec("retention", "保存期限", "retention period", [3, 5, 10, 20], _years,
               ("{name}的保存期限为{v}。",), ("The retention period for {name} is {v}.",), zh_q="多久")),
 ]
 
@@ -389,7 +390,7 @@ def distractor_values(spec: AttrSpec, correct_raw, lang: str, rng: random.Random
     options = []
     for raw in spec.pool:
         text = spec.format(raw, lang)
-        if text != correct and text not in options:
+        if text not in correct and correct not in text and text not in options:
             options.append(text)
     rng.shuffle(options)
     return options[:k]

@@ -1,0 +1,264 @@
+"""Internal consistency of the sample domain: every answer, span and personal-data item is where the
+ground truth says, checked against the real files with real readers (python-docx, pypdf)."""
+
+import html
+import json
+import re
+
+import docx
+import pypdf
+
+from domainlm.io import read_jsonl
+from domainlm.sample.pii import valid_id_number, valid_luhn
+from domainlm.sample.web import NOISE_TYPES
+from domainlm.sample.world import BRANCH_ATTRS, PRODUCT_ATTRS, SERVICE_ATTRS
+
+TASKS = ("knowledge_qa", "unanswerable", "intent", "ner", "tool_call", "json_extract", "mcq")
+
+
+def load(root, rel):
+    return read_jsonl(root / rel)
+
+
+def items(root, split, task):
+    return read_jsonl(root / f"tasks/{split}/{task}.jsonl")
+
+
+def squash(text):
+    return re.sub(r"\s+", "", text)
+
+
+def test_facts_are_stated_in_their_documents(tiny_sample):
+    docs = {d["id"]: d for d in load(tiny_sample, "truth/documents.jsonl")}
+    facts = load(tiny_sample, "truth/facts.jsonl")
+    assert len(facts) >= 30
+    for f in facts:
+        doc = docs[f["doc_id"]]
+        assert f["sentence"] in doc["text"], f
+        assert f["value"] in f["sentence"], f
+        raw = tiny_sample / doc["path"]
+        if doc["format"] in ("md", "txt"):
+            assert f["sentence"] in raw.read_text(encoding="utf-8")
+        elif doc["format"] == "html":
+            assert f["sentence"] in html.unescape(raw.read_text(encoding="utf-8"))
+
+
+def test_docx_and_pdf_extraction_contains_key_facts(tiny_sample):
+    docs = {d["id"]: d for d in load(tiny_sample, "truth/documents.jsonl")}
+    facts = load(tiny_sample, "truth/facts.jsonl")
+    checked = set()
+    for f in facts:
+        doc = docs[f["doc_id"]]
+        path = tiny_sample / doc["path"]
+        if doc["format"] == "docx":
+            extracted = "\n".join(p.text for p in docx.Document(str(path)).paragraphs)
+            assert f["sentence"] in extracted
+            assert doc["title"] in extracted
+        elif doc["format"] == "pdf":
+            extracted = "".join(page.extract_text() for page in pypdf.PdfReader(str(path)).pages)
+            # PDF text comes back with line breaks where the layout wrapped; compare without whitespace
+            assert squash(f["sentence"]) in squash(extracted), (f["sentence"], extracted)
+        else:
+            continue
+        checked.add(doc["format"] + doc["lang"])
+    assert {"docx", "pdf"} <= {c[:-2] for c in checked}
+
+
+def test_chinese_and_english_pdf_text_comes_back(tmp_path):
+    # reportlab's built-in STSong-Light CID font must give pypdf extractable Chinese text
+    import random
+
+    from domainlm.sample.documents import manual, render_pdf
+    from domainlm.sample.world import build_world
+
+    world = build_world(random.Random(5), 5, 1)
+    for lang in ("zh", "en"):
+        product = world.products[0]
+        product.lang = lang
+        doc = manual("m", product, random.Random(1))
+        doc.fmt = "pdf"
+        data = render_pdf(doc)
+        assert data == render_pdf(doc)  # invariant mode: no dates or random IDs in the bytes
+        path = tmp_path / f"{lang}.pdf"
+        path.write_bytes(data)
+        extracted = squash("".join(p.extract_text() for p in pypdf.PdfReader(str(path)).pages))
+        for fact in doc.facts:
+            assert squash(fact["sentence"]) in extracted, (lang, fact["sentence"])
+
+
+def test_knowledge_answers_are_supported_by_the_cited_document(tiny_sample):
+    docs = {d["id"]: d["text"] for d in load(tiny_sample, "truth/documents.jsonl")}
+    n = 0
+    for split in ("train", "eval"):
+        for item in items(tiny_sample, split, "knowledge_qa"):
+            text = docs[item["doc_id"]]
+            assert item["type"] == "qa" and item["answer"]
+            assert item["evidence"] in text and item["answer"] in item["evidence"], item
+            n += 1
+        for item in items(tiny_sample, split, "mcq"):
+            assert item["type"] == "mcq" and len(item["choices"]) == 4 and len(set(item["choices"])) == 4
+            correct = item["choices"]["ABCD".index(item["answer"])]
+            assert correct in item["evidence"] and item["evidence"] in docs[item["doc_id"]]
+            wrong = [c for c in item["choices"] if c != correct]
+            assert not any(w in item["evidence"] for w in wrong), item
+    assert n >= 30
+
+
+def test_unanswerable_questions_ask_about_things_no_document_states(tiny_sample):
+    corpus = "\n".join(d["text"] for d in load(tiny_sample, "truth/documents.jsonl"))
+    web = "\n".join(w["clean_text"] for w in load(tiny_sample, "truth/web.jsonl"))
+    kinds = set()
+    for split in ("train", "eval"):
+        for item in items(tiny_sample, split, "unanswerable"):
+            assert item["type"] == "refusal" and item["answer"] == ""
+            missing = item[item["missing"]]  # the product name or the attribute label
+            assert missing in item["question"]
+            assert missing not in corpus and missing not in web, item
+            kinds.add(item["missing"])
+    assert kinds == {"product", "attribute"}
+
+
+def decoded_pages(root):
+    web = load(root, "truth/web.jsonl")
+    return web, {w["path"]: (root / w["path"]).read_bytes().decode(w["encoding"]) for w in web}
+
+
+def test_noise_spans_are_exactly_where_the_truth_says(tiny_sample):
+    web, pages = decoded_pages(tiny_sample)
+    noise = load(tiny_sample, "truth/noise.jsonl")
+    assert {r["type"] for r in noise} == set(NOISE_TYPES)
+    for r in noise:
+        assert pages[r["path"]][r["start"]:r["end"]] == r["text"], r
+        if r["type"] == "mojibake":
+            assert r["original"].encode("utf-8").decode("gbk") == r["text"]
+            assert r["original"] in next(w["clean_text"] for w in web if w["path"] == r["path"])
+        if r["type"] == "pinyin":
+            assert re.fullmatch(r".\([a-zāáǎàēéěèīíǐìōóǒòūúǔù]+\)", r["text"]), r
+        if r["type"] == "censor":
+            assert r["text"] == "***"
+    # no two spans of one page overlap
+    by_page = {}
+    for r in noise:
+        by_page.setdefault(r["path"], []).append((r["start"], r["end"]))
+    for spans in by_page.values():
+        spans.sort()
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_clean_text_is_the_page_without_its_noise(tiny_sample):
+    web, pages = decoded_pages(tiny_sample)
+    noise = load(tiny_sample, "truth/noise.jsonl")
+    docs = {d["id"]: d["text"] for d in load(tiny_sample, "truth/documents.jsonl")}
+    checked = 0
+    for w in web:
+        text = pages[w["path"]]
+        for r in sorted((r for r in noise if r["path"] == w["path"]), key=lambda r: -r["start"]):
+            text = text[:r["start"]] + r.get("original", "") + text[r["end"]:]
+        if w["path"].endswith(".html"):
+            text = html.unescape(re.sub(r"<[^>]+>", "", text.split("<body>", 1)[1]))
+        lines = [line for line in text.split("\n") if line.strip()]
+        assert lines == w["clean_text"].split("\n"), w["path"]
+        if w["encoding"] != "big5" and not w["near_duplicate_of"]:
+            # the copy keeps the whole source document (plus possibly an editor's contact line)
+            assert w["clean_text"].startswith(docs[w["source_doc"]])
+        checked += 1
+    assert checked == len(web)
+
+
+def test_duplicates(tiny_sample):
+    web = load(tiny_sample, "truth/web.jsonl")
+    for w in web:
+        if w["duplicate_of"]:
+            assert (tiny_sample / w["path"]).read_bytes() == (tiny_sample / w["duplicate_of"]).read_bytes()
+        if w["near_duplicate_of"]:
+            other = next(o for o in web if o["path"] == w["near_duplicate_of"])
+            assert w["clean_text"] != other["clean_text"]
+            a, b = set(w["clean_text"].split("\n")), set(other["clean_text"].split("\n"))
+            assert len(a & b) / len(a | b) >= 0.6
+
+
+def test_personal_data_spans_are_valid_and_exact(tiny_sample):
+    _, pages = decoded_pages(tiny_sample)
+    pii = load(tiny_sample, "truth/pii.jsonl")
+    assert {r["type"] for r in pii} == {"id_card", "mobile", "bank_card", "email", "address"}
+    for r in pii:
+        assert pages[r["path"]][r["start"]:r["end"]] == r["text"], r
+        if r["type"] == "id_card":
+            assert valid_id_number(r["text"]), r
+        elif r["type"] == "bank_card":
+            assert valid_luhn(r["text"]) and len(r["text"]) in (16, 19), r
+        elif r["type"] == "mobile":
+            assert re.fullmatch(r"1[3-9]\d{9}", r["text"])
+        elif r["type"] == "email":
+            assert re.fullmatch(r"[\w.]+@[\w.]+\.\w+", r["text"])
+
+
+def test_check_digit_validators_on_known_numbers():
+    assert valid_id_number("11010519491231002X")  # the GB 11643 worked example
+    assert not valid_id_number("110105194912310021")
+    for card in ("4111111111111111", "5555555555554444", "378282246310005"):  # published test card numbers
+        assert valid_luhn(card)
+    assert not valid_luhn("4111111111111112") and not valid_luhn("5555555555554443")
+
+
+def test_values_of_one_attribute_are_never_substrings_of_each_other():
+    # answers are scored by substring: 5元 must not be found inside 15元
+    specs = [s for v in PRODUCT_ATTRS.values() for s in v] + [x[2] for x in SERVICE_ATTRS] + BRANCH_ATTRS
+    for spec in specs:
+        for lang in ("zh", "en"):
+            values = [spec.format(raw, lang) for raw in spec.pool]
+            assert len(set(values)) == len(values)
+            assert not [(a, b) for a in values for b in values if a != b and a in b], (spec.key, lang)
+
+
+def test_train_and_eval_never_share_a_question(tiny_sample):
+    for task in TASKS:
+        def keys(split):
+            return {i["question"] + "\n" + i.get("context", "") for i in items(tiny_sample, split, task)}
+        train, evaluation = keys("train"), keys("eval")
+        assert train and evaluation
+        assert not train & evaluation, task
+
+
+def test_task_items_are_well_formed(tiny_sample):
+    taxonomy = json.loads((tiny_sample / "tasks/taxonomy.json").read_text(encoding="utf-8"))
+    tools = {t["function"]["name"]: t["function"] for t in json.loads((tiny_sample / "tasks/tools.json").read_text())}
+    intents = [i["name"] for i in json.loads((tiny_sample / "tasks/intents.json").read_text(encoding="utf-8"))]
+    ids = set()
+    for split in ("train", "eval"):
+        for task in TASKS:
+            for item in items(tiny_sample, split, task):
+                assert item["id"] not in ids
+                ids.add(item["id"])
+                assert item["task"] == task
+                assert task in taxonomy[item["category"]][item["subcategory"]]
+                assert {"question", "choices", "answer", "type"} <= set(item)
+                if task == "intent":
+                    assert item["choices"] == intents and item["answer"] in intents
+                elif task == "ner":
+                    assert item["entities"]
+                    for e in item["entities"]:
+                        assert item["question"][e["start"]:e["end"]] == e["text"]
+                elif task == "tool_call":
+                    spec = tools[item["answer"]["name"]]["parameters"]
+                    args = item["answer"]["arguments"]
+                    assert set(spec["required"]) <= set(args) <= set(spec["properties"]), item
+                    for name, value in args.items():
+                        kind = spec["properties"][name]["type"]
+                        assert isinstance(value, {"string": str, "number": (int, float), "integer": int}[kind])
+                        if "enum" in spec["properties"][name]:
+                            assert value in spec["properties"][name]["enum"]
+                        elif kind == "string":  # names, cities, card numbers are copied from the request
+                            assert value in item["question"], (name, value, item["question"])
+                        else:
+                            assert value > 0
+                elif task == "json_extract":
+                    assert set(item["answer"]) == set(item["schema"]["properties"])
+                    for key, value in item["answer"].items():
+                        prop = item["schema"]["properties"][key]
+                        if "enum" in prop:
+                            assert value in prop["enum"]
+                        elif isinstance(value, str):
+                            assert value in item["context"], (key, value)
+                        else:
+                            assert value is None or value > 0
