@@ -1,0 +1,99 @@
+"""CLI: ``domainlm serve`` and ``domainlm feedback export`` (thin shells over server.py and export.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _serve_section(config: Path | None, overrides: list[str]):
+    from domainlm.workspace import ServeSection, find_config, load_config
+
+    path = config or find_config()
+    if path is None and not overrides:
+        return ServeSection()
+    return load_config(path, overrides).serve
+
+
+def _options(**values):
+    from pydantic import ValidationError
+
+    from domainlm.errors import DomainlmError
+    from domainlm.serve.server import ServeOptions
+
+    try:
+        return ServeOptions(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise DomainlmError(f"serve: {where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}") from None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        args: list[str] = typer.Argument(None, help="key=value overrides of domainlm.yaml (serve.port=9000)"),
+        model: str = typer.Option(None, "--model", help="Model spec: tiny | HF folder | file.gguf | openai:URL#name"),
+        kb: Path = typer.Option(None, "--kb", help="Knowledge base for grounded answers (requests with \"kb\": true)."),
+        kb_reader: str = typer.Option(None, "--kb-reader", help="extractive (default) or model: who writes KB answers."),
+        host: str = typer.Option(None, "--host"),
+        port: int = typer.Option(None, "--port"),
+        api_key: list[str] = typer.Option(None, "--api-key", help="An API key (repeatable)."),
+        api_keys: Path = typer.Option(None, "--api-keys", help="File: KEY [NAME] [REQUESTS_PER_MINUTE] per line."),
+        db: str = typer.Option(None, "--db", help="Feedback store URL (sqlite:///f.db, postgresql://...)."),
+        name: str = typer.Option(None, "--name", help="Public model id (default: from the spec)."),
+        edge: str = typer.Option(None, "--edge", help="Router: small edge model spec."),
+        cloud: str = typer.Option(None, "--cloud", help="Router: big cloud model spec."),
+        route: str = typer.Option(None, "--route", help="Router policy: edge | cloud | confidence[:T] (default confidence:0.5)."),
+        rate_limit: float = typer.Option(None, "--rate-limit", help="Requests per minute per key (0 = unlimited)."),
+        max_body_bytes: int = typer.Option(None, "--max-body-bytes", help="Largest request body (default 1 MiB)."),
+        config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
+    ) -> None:
+        """Serve a model: OpenAI-compatible API, chat page at /, feedback store, plugins, metrics."""
+        from domainlm.serve.server import run_server
+
+        section = _serve_section(config, args or [])
+        options = _options(
+            model=model, kb=str(kb) if kb else None, kb_reader=kb_reader, host=host or section.host,
+            port=port or section.port, db=db or section.db, api_keys=list(api_key or []) or None,
+            api_keys_file=str(api_keys) if api_keys else None, name=name, edge=edge, cloud=cloud, route=route,
+            rate_limit=rate_limit, max_body_bytes=max_body_bytes,
+        )
+
+        def ready(state, generated_key):
+            url = f"http://{options.host}:{options.port}"
+            console.print(f"serving [bold]{state.name}[/] at {url}/v1 (chat page: {url}/ , metrics: {url}/metrics)")
+            console.print(f"feedback store: {options.db}")
+            if generated_key:
+                console.print(f"API key (generated for this run): [bold]{generated_key}[/]")
+
+        run_server(options, on_ready=ready)
+
+    feedback = typer.Typer(help="The feedback store: export ratings and corrections as training data.",
+                           no_args_is_help=True)
+
+    @feedback.command("export")
+    def export(
+        fmt: str = typer.Option(..., "--format", help="kto | dpo | sft | raw"),
+        out: Path = typer.Option(..., "--out", help="Output JSONL file."),
+        db: str = typer.Option(None, "--db", help="Feedback store URL (default: serve.db of domainlm.yaml)."),
+        since: int = typer.Option(0, "--since", help="Only feedback with id above this."),
+        config: Path = typer.Option(None, "-c", "--config"),
+    ) -> None:
+        """Write feedback as TRL training rows (PII redacted): thumbs → KTO, corrections/choices → DPO, corrections → SFT."""
+        from domainlm.serve.export import export_feedback
+        from domainlm.serve.store import FeedbackStore
+
+        store = FeedbackStore(db or _serve_section(config, []).db)
+        try:
+            result = export_feedback(store, fmt, out, since_id=since)
+        finally:
+            store.close()
+        console.print(f"{result['rows']} {fmt} rows from {result['feedback']} feedback records → {out} "
+                      f"(last feedback id {result['last_id']})")
+
+    app.add_typer(feedback, name="feedback")

@@ -1,0 +1,232 @@
+"""One served model: whole and streamed chat completions, tool-call and JSON parsing, token counts.
+
+The model is any backend from ``domainlm.models.load_model`` (transformers, llama.cpp, vLLM, an OpenAI-
+compatible upstream), so the chat template is the model's own, the same one training used.
+Generations run one at a time per model (a lock): a CPU box gains nothing from running two at once, and
+GPU backends (vLLM, an upstream server) batch on their side of the call anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from domainlm.errors import DomainlmError
+
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+
+
+@dataclass
+class GenParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    seed: int = 0
+    tools: list[dict] | None = None
+    response_format: dict | None = None
+    stop: list[str] | None = None
+
+
+@dataclass
+class ParsedOutput:
+    content: str | None
+    tool_calls: list[dict] = field(default_factory=list)
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
+
+
+def parse_tool_calls(text: str) -> ParsedOutput:
+    """Split a ChatML model's output into text and ``<tool_call>{"name", "arguments"}</tool_call>`` calls.
+
+    A block that is not a JSON object with a string ``name`` stays in the text: the client sees exactly
+    what the model wrote rather than a call the model never made.
+    """
+    calls: list[dict] = []
+    kept: list[str] = []
+    last = 0
+    for m in _TOOL_CALL.finditer(text):
+        try:
+            obj = json.loads(m.group(1))
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+            continue
+        args = obj.get("arguments", {})
+        kept.append(text[last : m.start()])
+        last = m.end()
+        calls.append({
+            "id": f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": obj["name"], "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)},
+        })
+    kept.append(text[last:])
+    content = "".join(kept).strip()
+    return ParsedOutput(content=content or (None if calls else ""), tool_calls=calls)
+
+
+def extract_json(text: str) -> str | None:
+    """The JSON value in ``text``: the whole text, or the first balanced object/array inside it."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = re.sub(r"^```(?:json)?\s*|\s*```$", "", stripped)
+    try:
+        json.loads(stripped)
+        return stripped
+    except json.JSONDecodeError:
+        pass
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(stripped):
+        if ch in "{[":
+            try:
+                value, end = decoder.raw_decode(stripped[i:])
+            except json.JSONDecodeError:
+                continue
+            return json.dumps(value, ensure_ascii=False)
+    return None
+
+
+def check_schema(text: str, response_format: dict) -> str | None:
+    """An error message when ``text`` breaks the response_format's JSON schema, else None."""
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    if not schema:
+        return None
+    import jsonschema
+
+    try:
+        jsonschema.validate(json.loads(text), schema)
+    except jsonschema.ValidationError as exc:
+        return exc.message
+    return None
+
+
+class ServedModel:
+    """A loaded model under a public name, with a lock so generations run one at a time."""
+
+    def __init__(self, name: str, model):
+        self.name = name
+        self.model = model
+        self.lock = threading.Lock()
+
+    # -- token counts (for usage and metrics) ------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is not None and hasattr(tokenizer, "encode"):
+            return len(tokenizer.encode(text, add_special_tokens=False))
+        # Backends without a local tokenizer (upstream HTTP, GGUF): count whitespace words and CJK
+        # characters, which is within a few percent of BPE counts for Chinese and English prose.
+        return len(re.findall(r"[\u4e00-\u9fff]|[^\s\u4e00-\u9fff]+", text))
+
+    def prompt_text(self, messages: list[dict], tools: list[dict] | None) -> str:
+        render = getattr(self.model, "render_chat", None)
+        if render is not None:
+            return render(messages, tools)
+        return "\n".join(str(m.get("content") or "") for m in messages)
+
+    # -- whole answers ---------------------------------------------------------------------------
+    def complete(self, messages: list[dict], params: GenParams) -> str:
+        with self.lock:
+            return self.model.chat(
+                [messages],
+                max_new_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                tools=params.tools,
+                response_format=params.response_format,
+                seed=params.seed,
+            )[0]
+
+    # -- streamed answers ------------------------------------------------------------------------
+    def stream(self, messages: list[dict], params: GenParams, cancel: threading.Event | None = None) -> Iterator[str]:
+        """Text deltas as the model produces them.
+
+        A backend with its own ``stream_chat`` streams through it; a transformers backend streams token by
+        token through transformers' ``TextIteratorStreamer``; any other backend yields its whole answer
+        as one delta (correct, but its time to first token is its full latency).
+        """
+        cancel = cancel or threading.Event()
+        own = getattr(self.model, "stream_chat", None)
+        with self.lock:
+            if own is not None:
+                yield from own(messages, max_new_tokens=params.max_new_tokens, temperature=params.temperature,
+                               tools=params.tools, response_format=params.response_format, seed=params.seed)
+            elif hasattr(self.model, "tokenizer") and hasattr(self.model, "render_chat") and hasattr(self.model, "stop_ids"):
+                yield from self._stream_transformers(messages, params, cancel)
+            else:
+                yield self.model.chat([messages], max_new_tokens=params.max_new_tokens, temperature=params.temperature,
+                                      tools=params.tools, response_format=params.response_format, seed=params.seed)[0]
+
+    def _stream_transformers(self, messages: list[dict], params: GenParams, cancel: threading.Event) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        class Cancelled(StoppingCriteria):
+            # Stops generate() when the client has gone away, so a dropped stream frees the model.
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        m = self.model
+        prompt = m.render_chat(messages, params.tools)
+        ids = m.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        limit = int(m.info.get("max_seq_len") or 1 << 30)
+        ids = ids[-max(1, limit - params.max_new_tokens):]
+        input_ids = torch.tensor([ids], device=m.device)
+        streamer = TextIteratorStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=params.max_new_tokens,
+                      eos_token_id=m.stop_ids, pad_token_id=m.tokenizer.pad_token_id, streamer=streamer,
+                      stopping_criteria=StoppingCriteriaList([Cancelled()]))
+        if params.temperature > 0:
+            torch.manual_seed(params.seed)
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=1.0, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    m.model.generate(**kwargs)
+            except BaseException as exc:  # surfaced to the consumer below
+                errors.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        started = False
+        try:
+            for piece in streamer:
+                if not started:
+                    # The whole-answer path strips leading whitespace; so does the stream.
+                    piece = piece.lstrip()
+                    if not piece:
+                        continue
+                    started = True
+                yield piece
+        finally:
+            # Reached early when the client stops reading: stop generate() instead of finishing unseen.
+            if worker.is_alive():
+                cancel.set()
+            worker.join()
+        if errors:
+            raise DomainlmError(f"generation failed: {errors[0]}")
+
+
+def load_served_model(spec: str, name: str | None = None, **options) -> ServedModel:
+    from domainlm.models import load_model
+
+    model = load_model(spec, **options)
+    return ServedModel(name or default_model_name(spec), model)
+
+
+def default_model_name(spec: str) -> str:
+    from pathlib import Path
+
+    text = str(spec).rstrip("/")
+    if text.startswith("openai:"):
+        return text.partition("#")[2] or "default"
+    if text.startswith("vllm:"):
+        text = text[5:]
+    return Path(text).name or text

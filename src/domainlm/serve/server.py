@@ -1,0 +1,106 @@
+"""The serving stage as a function: options in, a running uvicorn server out."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domainlm.errors import DomainlmError
+
+
+class ServeOptions(BaseModel):
+    """Everything ``domainlm serve`` needs; flags override the ``serve`` section of domainlm.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="Model spec to serve (not with edge/cloud).")
+    name: str | None = Field(None, description="Public model id; default: derived from the spec.")
+    edge: str | None = Field(None, description="Router: the small on-premise model.")
+    cloud: str | None = Field(None, description="Router: the big model requests go to when the edge is unsure.")
+    route: str = Field("confidence:0.5", description="Router policy: edge | cloud | confidence[:T].")
+    kb: str | None = Field(None, description="Knowledge-base folder for grounded answers and kb_search.")
+    kb_reader: str = Field("extractive", pattern="^(extractive|model)$")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    db: str = "sqlite:///artifacts/feedback.db"
+    api_keys: list[str] = Field(default_factory=list, description="Literal keys (see also api_keys_file).")
+    api_keys_file: str | None = None
+    rate_limit: float = Field(600.0, ge=0, description="Requests per minute per key (0: unlimited).")
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_tokens: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for.")
+    default_max_tokens: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _one_model(self):
+        if self.model and (self.edge or self.cloud):
+            raise ValueError("give --model, or --edge with --cloud, not both")
+        if not self.model and not (self.edge and self.cloud):
+            raise ValueError("give --model M, or both --edge M_SMALL and --cloud M_BIG")
+        return self
+
+
+def resolve_keys(options: ServeOptions):
+    """The API keys; when none are configured a random one is made (and printed by the command)."""
+    from domainlm.serve.auth import ApiKey, parse_api_keys
+
+    keys = [ApiKey(key=k, name=f"key{i + 1}") for i, k in enumerate(options.api_keys)]
+    if options.api_keys_file:
+        keys += parse_api_keys(options.api_keys_file)
+    generated = None
+    if not keys:
+        generated = "sk-domainlm-" + secrets.token_urlsafe(24)
+        keys = [ApiKey(key=generated, name="default")]
+    return keys, generated
+
+
+def build_state(options: ServeOptions, keys=None):
+    """Load models, knowledge base and store into a :class:`ServeState` (the app's dependencies)."""
+    from domainlm.serve.app import ServeState
+    from domainlm.serve.generation import load_served_model
+    from domainlm.serve.store import FeedbackStore
+
+    if keys is None:
+        keys, _ = resolve_keys(options)
+    router = None
+    if options.model:
+        model = load_served_model(options.model, options.name)
+        name = model.name
+    else:
+        from domainlm.serve.router import RoutePolicy, Router
+
+        policy = RoutePolicy.parse(options.route)
+        edge = load_served_model(options.edge, None)
+        cloud = load_served_model(options.cloud, None)
+        router = Router(edge, cloud, policy)
+        model, name = edge, options.name or "domainlm-router"
+    kb = None
+    if options.kb:
+        if not Path(options.kb).exists():
+            raise DomainlmError(f"{options.kb}: no such knowledge base")
+        from domainlm.serve.plugins import open_knowledge_base
+
+        kb = open_knowledge_base(options.kb)
+    store = FeedbackStore(options.db)
+    return ServeState(model=model, name=name, store=store, api_keys=keys, router=router, kb=kb,
+                      kb_reader=options.kb_reader, rate_per_minute=options.rate_limit,
+                      max_body_bytes=options.max_body_bytes, max_new_tokens=options.max_tokens,
+                      default_max_new_tokens=min(options.default_max_tokens, options.max_tokens))
+
+
+def make_asgi(state):
+    from domainlm.serve.app import BodyLimit, create_app
+
+    return BodyLimit(create_app(state), state.max_body_bytes)
+
+
+def run_server(options: ServeOptions, on_ready=None) -> None:
+    """Build the app and run uvicorn until interrupted."""
+    import uvicorn
+
+    keys, generated = resolve_keys(options)
+    state = build_state(options, keys)
+    if on_ready is not None:
+        on_ready(state, generated)
+    uvicorn.run(make_asgi(state), host=options.host, port=options.port, log_level="warning", access_log=False)
