@@ -114,3 +114,16 @@ def test_cli_help_lists_sample(capsys):
     assert main(["sample", "--help"]) == 0
     text = capsys.readouterr().out
     assert "--seed" in text and "--size" in text and "--out" in text
+
+
+def test_regenerating_with_another_seed_leaves_no_stale_files(tmp_path):
+    out = tmp_path / "reuse"
+    generate_sample(out, seed=0, size="tiny")
+    first = set(read_manifest(out).outputs)
+    (out / "notes.txt").write_text("a user's own file")  # never written by the generator: must survive
+    generate_sample(out, seed=7, size="tiny")
+    manifest = read_manifest(out)
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert on_disk == set(manifest.outputs) | {"manifest.json", "notes.txt"}
+    assert manifest.config == {"seed": 7, "size": "tiny"}
+    assert first - set(manifest.outputs)  # seed 7 names its files differently: there was something to remove

@@ -262,3 +262,20 @@ def test_task_items_are_well_formed(tiny_sample):
                             assert value in item["context"], (key, value)
                         else:
                             assert value is None or value > 0
+
+
+def test_intent_products_fit_the_intent():
+    # "how do I buy <an insurance product>" must never be labelled buy_wealth_product
+    from domainlm.sample import build_sample
+    from domainlm.sample.tasks import INTENT_PRODUCTS
+
+    files = build_sample(seed=4, size="small")
+    category = {f["product"]: f["category"] for f in files["truth/facts.jsonl"] if f["category"] in PRODUCT_ATTRS}
+    checked = 0
+    for split in ("train", "eval"):
+        for item in files[f"tasks/{split}/intent.jsonl"]:
+            named = [c for name, c in category.items() if name in item["question"]]
+            if item["answer"] in INTENT_PRODUCTS and named:
+                assert set(named) <= set(INTENT_PRODUCTS[item["answer"]]), item
+                checked += 1
+    assert checked >= 20

@@ -165,6 +165,13 @@ INTENTS: dict[str, tuple[str, str, dict]] = {
         "en": {"train": ["How much is my card statement this month?", "When is the statement date for card {last4}?"],
                "eval": ["Show me the amount due on my latest bill"]}}),
 }
+# Which products a {product} slot may name for an intent, so "how do I buy <insurance>" is never labelled
+# buy_wealth_product.
+INTENT_PRODUCTS = {
+    "query_product_rate": ("deposit", "loan", "wealth"), "apply_loan": ("loan",), "apply_credit_card": ("card",),
+    "buy_wealth_product": ("wealth",), "redeem_fund": ("wealth",), "insurance_claim": ("insurance",),
+    "buy_insurance": ("insurance",), "query_fee": ("card",),
+}
 PREFIX = {"zh": ["", "", "你好，", "请问", "麻烦问下，", "客服，"], "en": ["", "", "Hi, ", "Hello, ", "Excuse me, "]}
 
 NER_TEMPLATES = {
@@ -461,10 +468,12 @@ def intent(world: World, filler: Filler, rng: random.Random, split: str, n: int)
     def make() -> dict:
         name = rng.choice(labels)
         lang = rng.choice(["zh", "zh", "en"])
-        text, _ = filler.fill(rng.choice(INTENTS[name][2][lang][split]), lang)
+        products = [p for p in world.products if p.category in INTENT_PRODUCTS.get(name, ())] or None
+        template = rng.choice(INTENTS[name][2][lang][split])
         prefix = rng.choice(PREFIX[lang])
-        if prefix and lang == "en":
-            text = text[0].lower() + text[1:] if not text[:2].isupper() else text
+        if prefix and lang == "en" and template[0] != "{" and template.split()[0] not in ("I", "I'd", "I'm"):
+            template = template[0].lower() + template[1:]  # "Hi, how do I ..." (names and "I" keep their capital)
+        text, _ = filler.fill(template, lang, products=products)
         return {"task": "intent", "category": "understanding", "subcategory": "intent_recognition", "type": "intent",
                 "question": prefix + text, "choices": labels, "answer": name, "lang": lang}
 
