@@ -7,6 +7,7 @@ import re
 
 import docx
 import pypdf
+import pytest
 
 from domainlm.io import read_jsonl
 from domainlm.sample.pii import valid_id_number, valid_luhn
@@ -279,3 +280,19 @@ def test_intent_products_fit_the_intent():
                 assert set(named) <= set(INTENT_PRODUCTS[item["answer"]]), item
                 checked += 1
     assert checked >= 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size,seed", [("small", 11), ("medium", 5)])
+def test_every_consistency_check_holds_for_bigger_sizes(tmp_path, size, seed):
+    from domainlm.sample import generate_sample
+
+    root = generate_sample(tmp_path / size, seed=seed, size=size)
+    checks = [test_facts_are_stated_in_their_documents, test_docx_and_pdf_extraction_contains_key_facts,
+              test_knowledge_answers_are_supported_by_the_cited_document,
+              test_unanswerable_questions_ask_about_things_no_document_states,
+              test_noise_spans_are_exactly_where_the_truth_says, test_clean_text_is_the_page_without_its_noise,
+              test_duplicates, test_personal_data_spans_are_valid_and_exact,
+              test_train_and_eval_never_share_a_question, test_task_items_are_well_formed]
+    for check in checks:
+        check(root)

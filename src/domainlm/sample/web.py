@@ -143,6 +143,20 @@ def _mojibake(block: Block, rng: random.Random) -> bool:
                     except UnicodeDecodeError:
                         pass
                 start = end + 1
+    if not candidates:  # no whole clause decodes as GBK: fall back to a shorter run of Chinese characters
+        for i, p in enumerate(block.pieces):
+            if p.kind is not None:
+                continue
+            for start in range(len(p.text)):
+                for end in range(start + 10, start + 3, -2):
+                    chunk = p.text[start:end]
+                    if end <= len(p.text) and all("\u4e00" <= ch <= "\u9fff" for ch in chunk):
+                        try:
+                            chunk.encode("utf-8").decode("gbk")
+                        except UnicodeDecodeError:
+                            continue
+                        candidates.append((i, start, end))
+                        break
     if not candidates:
         return False
     i, start, end = rng.choice(candidates)
