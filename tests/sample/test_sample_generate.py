@@ -83,7 +83,8 @@ def test_small_size_is_rich_enough():
     assert {facts[i["fact_id"]] for i in files["tasks/eval/knowledge_qa.jsonl"]} == set(facts.values())
 
 
-def test_unknown_size_is_a_clear_error(tmp_path):
+def test_unknown_size_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     from domainlm.errors import DomainlmError
 
     with pytest.raises(DomainlmError, match="size 'huge'"):
@@ -92,7 +93,8 @@ def test_unknown_size_is_a_clear_error(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_generates_then_skips(tmp_path, capsys):
+def test_cli_generates_then_skips(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no domainlm.yaml above: defaults apply
     out = tmp_path / "cli"
     assert main(["sample", "--out", str(out), "--size", "tiny", "--seed", "2"]) == 0
     assert "wrote" in capsys.readouterr().err
@@ -127,3 +129,18 @@ def test_regenerating_with_another_seed_leaves_no_stale_files(tmp_path):
     assert on_disk == set(manifest.outputs) | {"manifest.json", "notes.txt"}
     assert manifest.config == {"seed": 7, "size": "tiny"}
     assert first - set(manifest.outputs)  # seed 7 names its files differently: there was something to remove
+
+
+def test_cli_reads_domainlm_yaml_and_overrides(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "domainlm.yaml").write_text("sample:\n  seed: 9\n  size: tiny\n", encoding="utf-8")
+    assert main(["sample", "--out", "a"]) == 0
+    assert read_manifest(tmp_path / "a").config == {"seed": 9, "size": "tiny"}
+    assert main(["sample", "sample.seed=4", "--out", "b"]) == 0
+    assert read_manifest(tmp_path / "b").config == {"seed": 4, "size": "tiny"}
+    assert main(["sample", "sample.seed=4", "--seed", "5", "--out", "c"]) == 0  # an explicit option wins
+    assert read_manifest(tmp_path / "c").config == {"seed": 5, "size": "tiny"}
+    capsys.readouterr()
+    assert main(["sample", "sample.sizes=tiny", "--out", "d"]) != 0
+    assert "unknown key 'sample.sizes'" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
