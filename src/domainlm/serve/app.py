@@ -382,7 +382,10 @@ def create_app(state: ServeState) -> FastAPI:
     def search(body: SearchRequest, _key: ApiKey = Depends(authorize)):
         if state.kb is None:
             raise ApiError(404, "this server has no knowledge base (start it with --kb KB)", "no_kb")
-        return {"object": "list", "query": body.query, "data": kb_search(state.kb, body.query, body.k)}
+        try:
+            return {"object": "list", "query": body.query, "data": kb_search(state.kb, body.query, body.k)}
+        except DomainlmError as exc:
+            raise ApiError(400, str(exc), "invalid_query", "query") from None
 
     @app.post("/v1/chatfile")
     def chatfile(body: ChatFileRequest, _key: ApiKey = Depends(authorize)):

@@ -37,6 +37,8 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
 
 def hit_json(hit: Any) -> dict:
     """One search hit or citation as plain JSON (the KB may return dicts or dataclasses)."""
+    if hasattr(hit, "model_dump"):
+        return hit.model_dump(mode="json")
     if hasattr(hit, "to_dict"):
         return hit.to_dict()
     if isinstance(hit, dict):
@@ -70,6 +72,34 @@ def kb_answer(kb, question: str, model=None) -> dict:
         "citations": [hit_json(c) for c in (_field(result, "citations", []) or [])],
         "refused": bool(_field(result, "refused", False)),
     }
+
+
+# Uploaded documents ChatFile can read (the KB stage's readers decide how to parse each kind).
+CHATFILE_SUFFIXES = {".txt", ".md", ".html", ".htm", ".docx", ".pdf"}
+
+
+def chatfile_run(filename: str, data: bytes, question: str | None, model=None) -> dict:
+    """Summarise an uploaded document, or answer ``question`` from it with citations."""
+    import tempfile
+
+    from domainlm.kb.chatfile import ask_file, summarize_file
+
+    suffix = Path(filename).suffix.lower()
+    if suffix not in CHATFILE_SUFFIXES:
+        raise DomainlmError(f"{filename}: unsupported file type (use one of {', '.join(sorted(CHATFILE_SUFFIXES))})")
+    if not data:
+        raise DomainlmError(f"{filename}: the file is empty")
+    with tempfile.TemporaryDirectory(prefix="domainlm-upload-") as tmp:
+        # Only the suffix of the client's name is used: no path from a request ever reaches the disk.
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        if question and question.strip():
+            result = ask_file(path, question, model)
+            return {"object": "chatfile.answer", "filename": filename, "answer": result.answer, "refused": result.refused,
+                    "citations": [hit_json(c) for c in result.citations]}
+        summary = summarize_file(path, model)
+        return {"object": "chatfile.summary", "filename": filename, "summary": summary.summary, "mode": summary.mode,
+                "citations": []}
 
 
 def run_plugin_tool(name: str, arguments: str | dict, kb) -> str:

@@ -1,0 +1,87 @@
+"""Feedback export: KTO/DPO/SFT rows with PII redacted, loadable and trainable by TRL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from domainlm.serve.export import export_feedback, feedback_rows
+from domainlm.serve.store import FeedbackStore
+
+PHONE = "13812345678"
+
+
+@pytest.fixture()
+def store(tmp_path):
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    q = {"messages": [{"role": "system", "content": "你是海港银行助手"},
+                      {"role": "user", "content": f"我的手机号是{PHONE}，金卡年费多少？"}]}
+    a = store.add_response(model="tiny", request=q, response="金卡年费100元。", user="alice")
+    b = store.add_response(model="tiny", request=q, response="金卡年费200元，刷卡6次免年费。", user="alice")
+    c = store.add_response(model="tiny", request={"messages": [{"role": "user", "content": "hi"}]}, response="hello", user="bob")
+    store.add_feedback(a, rating="up", user="alice")
+    store.add_feedback(a, rating="down", user="alice")  # changed her mind: the latest rating wins
+    store.add_feedback(b, rating="up", user="alice")
+    store.add_feedback(a, correction=f"金卡年费200元。如有疑问请致电{PHONE}。", user="alice")
+    store.add_feedback(b, rejected_id=a, user="alice")  # pairwise: b preferred over a
+    store.add_feedback(c, comment="fine", user="bob")  # a comment alone trains nothing
+    return store
+
+
+def test_rows_per_format(store):
+    kto = feedback_rows(store.iter_feedback(), "kto")
+    assert [(r["completion"][0]["content"], r["label"]) for r in kto] == [
+        ("金卡年费100元。", False), ("金卡年费200元，刷卡6次免年费。", True)]
+    dpo = feedback_rows(store.iter_feedback(), "dpo")
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dpo] == [
+        ("金卡年费200元。如有疑问请致电[MOBILE]。", "金卡年费100元。"),
+        ("金卡年费200元，刷卡6次免年费。", "金卡年费100元。")]
+    sft = feedback_rows(store.iter_feedback(), "sft")
+    assert len(sft) == 1 and sft[0]["messages"][-1] == {"role": "assistant", "content": "金卡年费200元。如有疑问请致电[MOBILE]。"}
+    assert sft[0]["messages"][0]["role"] == "system"
+    raw = feedback_rows(store.iter_feedback(), "raw")
+    assert len(raw) == 6 and raw[-1]["comment"] == "fine"
+    # PII never leaves the store: not in prompts, answers or corrections, in any format.
+    for rows in (kto, dpo, sft, raw):
+        assert PHONE not in json.dumps(rows, ensure_ascii=False)
+        assert "[MOBILE]" in json.dumps(rows, ensure_ascii=False)
+
+
+def test_unknown_format_is_an_error(store):
+    from domainlm.errors import DomainlmError
+
+    with pytest.raises(DomainlmError, match="unknown export format 'orpo'"):
+        feedback_rows(store.iter_feedback(), "orpo")
+
+
+def test_export_since_and_counts(store, tmp_path):
+    result = export_feedback(store, "raw", tmp_path / "all.jsonl")
+    assert result["feedback"] == 6 and result["last_id"] == 6
+    again = export_feedback(store, "raw", tmp_path / "new.jsonl", since_id=result["last_id"])
+    assert again["rows"] == 0 and (tmp_path / "new.jsonl").read_text() == ""
+
+
+def test_exports_load_and_train_in_trl(store, tmp_path, tiny_dir):
+    """Each format is a TRL dataset: the trainers accept it and take one optimisation step."""
+    datasets = pytest.importorskip("datasets")
+    trl = pytest.importorskip("trl")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    common = dict(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, report_to=[],
+                  save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True)
+    for fmt in ("sft", "dpo", "kto"):
+        path = tmp_path / f"{fmt}.jsonl"
+        export_feedback(store, fmt, path)
+        ds = datasets.load_dataset("json", data_files=str(path), split="train")
+        assert trl.data_utils.is_conversational(ds[0])
+        model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+        if fmt == "sft":
+            trainer = trl.SFTTrainer(model=model, args=trl.SFTConfig(**common), train_dataset=ds, processing_class=tok)
+        elif fmt == "dpo":
+            trainer = trl.DPOTrainer(model=model, args=trl.DPOConfig(**common), train_dataset=ds, processing_class=tok)
+        else:
+            trainer = trl.KTOTrainer(model=model, args=trl.KTOConfig(**common), train_dataset=ds, processing_class=tok)
+        out = trainer.train()
+        assert out.global_step == 1, fmt

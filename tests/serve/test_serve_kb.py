@@ -1,0 +1,94 @@
+"""Grounded answers with citations, kb_search and ChatFile through the server, on the sample bank."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+
+from conftest import KEY, LiveServer, make_state
+
+openai = pytest.importorskip("openai")
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    from domainlm.io import read_jsonl
+    from domainlm.kb import KBConfig, build_kb
+    from domainlm.sample import generate_sample
+
+    root = tmp_path_factory.mktemp("bank")
+    sample = generate_sample(root / "sample", seed=0, size="tiny")
+    docs = [{"id": d["id"], "text": d["text"], "source": d["path"], "meta": {"title": d["title"]}}
+            for d in read_jsonl(sample / "truth" / "documents.jsonl")]
+    build_kb(docs, root / "kb", KBConfig(embedder="none"))
+    qa = read_jsonl(sample / "tasks" / "eval" / "knowledge_qa.jsonl")
+    return {"sample": sample, "kb": root / "kb", "qa": qa}
+
+
+@pytest.fixture(scope="module")
+def kb_server(tiny_dir, bank, tmp_path_factory):
+    from domainlm.serve.server import make_asgi
+
+    state = make_state(tiny_dir, f"sqlite:///{tmp_path_factory.mktemp('db') / 'f.db'}", kb=str(bank["kb"]))
+    with LiveServer(make_asgi(state)) as server:
+        server.state = state
+        yield server
+
+
+def test_kb_answer_has_citations_that_contain_the_fact(kb_server, bank):
+    from domainlm.kb import answer, open_kb
+
+    client = openai.OpenAI(base_url=kb_server.url + "/v1", api_key=KEY, max_retries=0)
+    item = bank["qa"][0]
+    r = client.chat.completions.create(model=kb_server.state.name, messages=[{"role": "user", "content": item["question"]}],
+                                       extra_body={"kb": True})
+    want = answer(open_kb(bank["kb"]), item["question"])
+    assert r.choices[0].message.content == want.answer and item["answer"] in want.answer
+    citations = r.model_extra["citations"]
+    assert citations and any(item["evidence"] in c["text"] for c in citations)
+    assert {"n", "doc_id", "source", "title", "text"} <= set(citations[0])
+    # Streamed: the same answer, with the citations on the final chunk.
+    text, streamed_citations = "", None
+    for event in client.chat.completions.create(model=kb_server.state.name, stream=True, extra_body={"kb": True},
+                                                messages=[{"role": "user", "content": item["question"]}]):
+        streamed_citations = (event.model_extra or {}).get("citations") or streamed_citations
+        text += "".join(c.delta.content or "" for c in event.choices)
+    assert text == want.answer and streamed_citations == citations
+
+
+def test_kb_search_endpoint_and_plugin_tool(kb_server, bank):
+    from domainlm.serve.plugins import run_plugin_tool
+
+    item = bank["qa"][2]
+    r = httpx.post(kb_server.url + "/v1/kb/search", headers={"Authorization": f"Bearer {KEY}"},
+                   json={"query": item["question"], "k": 3})
+    hits = r.json()["data"]
+    assert r.status_code == 200 and len(hits) == 3 and hits[0]["doc_id"] == item["doc_id"]
+    tool = json.loads(run_plugin_tool("kb_search", json.dumps({"query": item["question"], "k": 2}), kb_server.state.kb))
+    assert [h["chunk_id"] for h in tool["results"]] == [h["chunk_id"] for h in hits[:2]]
+    assert "error" in json.loads(run_plugin_tool("kb_search", "{not json", kb_server.state.kb))
+    bad = httpx.post(kb_server.url + "/v1/kb/search", headers={"Authorization": f"Bearer {KEY}"}, json={"query": " "})
+    assert bad.status_code == 400 and "empty query" in bad.json()["error"]["message"]
+
+
+def test_chatfile_summary_and_question_on_an_uploaded_docx(kb_server, bank):
+    from domainlm.io import read_jsonl
+
+    facts = [f for f in read_jsonl(bank["sample"] / "truth" / "facts.jsonl") if f["doc_id"] == "manual-002-zh"]
+    data = base64.b64encode((bank["sample"] / "docs" / "manual-002-zh.docx").read_bytes()).decode()
+    headers = {"Authorization": f"Bearer {KEY}"}
+    summary = httpx.post(kb_server.url + "/v1/chatfile", headers=headers, timeout=120,
+                         json={"filename": "说明书.docx", "content_base64": data}).json()
+    assert summary["object"] == "chatfile.summary" and len(summary["summary"]) > 20
+    fact = facts[0]
+    question = f"{fact['product']}的{fact['attribute_label']}是多少？"
+    qa = httpx.post(kb_server.url + "/v1/chatfile", headers=headers, timeout=120,
+                    json={"filename": "说明书.docx", "content_base64": data, "question": question}).json()
+    assert fact["value"] in qa["answer"] and any(fact["sentence"] in c["text"] for c in qa["citations"])
+    bad = httpx.post(kb_server.url + "/v1/chatfile", headers=headers, timeout=120, json={"filename": "x.exe", "content_base64": data})
+    assert bad.status_code == 400 and "unsupported file type" in bad.json()["error"]["message"]
+    bad = httpx.post(kb_server.url + "/v1/chatfile", headers=headers, timeout=120, json={"filename": "x.txt", "content_base64": "%%%"})
+    assert bad.status_code == 400 and "base64" in bad.json()["error"]["message"]
