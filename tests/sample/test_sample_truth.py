@@ -2,6 +2,7 @@
 ground truth says, checked against the real files with real readers (python-docx, pypdf)."""
 
 import html
+import itertools
 import json
 import re
 
@@ -143,7 +144,7 @@ def test_noise_spans_are_exactly_where_the_truth_says(tiny_sample):
         by_page.setdefault(r["path"], []).append((r["start"], r["end"]))
     for spans in by_page.values():
         spans.sort()
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
 
 
 def test_clean_text_is_the_page_without_its_noise(tiny_sample):
@@ -213,10 +214,11 @@ def test_values_of_one_attribute_are_never_substrings_of_each_other():
 
 
 def test_train_and_eval_never_share_a_question(tiny_sample):
+    def keys(split, task):
+        return {i["question"] + "\n" + i.get("context", "") for i in items(tiny_sample, split, task)}
+
     for task in TASKS:
-        def keys(split):
-            return {i["question"] + "\n" + i.get("context", "") for i in items(tiny_sample, split, task)}
-        train, evaluation = keys("train"), keys("eval")
+        train, evaluation = keys("train", task), keys("eval", task)
         assert train and evaluation
         assert not train & evaluation, task
 

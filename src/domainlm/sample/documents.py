@@ -120,8 +120,9 @@ POLICIES = {
     "privacy": {
         "zh": ("海港银行个人信息保护政策", "海港银行依法收集、使用和保护客户个人信息，不会向无关第三方提供。",
                "客户可随时查询、更正本人个人信息。"),
-        "en": ("Harbor Bank Privacy Policy", "Harbor Bank collects, uses and protects personal data lawfully and never "
-               "sells it to third parties.", "Customers may view and correct their personal data at any time."),
+        "en": ("Harbor Bank Privacy Policy",
+               "Harbor Bank collects, uses and protects personal data lawfully and never sells it to third parties.",
+               "Customers may view and correct their personal data at any time."),
         "services": ["retention", "hotline"],
     },
 }

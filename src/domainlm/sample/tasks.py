@@ -13,7 +13,12 @@ from collections.abc import Callable
 
 from domainlm.sample import pii
 from domainlm.sample.world import (
-    CITIES, MISSING_ATTRS, PRODUCT_ATTRS, Entity, World, distractor_values,
+    CITIES,
+    MISSING_ATTRS,
+    PRODUCT_ATTRS,
+    Entity,
+    World,
+    distractor_values,
 )
 
 SPLITS = ("train", "eval")
@@ -297,10 +302,6 @@ def _amount_text(n: int, lang: str) -> str:
     return f"{n // 10000}万元" if n >= 10000 and n % 10000 == 0 else f"{n}元"
 
 
-def rng_choice(rng: random.Random, items: list):
-    return items[rng.randrange(len(items))]
-
-
 class Filler:
     """Fills ``{slot}`` templates, remembering each slot's surface text, offsets and structured value."""
 
@@ -358,7 +359,7 @@ class Filler:
         """The filled text and its slots: [{"slot","text","start","end","value"}] (offsets into the text)."""
         out, slots, pos, context = [], [], 0, {"products": products}
         if "{attr}" in template:  # the attribute belongs to the product, wherever the two slots stand
-            context["entity"] = context["attr_of"] = rng_choice(self.rng, products or self.world.products)
+            context["entity"] = context["attr_of"] = self.rng.choice(products or self.world.products)
         for part in re.split(r"(\{[a-z0-9]+\})", template):
             if part.startswith("{") and part.endswith("}"):
                 text, value = self.value(part[1:-1], lang, context)

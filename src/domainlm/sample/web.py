@@ -1,6 +1,6 @@
 """Noisy web copies of clean documents, with exact ground truth for every injected span.
 
-A page is built from blocks of pieces. A piece is either kept text, markup, or one injected noise span
+A page is built from blocks of pieces. A piece is either kept text or one injected noise span
 (pinyin, spam, comment, ...); personal data sits inside pieces at known offsets. Rendering walks the
 pieces and records each span's character offsets in the final (correctly decoded) text, so
 ``decoded[start:end] == text`` holds by construction. ``clean_text`` is what a perfect cleaner keeps:
@@ -80,7 +80,7 @@ COMMENT_USERS = ("网友8823", "理财小白", "匿名用户", "海边的风", "
 @dataclass
 class Piece:
     text: str
-    kind: str | None = None  # None = kept text; "markup"; or a noise type
+    kind: str | None = None  # None = kept text; else a noise type
     original: str | None = None  # for mojibake/pinyin: the intended text
     pii: list[tuple[str, int, int]] = field(default_factory=list)  # (type, start, end) within text
 
@@ -228,8 +228,6 @@ def _convert_traditional(blocks: list[Block]) -> None:
     converter = _s2tw()
     for block in blocks:
         for piece in block.pieces:
-            if piece.kind == "markup":
-                continue
             converted = converter.convert(piece.text)
             # Offsets of personal data inside the piece must survive: only accept a same-length conversion.
             if len(converted) == len(piece.text):
@@ -315,7 +313,7 @@ def make_copy(doc: Doc, path: str, encoding: str, noise_types: list[str], rng: r
                 raise DomainlmError(f"{path}: personal data piece changed by HTML escaping")
             start = pos
             emit(text)
-            if piece.kind not in (None, "markup"):
+            if piece.kind is not None:
                 record = {"path": path, "type": piece.kind, "start": start, "end": pos, "text": text}
                 if piece.original is not None:
                     record["original"] = piece.original

@@ -9,8 +9,8 @@ attribute are drawn without replacement while the pool lasts, so answers stay di
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 # --------------------------------------------------------------------------------------------------
 # Value formatting, per language. Within one attribute no value is a substring of another (a test checks),
