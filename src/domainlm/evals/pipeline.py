@@ -28,6 +28,7 @@ class EvalConfig(BaseModel):
     general: list[str] = Field(default_factory=list, description="Suites that form the general-ability panel.")
     seed: int = 0
     batch_size: int = Field(8, ge=1)
+    kb_k: int = Field(3, ge=1, description="Passages retrieved from --kb for each item.")
 
 
 def parse_variant(text: str) -> tuple[str, str, str | None]:
@@ -45,7 +46,8 @@ def _progress() -> Progress:
 
 
 def run_once(suites: list[Suite], *, model: str | None, kb: str | None = None, predictions: str | None = None,
-             general: set[str] = frozenset(), seed: int = 0, batch_size: int = 8, label: str = "") -> tuple[dict, list[dict]]:
+             general: set[str] = frozenset(), seed: int = 0, batch_size: int = 8, kb_k: int = 3,
+             label: str = "") -> tuple[dict, list[dict]]:
     """Score one model (or one predictions file) on the suites: (results, prediction records)."""
     items = all_items(suites)
     usage, info, judge = None, {}, None
@@ -60,8 +62,8 @@ def run_once(suites: list[Suite], *, model: str | None, kb: str | None = None, p
             info = dict(getattr(lm, "info", {}) or {})
             with _progress() as progress:
                 bar = progress.add_task(f"eval {label or model}", total=len(items))
-                preds, usage = run_model(lm, items, {s.name: s.config for s in suites}, kb=kb, batch_size=batch_size,
-                                         seed=seed, progress=lambda k: progress.advance(bar, k))
+                preds, usage = run_model(lm, items, {s.name: s.config for s in suites}, kb=kb, kb_k=kb_k,
+                                         batch_size=batch_size, seed=seed, progress=lambda k: progress.advance(bar, k))
         finally:
             lm.close()
         judges = {s.config.judge.model_dump_json(): s.config.judge for s in suites if s.config.judge}
@@ -124,7 +126,7 @@ def evaluate(config: EvalConfig, out: str | Path, *, force: bool = False) -> dic
             from domainlm.io import read_json
 
             return read_json(out / "results.json")
-        common = dict(general=general, seed=config.seed, batch_size=config.batch_size)
+        common = dict(general=general, seed=config.seed, batch_size=config.batch_size, kb_k=config.kb_k)
         if not config.variants:
             results, records = run_once(suites, model=config.model, kb=config.kb, predictions=config.predictions, **common)
             _write_run(out, results, records, run)

@@ -23,7 +23,7 @@ DEFAULT_TEMPLATES = {
     "yesno": "{context}{question}\n上述说法是否正确？请只回答“是”或“否”。",
     "qa": "{context}{question}\n请简短回答。",
     "intent": "从以下意图中选出用户的意图，只输出意图名称：{labels}\n用户：{question}",
-    "ner": "抽取下文中的实体，输出 JSON 列表，形如 [{{\"type\": \"类型\", \"text\": \"实体\"}}]。\n{question}",
+    "ner": "抽取下文中的实体（类型：{labels}），输出 JSON 列表，形如 [{{\"type\": \"类型\", \"text\": \"实体\"}}]。\n{question}",
     "tool_call": "{question}\n如需调用工具，只输出 JSON：{{\"name\": 工具名, \"arguments\": {{参数}}}}。",
     "json": "{context}{question}\n按以下 JSON Schema 只输出 JSON：{schema}",
     "refusal": "{context}{question}\n如果资料中没有答案，请回答“无法回答”。",
@@ -46,7 +46,8 @@ def render_prompt(item: dict, template: str, retrieved: list[str] | None = None)
     fields = {
         "question": item.get("question", ""),
         "context": item_context(item, retrieved),
-        "choices": "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)),
+        # Lettered options for mcq; label sets (intents: 20+) are listed by name in {labels} instead.
+        "choices": "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)) if len(choices) <= len(LETTERS) else "",
         "labels": "、".join(str(c) for c in choices),
         "schema": json.dumps(item.get("schema") or {}, ensure_ascii=False),
         "tools": json.dumps(item.get("tools") or [], ensure_ascii=False),
@@ -165,13 +166,13 @@ def build_jobs(items: list[dict], configs: dict[str, SuiteConfig], supports_logp
     return jobs
 
 
-def run_model(model, items: list[dict], configs: dict[str, SuiteConfig], *, kb: str | None = None,
+def run_model(model, items: list[dict], configs: dict[str, SuiteConfig], *, kb: str | None = None, kb_k: int = 3,
               batch_size: int = 8, seed: int = 0, progress: Callable[[int], None] | None = None) -> tuple[dict, dict]:
     """Outputs for every item (``{id: {"output", ...}}``) and usage (tokens, FLOPs, wall time)."""
     counter = TokenCounter(model)
     info = getattr(model, "info", {}) or {}
     started = time.perf_counter()
-    jobs = build_jobs(items, configs, getattr(model, "supports_logprobs", False), _retriever(kb))
+    jobs = build_jobs(items, configs, getattr(model, "supports_logprobs", False), _retriever(kb, kb_k))
     predictions: dict[str, dict] = {}
     usage = {"items": len(items), "tokens_in": 0, "tokens_out": 0, "flops": 0.0, "tokens_estimated": counter.estimated}
 

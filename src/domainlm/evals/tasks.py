@@ -144,7 +144,9 @@ def load_suite(path: str | Path) -> Suite:
     for kind in config.templates:
         if kind not in TYPES:
             raise DomainlmError(f"{folder / 'suite.yaml'}: templates: unknown type '{kind}'")
-    taxonomy = _taxonomy_lookup(folder / "taxonomy.json") if (folder / "taxonomy.json").is_file() else {}
+    # The sample domain keeps taxonomy.json one level up (tasks/taxonomy.json beside tasks/eval/).
+    taxonomy_file = next((f for f in (folder / "taxonomy.json", folder.parent / "taxonomy.json") if f.is_file()), None)
+    taxonomy = _taxonomy_lookup(taxonomy_file) if taxonomy_file else {}
     items: list[dict] = []
     for file in files:
         items.extend(_read_items(file, taxonomy))
