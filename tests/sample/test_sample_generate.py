@@ -89,6 +89,9 @@ def test_unknown_size_is_a_clear_error(tmp_path, monkeypatch):
 
     with pytest.raises(DomainlmError, match="size 'huge'"):
         build_sample(0, "huge")
+    with pytest.raises(DomainlmError, match="size 'huge'"):
+        generate_sample(tmp_path / "y", size="huge")
+    assert not (tmp_path / "y").exists()
     assert main(["sample", "--out", str(tmp_path / "x"), "--size", "huge"]) != 0
     assert not (tmp_path / "x").exists()
 

@@ -110,6 +110,8 @@ def generate_sample(out_dir: str | Path, seed: int = 0, size: str = "small", for
     from rich.console import Console
     from rich.progress import Progress
 
+    if size not in SIZES:
+        raise DomainlmError(f"size '{size}': expected one of {', '.join(SIZES)}")
     config = SampleConfig(seed=seed, size=size)  # type: ignore[arg-type]
     out_dir = Path(out_dir)
     previous = read_manifest(out_dir)
