@@ -31,10 +31,11 @@ def store(tmp_path):
 
 def test_rows_per_format(store):
     kto = feedback_rows(store.iter_feedback(), "kto")
-    assert [(r["completion"][0]["content"], r["label"]) for r in kto] == [
-        ("金卡年费100元。", False), ("金卡年费200元，刷卡6次免年费。", True)]
+    assert [(r["prompt"], r["completion"], r["label"]) for r in kto] == [
+        ("我的手机号是[MOBILE]，金卡年费多少？", "金卡年费100元。", False),
+        ("我的手机号是[MOBILE]，金卡年费多少？", "金卡年费200元，刷卡6次免年费。", True)]
     dpo = feedback_rows(store.iter_feedback(), "dpo")
-    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dpo] == [
+    assert [(r["chosen"], r["rejected"]) for r in dpo] == [
         ("金卡年费200元。如有疑问请致电[MOBILE]。", "金卡年费100元。"),
         ("金卡年费200元，刷卡6次免年费。", "金卡年费100元。")]
     sft = feedback_rows(store.iter_feedback(), "sft")
@@ -42,8 +43,12 @@ def test_rows_per_format(store):
     assert sft[0]["messages"][0]["role"] == "system"
     raw = feedback_rows(store.iter_feedback(), "raw")
     assert len(raw) == 6 and raw[-1]["comment"] == "fine"
+    # Conversational rows keep the whole conversation (system prompt included) for TRL.
+    conv = feedback_rows(store.iter_feedback(), "dpo", conversational=True)
+    assert [m["role"] for m in conv[0]["prompt"]] == ["system", "user"]
+    assert conv[0]["chosen"] == [{"role": "assistant", "content": dpo[0]["chosen"]}]
     # PII never leaves the store: not in prompts, answers or corrections, in any format.
-    for rows in (kto, dpo, sft, raw):
+    for rows in (kto, dpo, sft, raw, conv):
         assert PHONE not in json.dumps(rows, ensure_ascii=False)
         assert "[MOBILE]" in json.dumps(rows, ensure_ascii=False)
 
@@ -62,6 +67,16 @@ def test_export_since_and_counts(store, tmp_path):
     assert again["rows"] == 0 and (tmp_path / "new.jsonl").read_text() == ""
 
 
+def test_default_exports_are_what_domainlm_train_reads(store, tmp_path):
+    from domainlm.train.data import load_records
+
+    for fmt in ("sft", "dpo", "kto"):
+        path = tmp_path / f"{fmt}.jsonl"
+        n = export_feedback(store, fmt, path)["rows"]
+        loaded = load_records([path], fmt)
+        assert len(loaded.records) == n > 0 and not loaded.rejected, fmt
+
+
 def test_exports_load_and_train_in_trl(store, tmp_path, tiny_dir):
     """Each format is a TRL dataset: the trainers accept it and take one optimisation step."""
     datasets = pytest.importorskip("datasets")
@@ -73,7 +88,7 @@ def test_exports_load_and_train_in_trl(store, tmp_path, tiny_dir):
                   save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True)
     for fmt in ("sft", "dpo", "kto"):
         path = tmp_path / f"{fmt}.jsonl"
-        export_feedback(store, fmt, path)
+        export_feedback(store, fmt, path, conversational=True)
         ds = datasets.load_dataset("json", data_files=str(path), split="train")
         assert trl.data_utils.is_conversational(ds[0])
         model = AutoModelForCausalLM.from_pretrained(tiny_dir)

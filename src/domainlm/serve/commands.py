@@ -82,6 +82,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output JSONL file."),
         db: str = typer.Option(None, "--db", help="Feedback store URL (default: serve.db of domainlm.yaml)."),
         since: int = typer.Option(0, "--since", help="Only feedback with id above this."),
+        conversational: bool = typer.Option(False, "--conversational",
+                                            help="kto/dpo: TRL's conversational rows (whole conversation) instead of strings."),
         config: Path = typer.Option(None, "-c", "--config"),
     ) -> None:
         """Write feedback as TRL training rows (PII redacted): thumbs → KTO, corrections/choices → DPO, corrections → SFT."""
@@ -90,7 +92,7 @@ def register(app: typer.Typer) -> None:
 
         store = FeedbackStore(db or _serve_section(config, []).db)
         try:
-            result = export_feedback(store, fmt, out, since_id=since)
+            result = export_feedback(store, fmt, out, since_id=since, conversational=conversational)
         finally:
             store.close()
         console.print(f"{result['rows']} {fmt} rows from {result['feedback']} feedback records → {out} "

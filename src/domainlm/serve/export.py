@@ -1,11 +1,16 @@
 """Feedback → training rows in TRL's conversational formats, with PII redacted.
 
-- ``kto``: every thumbs up/down → ``{"prompt": [...messages], "completion": [assistant], "label": bool}``
-  (the user's latest rating of a response wins; an "up" then "down" is one "down" row).
-- ``dpo``: corrections → ``{"prompt", "chosen": [correction], "rejected": [served answer]}``; pairwise
-  choices (feedback with ``rejected_id``) → ``{"prompt", "chosen": [preferred], "rejected": [other]}``.
-- ``sft``: corrections → ``{"messages": [...prompt, {"role": "assistant", "content": correction}]}``.
+- ``kto``: every thumbs up/down → ``{"prompt", "completion", "label": bool}`` (the user's latest rating
+  of a response wins; an "up" then "down" is one "down" row).
+- ``dpo``: corrections → ``{"prompt", "chosen": correction, "rejected": served answer}``; pairwise choices
+  (feedback with ``rejected_id``) → ``{"prompt", "chosen": preferred, "rejected": other}``.
+- ``sft``: corrections → ``{"messages": [...conversation, {"role": "assistant", "content": correction}]}``.
 - ``raw``: DESIGN.md's feedback record, one a line.
+
+By default kto/dpo prompts and answers are strings (the prompt is the last user turn): the shape
+``domainlm train --stage dpo|kto`` reads. ``conversational=True`` writes TRL's conversational shape instead
+(``prompt`` = the whole conversation as messages, answers as ``[{"role": "assistant", ...}]``), which keeps
+system prompts and earlier turns for training with TRL directly.
 
 Every text field passes through the clean stage's PII redactor before it is written, so phone numbers,
 ID numbers and cards users typed into a chat never reach a training set.
@@ -43,12 +48,16 @@ def _assistant(text: str, redact: Callable[[str], str]) -> list[dict]:
     return [{"role": "assistant", "content": redact(text)}]
 
 
-def feedback_rows(records: Iterable[FeedbackRecord], fmt: str, redact: Callable[[str], str] | None = None) -> list[dict]:
+def feedback_rows(records: Iterable[FeedbackRecord], fmt: str, redact: Callable[[str], str] | None = None,
+                  *, conversational: bool = False) -> list[dict]:
     """Training rows in format ``fmt`` from feedback records (oldest first)."""
     if fmt not in FORMATS:
         raise DomainlmError(f"unknown export format '{fmt}'; expected one of {', '.join(FORMATS)}")
     redact = redact or default_redactor()
     records = list(records)
+    if not conversational and fmt in ("kto", "dpo"):
+        rows = feedback_rows(records, fmt, redact, conversational=True)
+        return [_flatten(row) for row in rows if any(m["role"] == "user" for m in row["prompt"])]
     rows: list[dict] = []
     if fmt == "raw":
         for r in records:
@@ -86,11 +95,20 @@ def feedback_rows(records: Iterable[FeedbackRecord], fmt: str, redact: Callable[
     return rows
 
 
+def _flatten(row: dict) -> dict:
+    """A conversational kto/dpo row as strings: the last user turn is the prompt."""
+    out = {"prompt": [m["content"] for m in row["prompt"] if m["role"] == "user"][-1]}
+    for key, value in row.items():
+        if key != "prompt":
+            out[key] = value[0]["content"] if isinstance(value, list) else value
+    return out
+
+
 def export_feedback(store: FeedbackStore, fmt: str, out: str | Path, *, since_id: int = 0,
-                    redact: Callable[[str], str] | None = None) -> dict:
+                    redact: Callable[[str], str] | None = None, conversational: bool = False) -> dict:
     """Write feedback with id > ``since_id`` as ``fmt`` rows to ``out`` (atomically); returns counts."""
     records = list(store.iter_feedback(since_id=since_id))
-    rows = feedback_rows(records, fmt, redact)
+    rows = feedback_rows(records, fmt, redact, conversational=conversational)
     written = write_jsonl(out, rows)
     last_id = records[-1].id if records else since_id
     return {"format": fmt, "feedback": len(records), "rows": written, "last_id": last_id, "out": str(out)}
