@@ -13,7 +13,7 @@ import random
 import zipfile
 from dataclasses import dataclass, field
 
-from domainlm.sample.world import CATEGORY_NAMES, Entity, World, attr_value
+from domainlm.sample.world import CATEGORY_NAMES, Entity, World
 
 FORMATS = ("md", "html", "txt", "docx", "pdf")
 
@@ -40,7 +40,7 @@ class Doc:
 
 def _fact_sentence(rng: random.Random, entity: Entity, key: str, lang: str) -> tuple[str, dict]:
     spec = entity.specs[key]
-    value = attr_value(entity, key, lang)
+    value = entity.value(key, lang)
     sentence = rng.choice(spec.templates(lang)).format(name=entity.name(lang), v=value)
     if lang == "en":
         sentence = sentence[0].upper() + sentence[1:]

@@ -64,6 +64,10 @@ def _plain(x: str, lang: str) -> str:
     return x
 
 
+def _bilingual(pair: tuple[str, str], lang: str) -> str:
+    return pair[1] if lang == "en" else pair[0]
+
+
 _MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
               "October", "November", "December")
 
@@ -264,7 +268,7 @@ ROADS = [("海港路", "Haigang Road"), ("滨海大道", "Binhai Avenue"), ("人
          ("建设路", "Jianshe Road"), ("新华路", "Xinhua Road"), ("文化路", "Wenhua Road"), ("学府路", "Xuefu Road")]
 
 BRANCH_ATTRS = [
-    AttrSpec("new_address", "新址", "new address", [], _plain,
+    AttrSpec("new_address", "新址", "new address", [], _bilingual,
              ("{name}新址位于{v}。",), ("The new address of {name} is {v}.",), zh_q="哪里"),
     AttrSpec("business_hours", "营业时间", "business hours", [(8, 16), (8, 17), (9, 16), (9, 17), (9, 18), (10, 18)],
              _hours, ("{name}营业时间调整为{v}。",), ("The business hours of {name} are now {v}.",), zh_q="什么"),
@@ -370,18 +374,6 @@ def build_world(rng: random.Random, n_products: int, n_branches: int, en_share: 
             specs=specs,
         ))
     return World(products=products, services=services, branches=branches, unused_names=unused)
-
-
-def branch_address(entity: Entity, lang: str) -> str:
-    zh, en = entity.attrs["new_address"]  # type: ignore[misc]
-    return en if lang == "en" else zh
-
-
-def attr_value(entity: Entity, key: str, lang: str) -> str:
-    """The value as printed in a document of that language."""
-    if key == "new_address":
-        return branch_address(entity, lang)
-    return entity.value(key, lang)
 
 
 def distractor_values(spec: AttrSpec, correct_raw, lang: str, rng: random.Random, k: int = 3) -> list[str]:
