@@ -111,11 +111,13 @@ def test_repeats_and_offtopic_tail():
     assert noise.remove_offtopic_tail("相关阅读：本行推荐阅读下列条款后再签约。" + GOOD * 3).changes == []
 
 
-def test_censor_flagged_not_removed():
+def test_censor_flagged_and_mark_removed():
     text = "该客户因***原因被拒，详见[已屏蔽]文件。"
     result = noise.flag_censor(text)
-    assert result.text == text
+    assert result.text == "该客户因原因被拒，详见文件。"
     assert [f["text"] for f in result.flags] == ["***", "[已屏蔽]"]
+    kept = noise.flag_censor(text, remove=False)
+    assert kept.text == text and len(kept.flags) == 2
 
 
 def test_language_by_script():

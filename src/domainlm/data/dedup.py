@@ -47,7 +47,7 @@ def signature(text: str, num_perm: int = 128, n: int = 5, seed: int = 1):
 class DedupParams:
     """The ``dedup`` recipe step: Jaccard threshold, MinHash permutations, shingle size, which checks."""
 
-    threshold: float = 0.8
+    threshold: float = 0.7
     num_perm: int = 128
     ngram: int = 5
     exact: bool = True
@@ -58,7 +58,7 @@ class DedupParams:
 class Deduplicator:
     """Online dedup: ``check`` a document, get ``None`` (keep) or the evidence that it is a duplicate."""
 
-    threshold: float = 0.8
+    threshold: float = 0.7
     num_perm: int = 128
     near: bool = True
     exact: bool = True

@@ -1,6 +1,6 @@
 """Ingest: turn input files into raw documents, or into rejections with a reason.
 
-txt/md (any encoding: UTF-8, UTF-16, GBK/GB18030, Big5), html (main content by trafilatura), pdf (text
+txt/md (any encoding: UTF-8, UTF-16, GBK/GB18030, Big5), html (block text without page chrome, lxml), pdf (text
 layer by pypdf), docx (python-docx), jsonl/csv (one document per record, a named text column). A bad
 file becomes a rejection; it never stops the run.
 """
@@ -152,19 +152,59 @@ def decode_bytes(raw: bytes) -> tuple[str, str]:
 # --- Readers --------------------------------------------------------------------------------------
 
 
-def read_html(raw: bytes) -> tuple[str, dict]:
-    import trafilatura
+_BLOCK_TAGS = {
+    "p", "div", "section", "article", "main", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol", "dl", "dt", "dd",
+    "table", "tr", "td", "th", "blockquote", "pre", "figure", "figcaption", "address", "title", "body",
+}
+_CHROME = "//script|//style|//noscript|//template|//nav|//header|//footer|//aside|//form|//iframe|//svg|//select|//button"
 
+
+def html_to_text(html: str) -> tuple[str, str | None]:
+    """``(text, title)``: the text of every block element on its own line, page chrome dropped.
+
+    Semantic chrome (nav, header, footer, aside, forms, scripts) and link lists (blocks whose text is
+    mostly link text) go; everything else is kept line by line for the cleaning operators. Written on
+    lxml rather than trafilatura.extract because trafilatura drops headings and short blocks of the small
+    pages industry sites are made of (a product page is mostly short blocks), losing real content.
+    """
+    import re
+
+    import lxml.html
+    from lxml import etree
+
+    html = re.sub(r"^\s*<\?xml[^>]*>", "", html)
+    try:
+        tree = lxml.html.fromstring(html)
+    except (etree.ParserError, ValueError):
+        return "", None
+    title_nodes = tree.xpath("//title")
+    title = title_nodes[0].text_content().strip() if title_nodes else None
+    for node in tree.xpath("//head|" + _CHROME):
+        node.drop_tree()
+    for node in tree.xpath("//ul|//ol|//div|//p|//table|//td"):
+        links = node.xpath(".//a")
+        text = node.text_content().strip()
+        if len(links) >= 3 and text and sum(len(a.text_content().strip()) for a in links) > 0.8 * len(text):
+            node.drop_tree()
+    for node in tree.iter():
+        if not isinstance(node.tag, str):
+            continue
+        if node.tag == "br":
+            node.tail = "\n" + (node.tail or "")
+        elif node.tag in _BLOCK_TAGS:
+            node.text = "\n" + (node.text or "")
+            node.tail = "\n" + (node.tail or "")
+    lines = (re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in tree.text_content().splitlines())
+    return "\n".join(line for line in lines if line), title
+
+
+def read_html(raw: bytes) -> tuple[str, dict]:
     html, encoding = decode_bytes(raw)
-    # favor_recall: industry pages are short; trafilatura's precision mode drops whole product tables.
-    text = trafilatura.extract(html, include_comments=False, include_tables=True, favor_recall=True, deduplicate=False)
-    if not text:
-        text = trafilatura.html2txt(html)
+    text, title = html_to_text(html)
     meta = {"encoding": encoding}
-    title = trafilatura.extract_metadata(html)
-    if title is not None and title.title:
-        meta["title"] = title.title
-    return text or "", meta
+    if title:
+        meta["title"] = title
+    return text, meta
 
 
 def read_pdf(path: str) -> tuple[str, dict]:

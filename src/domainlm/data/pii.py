@@ -36,17 +36,20 @@ _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){15,18}\d(?![\d])")
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _HAN = "\u4e00-\u9fff"
 # Province/city/district (optional) + road/street + number, optional building/room.
+# Province/city/district (optional) + road/street + number, optional building/room; simplified or
+# traditional script (区/區, 号/號, 栋/棟, 楼/樓...).
 _ADDRESS_ZH = re.compile(
-    rf"(?:[{_HAN}]{{2,6}}(?:省|自治区))?(?:[{_HAN}]{{2,6}}市)?(?:[{_HAN}]{{2,6}}(?:区|县))?"
-    rf"[{_HAN}\d]{{1,12}}(?:路|街|大道|道|巷|弄|胡同)(?:[{_HAN}\d]{{0,6}}(?:段|巷|弄))?\d+(?:-\d+)?号"
-    rf"(?:[{_HAN}\d]{{0,8}}?(?:\d+(?:栋|幢|座|楼|号楼))?(?:\d+单元)?(?:\d+(?:层|楼))?(?:\d+室)?)?"
+    rf"(?:[{_HAN}]{{2,6}}(?:省|自治区|自治區))?(?:[{_HAN}]{{2,6}}市)?(?:[{_HAN}]{{2,6}}(?:区|區|县|縣))?"
+    rf"[{_HAN}\d]{{1,12}}(?:路|街|大道|道|巷|弄|胡同)(?:[{_HAN}\d]{{0,6}}(?:段|巷|弄))?\d+(?:-\d+)?[号號]"
+    rf"(?:[{_HAN}\d]{{0,8}}?(?:\d+(?:栋|棟|幢|座|楼|樓|号楼|號樓))?(?:\d+[单單]元)?(?:\d+(?:层|層|楼|樓))?(?:\d+室)?)?"
 )
 _ADDRESS_EN = re.compile(
     r"\b\d{1,5}(?:\s[A-Z][a-z]+){1,4}\s(?:Street|St\.|Road|Rd\.|Avenue|Ave\.|Boulevard|Blvd\.|Lane|Ln\.|Drive|Dr\.|Way|Court|Ct\.)"
     r"(?:,?\s(?:Apt|Suite|Unit|Room|Flat)\.?\s?\w+)?"
 )
 
-_ADDRESS_LABEL = re.compile(r"(?:通讯|联系|家庭|居住|收货|邮寄)?(?:住址|地址|住在|家住|居住在|位于|寄往|寄到)[:：]?")
+# Words that introduce an address; the Han-character prefix of the pattern can swallow them.
+_ADDRESS_LABEL = re.compile(r"(?:通讯|联系|家庭|居住|收货|邮寄)?(?:住址|地址|住在|家住|我家在|家在|居住在|位于|寄往|寄到|迁至|搬到)[:：]?")
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -96,8 +99,8 @@ def find_pii(text: str, types: tuple[str, ...] = tuple(PLACEHOLDERS)) -> list[Pi
     for pattern in (_ADDRESS_ZH, _ADDRESS_EN):
         for m in pattern.finditer(text):
             # The Han-character prefix can swallow the label before the address ("住址上海市...").
-            label = _ADDRESS_LABEL.match(m.group())
-            add(m.start() + (label.end() if label else 0), m.end(), "address")
+            labels = list(_ADDRESS_LABEL.finditer(m.group()))
+            add(m.start() + (labels[-1].end() if labels else 0), m.end(), "address")
     return sorted(found, key=lambda s: s.start)
 
 

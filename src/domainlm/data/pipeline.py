@@ -194,7 +194,7 @@ def clean(
         dedup = None
         if dedup_step is not None:
             p = dedup_step.params
-            dedup = Deduplicator(p.get("threshold", 0.8), p.get("num_perm", 128), p.get("near", True), p.get("exact", True))
+            dedup = Deduplicator(p.get("threshold", 0.7), p.get("num_perm", 128), p.get("near", True), p.get("exact", True))
         card = DataCard(recipe)
         units = iter_units(inputs, cfg.text_field)
         if cfg.engine == "ray":

@@ -42,8 +42,8 @@ def _furniture(text: str, extra_patterns: list[list[str]] = (), max_line_chars: 
     return noise.remove_furniture(text, noise.FURNITURE_PATTERNS + tuple(tuple(p) for p in extra_patterns), max_line_chars)
 
 
-def _tail(text: str, extra_headers: list[str] = (), min_position: float = 0.3) -> OpResult:
-    return noise.remove_offtopic_tail(text, noise.TAIL_HEADERS + tuple(extra_headers), min_position)
+def _tail(text: str, extra_headers: list[str] = (), min_position: float = 0.3, max_overlap: float = 0.1) -> OpResult:
+    return noise.remove_offtopic_tail(text, noise.TAIL_HEADERS + tuple(extra_headers), min_position, max_overlap)
 
 
 def _cjk(text: str, codecs: list[str] = ("gbk", "big5")) -> OpResult:
