@@ -113,3 +113,22 @@ def test_missing_predictions_score_as_unparseable(tmp_path):
     results = evaluate(EvalConfig(suites=[str(folder)], predictions=str(preds)), tmp_path / "out")
     assert results["tasks"]["t"]["missing"] == 1
     assert results["tasks"]["t"]["score"] == 0.5 and results["tasks"]["t"]["unparseable"] == 0.5
+
+
+@needs_fineva
+def test_general_ability_panel_is_reported_apart(tmp_path):
+    general = tmp_path / "general"
+    general.mkdir()
+    (general / "gen_qa.jsonl").write_text(
+        "\n".join(json.dumps({"id": f"g{i}", "type": "qa", "question": "1+1=?", "answer": "2"}) for i in range(4)) + "\n",
+        encoding="utf-8")
+    preds = tmp_path / "p.jsonl"
+    gen_preds = [json.dumps({"id": f"g{i}", "output": "2" if i < 3 else "3"}) for i in range(4)]
+    preds.write_text(PREDICTIONS.read_text(encoding="utf-8") + "\n".join(gen_preds) + "\n", encoding="utf-8")
+    results = evaluate(EvalConfig(suites=[str(FINEVA), str(general)], predictions=str(preds), general=[str(general)]),
+                       tmp_path / "out")
+    assert results["general"]["tasks"] == ["gen_qa"] and results["general"]["score"] == 0.75
+    assert len(results["domain"]["tasks"]) == 33
+    assert "General ability kept" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    with pytest.raises(DomainlmError, match="--general"):
+        evaluate(EvalConfig(suites=[str(FINEVA)], predictions=str(preds), general=[str(general)]), tmp_path / "o2")

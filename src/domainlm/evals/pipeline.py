@@ -113,11 +113,14 @@ def evaluate(config: EvalConfig, out: str | Path, *, force: bool = False) -> dic
     if not config.predictions and not config.model and not config.variants:
         raise DomainlmError("nothing to evaluate: pass --model M, --variants NAME=M..., or --predictions P")
     suites = [load_suite(p) for p in config.suites]
-    general_paths = {str(Path(p).resolve()) for p in config.general}
-    general = {s.name for s in suites if str(Path(s.path).resolve()) in general_paths or s.name in config.general}
-    missing = [g for g in config.general if g not in general and str(Path(g).resolve()) not in general_paths]
-    if missing:
-        raise DomainlmError(f"--general '{missing[0]}' is not one of the --suite paths")
+    # --general names suites (by path or suite name) whose tasks form the general-ability panel.
+    by_key = {str(Path(s.path).resolve()): s.name for s in suites} | {s.name: s.name for s in suites}
+    general = set()
+    for g in config.general:
+        name = by_key.get(str(Path(g).resolve())) or by_key.get(g)
+        if name is None:
+            raise DomainlmError(f"--general '{g}' is not one of the --suite paths")
+        general.add(name)
     inputs = list(config.suites) + [p for p in (config.predictions, config.kb) if p]
     inputs += [Path(parse_variant(v)[2]) for v in config.variants if parse_variant(v)[2]]
     inputs += [p for p in [config.model, *(parse_variant(v)[1] for v in config.variants)] if p and Path(p).exists()]
