@@ -118,6 +118,11 @@ def test_unanswerable_questions_ask_about_things_no_document_states(tiny_sample)
             assert missing not in corpus and missing not in web, item
             kinds.add(item["missing"])
     assert kinds == {"product", "attribute"}
+    # eval refusals are about other made-up products and other missing attributes than train's
+    for what in ("product", "attribute"):
+        asked = [{i[what] for i in items(tiny_sample, split, "unanswerable") if i["missing"] == what}
+                 for split in ("train", "eval")]
+        assert asked[0] and asked[1] and not asked[0] & asked[1], what
 
 
 def decoded_pages(root):

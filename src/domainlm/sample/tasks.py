@@ -438,8 +438,12 @@ def mcq(facts: list[dict], specs: dict, rng: random.Random, split: str, n: int) 
 
 def unanswerable(world: World, doc_texts: list[str], rng: random.Random, split: str, n: int) -> list[dict]:
     corpus = "\n".join(doc_texts)
-    fake = [(cat, zh, en) for cat, zh, en in world.unused_names if zh not in corpus and en not in corpus]
-    missing = {cat: [a for a in attrs if a[0] not in corpus and a[1] not in corpus] for cat, attrs in MISSING_ATTRS.items()}
+    # Train and eval ask about different made-up products and different missing attributes, so refusing in
+    # eval cannot be learned by memorising which names were refused in train.
+    part = SPLITS.index(split)
+    fake = [(cat, zh, en) for cat, zh, en in world.unused_names[part::2] if zh not in corpus and en not in corpus]
+    missing = {cat: [a for a in attrs[part::2] if a[0] not in corpus and a[1] not in corpus]
+               for cat, attrs in MISSING_ATTRS.items()}
     products = [p for p in world.products if missing[p.category]]
 
     def make() -> dict | None:
