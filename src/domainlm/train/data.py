@@ -1,0 +1,368 @@
+"""Training data: read records, check them, turn them into token sequences.
+
+Formats (JSONL, one object a line; a folder means every ``*.jsonl`` under it):
+
+* cpt — Document rows ``{"id", "text", ...}`` (e.g. the clean stage's ``clean.jsonl``).
+* sft — chat rows ``{"messages": [{"role", "content"}, ...], "tools"?: [...]}`` or task items
+  (DESIGN.md: ``{"id", "type", "question", "choices"?, "context"?, "tools"?, "answer", ...}``),
+  converted to a user turn and an assistant turn by :func:`task_to_messages`.
+* dpo — ``{"prompt", "chosen", "rejected"}``.
+* kto — ``{"prompt", "completion", "label": bool}`` or feedback rows ``{"request", "response", "rating": "up|down"}``.
+
+A record that does not fit its format is rejected with ``file:line: field: reason`` (written to
+``rejected.jsonl`` by the caller) and never stops the others; a file with no usable record is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from domainlm.errors import DomainlmError
+
+CJK = re.compile(r"[\u3400-\u9fff]")
+REFUSAL = {
+    "zh": "抱歉，根据现有资料无法回答这个问题。",
+    "en": "Sorry, I cannot answer this from the available documents.",
+}
+ROLES = {"system", "user", "assistant", "tool"}
+
+
+def lang_of(text: str) -> str:
+    return "zh" if CJK.search(text or "") else "en"
+
+
+@dataclass
+class Loaded:
+    """Records that passed, and ``(where, reason)`` for those that did not."""
+
+    records: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def data_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for item in paths:
+        item = Path(item)
+        if item.is_dir():
+            files.extend(sorted(p for p in item.rglob("*.jsonl") if not any(s.startswith(".") for s in p.parts)))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise DomainlmError(f"{item}: no such file or folder")
+    if not files:
+        raise DomainlmError(f"{', '.join(map(str, paths))}: no .jsonl files found")
+    return files
+
+
+def _iter_lines(path: Path):
+    """(line number, object or None, error) for each non-empty line; a bad line is an error, not an exception."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise DomainlmError(f"{path}: cannot read ({exc.strerror})") from None
+    with handle:
+        try:
+            for no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield no, None, f"not valid JSON ({exc.msg})"
+                    continue
+                if not isinstance(obj, dict):
+                    yield no, None, f"expected a JSON object, got {type(obj).__name__}"
+                    continue
+                yield no, obj, None
+        except UnicodeDecodeError:
+            raise DomainlmError(f"{path}: not UTF-8 text") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checking and converting one record. Each returns the normalised record or raises ValueError("field: why").
+# ---------------------------------------------------------------------------------------------------
+
+
+def _text_field(obj: dict, key: str, allow_empty: bool = False) -> str:
+    if key not in obj:
+        raise ValueError(f"{key}: missing")
+    value = obj[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise ValueError(f"{key}: empty")
+    return value
+
+
+def check_document(obj: dict) -> dict:
+    return {"id": obj.get("id"), "text": _text_field(obj, "text")}
+
+
+def _check_messages(messages, tools) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages: expected a non-empty list")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise ValueError(f"messages[{i}]: expected an object")
+        role = msg.get("role")
+        if role not in ROLES:
+            raise ValueError(f"messages[{i}].role: expected one of {sorted(ROLES)}, got {role!r}")
+        content = msg.get("content")
+        if content is not None and not isinstance(content, str):
+            raise ValueError(f"messages[{i}].content: expected a string")
+        if role != "assistant" and not isinstance(content, str):
+            raise ValueError(f"messages[{i}].content: missing")
+        if role == "assistant" and not content and not msg.get("tool_calls"):
+            raise ValueError(f"messages[{i}].content: empty assistant turn")
+        for j, call in enumerate(msg.get("tool_calls") or []):
+            fn = call.get("function", call) if isinstance(call, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise ValueError(f"messages[{i}].tool_calls[{j}].name: missing")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ValueError("messages: no assistant turn to learn from")
+    if tools is not None and not isinstance(tools, list):
+        raise ValueError("tools: expected a list")
+
+
+def _choices_text(choices) -> str:
+    if isinstance(choices, dict):
+        return "\n".join(f"{k}. {v}" for k, v in choices.items())
+    return "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(choices))
+
+
+def task_to_messages(item: dict) -> tuple[list[dict], list[dict] | None]:
+    """A DESIGN.md task item as (messages, tools): the question (with its choices, context or schema) as
+    the user turn, the reference answer as the assistant turn. Evaluation can build prompts the same way."""
+    kind = item.get("type") or "qa"
+    question = _text_field(item, "question")
+    zh = lang_of(question) == "zh"
+    answer = item.get("answer")
+    tools = item.get("tools") if kind == "tool_call" else None
+    user = question
+    if item.get("context"):
+        user = (f"资料：\n{item['context']}\n\n问题：{question}" if zh else f"Context:\n{item['context']}\n\nQuestion: {question}")
+    if kind == "mcq":
+        if not item.get("choices"):
+            raise ValueError("choices: missing for an mcq item")
+        user += "\n" + _choices_text(item["choices"]) + ("\n请只回答选项字母。" if zh else "\nAnswer with the letter only.")
+    elif kind == "intent":
+        if not item.get("choices"):
+            raise ValueError("choices: missing for an intent item")
+        user += ("\n可选意图：" if zh else "\nIntents: ") + ", ".join(map(str, item["choices"]))
+    elif kind == "json" and item.get("schema") is not None:
+        schema = json.dumps(item["schema"], ensure_ascii=False)
+        user += ("\n按此 JSON Schema 输出 JSON：" if zh else "\nReply with JSON matching this schema: ") + schema
+    elif kind == "ner":
+        types = ", ".join(map(str, item.get("choices") or []))
+        if zh:
+            user += "\n请以 JSON 列出实体" + (f"（类型：{types}）" if types else "") + "。"
+        else:
+            user += "\nList the entities as JSON" + (f" (types: {types})" if types else "") + "."
+
+    if kind == "refusal":
+        reply = answer if isinstance(answer, str) and answer.strip() else REFUSAL["zh" if zh else "en"]
+        assistant: dict = {"role": "assistant", "content": reply}
+    elif kind == "tool_call":
+        if not isinstance(answer, dict) or not isinstance(answer.get("name"), str):
+            raise ValueError("answer: expected {\"name\", \"arguments\"} for a tool_call item")
+        if tools is not None and not isinstance(tools, list):
+            raise ValueError("tools: expected a list")
+        assistant = {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": answer["name"], "arguments": answer.get("arguments") or {}}}]}
+    elif kind == "ner":
+        entities = item.get("entities", answer)
+        if not isinstance(entities, list):
+            raise ValueError("entities: expected a list for a ner item")
+        slim = [{"type": e.get("type"), "text": e.get("text")} for e in entities if isinstance(e, dict)]
+        assistant = {"role": "assistant", "content": json.dumps(slim, ensure_ascii=False)}
+    elif isinstance(answer, (dict, list)):
+        assistant = {"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)}
+    elif answer is None or (isinstance(answer, str) and not answer.strip()):
+        raise ValueError("answer: missing or empty")
+    else:
+        assistant = {"role": "assistant", "content": str(answer)}
+    return [{"role": "user", "content": user}, assistant], tools
+
+
+def check_chat(obj: dict) -> dict:
+    if "messages" in obj:
+        messages, tools = obj["messages"], obj.get("tools")
+    elif "question" in obj:
+        messages, tools = task_to_messages(obj)
+    else:
+        raise ValueError("messages: missing (expected chat rows {\"messages\"} or task items {\"question\", \"answer\"})")
+    _check_messages(messages, tools)
+    return {"id": obj.get("id"), "messages": messages, "tools": tools}
+
+
+def check_preference(obj: dict) -> dict:
+    return {"prompt": _text_field(obj, "prompt"), "chosen": _text_field(obj, "chosen"),
+            "rejected": _text_field(obj, "rejected")}
+
+
+def check_kto(obj: dict) -> dict:
+    if "rating" in obj or "request" in obj:  # the serving issue's feedback export
+        rating = obj.get("rating")
+        if rating not in ("up", "down"):
+            raise ValueError(f"rating: expected 'up' or 'down', got {rating!r}")
+        request = obj.get("request")
+        if isinstance(request, dict) and isinstance(request.get("messages"), list):
+            # a stored chat request: its last user message is the prompt
+            users = [m.get("content") for m in request["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+            request = users[-1] if users else None
+        if not isinstance(request, str) or not request.strip():
+            raise ValueError("request: expected a non-empty string or a chat request with a user message")
+        return {"prompt": request, "completion": _text_field(obj, "response"), "label": rating == "up"}
+    label = obj.get("label")
+    if not isinstance(label, bool):
+        raise ValueError(f"label: expected true or false, got {label!r}")
+    return {"prompt": _text_field(obj, "prompt"), "completion": _text_field(obj, "completion"), "label": label}
+
+
+CHECKS = {"cpt": check_document, "sft": check_chat, "dpo": check_preference, "kto": check_kto}
+
+
+def load_records(paths: Sequence[str | Path], stage: str) -> Loaded:
+    """Read and check every record of ``paths`` for ``stage``; bad records are collected, not raised."""
+    check = CHECKS[stage]
+    out = Loaded(files=data_files(paths))
+    for path in out.files:
+        for no, obj, error in _iter_lines(path):
+            where = f"{path}:{no}"
+            if error is None:
+                try:
+                    out.records.append(check(obj))
+                    continue
+                except ValueError as exc:
+                    error = str(exc)
+            out.rejected.append({"where": where, "reason": error})
+    if not out.records:
+        first = out.rejected[0] if out.rejected else {"where": str(out.files[0]), "reason": "no records"}
+        raise DomainlmError(f"{first['where']}: {first['reason']} (no usable {stage} record in the data)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tokenizing and packing
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    """One packed training sequence: labels are -100 where no loss is taken; positions restart per example."""
+
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+
+
+def document_separator(tokenizer) -> int:
+    for token_id in (tokenizer.eos_token_id, tokenizer.pad_token_id):
+        if token_id is not None:
+            return token_id
+    raise DomainlmError("the tokenizer has no eos or pad token to separate documents")
+
+
+def pack_documents(texts: Iterable[str], tokenizer, seq_len: int) -> list[Example]:
+    """cpt packing (as in GPT pre-training): documents joined by the separator token and cut into
+    ``seq_len`` blocks, no padding. A document may span two blocks; position ids run 0..seq_len-1."""
+    sep = document_separator(tokenizer)
+    stream: list[int] = []
+    for text in texts:
+        stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        stream.append(sep)
+    if len(stream) < seq_len:  # too little text for one full block: train on what there is
+        blocks = [stream] if len(stream) > 1 else []
+    else:
+        blocks = [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+    return [Example(b, list(b), list(range(len(b)))) for b in blocks]
+
+
+def chat_assistant_spans(tokenizer, messages: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant turns.
+
+    Uses the tokenizer's own chat template: the text of turn i is what rendering ``messages[:i+1]`` adds
+    to ``messages[:i]`` with the generation prompt, so any template that renders prefixes stably works
+    (no generation markers needed in the template)."""
+    render = tokenizer.apply_chat_template
+    full = render(messages, tools=tools, tokenize=False)
+    spans = []
+    for i, msg in enumerate(messages):
+        if msg["role"] != "assistant":
+            continue
+        before = render(messages[:i], tools=tools, tokenize=False, add_generation_prompt=True) if i else ""
+        upto = render(messages[: i + 1], tools=tools, tokenize=False)
+        if not (full.startswith(before) and full.startswith(upto) and len(upto) > len(before)):
+            raise ValueError(f"messages[{i}]: the chat template does not render this conversation's prefixes stably")
+        spans.append((len(before), len(upto)))
+    return full, spans
+
+
+def tokenize_chat(tokenizer, messages: list[dict], tools=None) -> tuple[list[int], list[int]]:
+    """Token ids and labels of one conversation: loss only on assistant tokens (their end token included)."""
+    full, spans = chat_assistant_spans(tokenizer, messages, tools)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    labels = [-100] * len(ids)
+    for k, (start, end) in enumerate(enc["offset_mapping"]):
+        if any(s <= start < e for s, e in spans) and end > start:
+            labels[k] = ids[k]
+    return ids, labels
+
+
+def pack_examples(pairs: Iterable[tuple[list[int], list[int]]], seq_len: int) -> tuple[list[Example], int]:
+    """sft packing: whole conversations side by side in ``seq_len`` blocks, position ids restarting at
+    each one so attention stays inside a conversation (transformers builds the block mask from them).
+    A conversation longer than ``seq_len`` is cut. Returns the blocks and how many were cut."""
+    blocks: list[Example] = []
+    cur = Example([], [], [])
+    truncated = 0
+    for ids, labels in pairs:
+        if len(ids) > seq_len:
+            ids, labels, truncated = ids[:seq_len], labels[:seq_len], truncated + 1
+        if all(x == -100 for x in labels[1:]):
+            continue  # nothing to learn after the cut
+        if cur.input_ids and len(cur.input_ids) + len(ids) > seq_len:
+            blocks.append(cur)
+            cur = Example([], [], [])
+        cur.input_ids += ids
+        cur.labels += labels
+        cur.position_ids += list(range(len(ids)))
+    if cur.input_ids:
+        blocks.append(cur)
+    return blocks, truncated
+
+
+def split_holdout(examples: list[Example], fraction: float, most: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, held-out): a seeded random share of the sequences, at least one left for training."""
+    if fraction <= 0 or most <= 0 or len(examples) < 4:
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n = min(most, max(1, int(len(examples) * fraction)))
+    held = set(order[:n])
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
+
+
+def collate(examples: Sequence[Example], pad_id: int):
+    """A batch of packed sequences, right-padded to the longest. No attention mask is needed: with
+    causal attention real tokens never see the padding after them, and pad labels are -100."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    pos = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        labels[row, :n] = torch.tensor(e.labels)
+        pos[row, :n] = torch.tensor(e.position_ids)
+        pos[row, n:] = torch.arange(width - n)  # the padding is its own "sequence"
+    return {"input_ids": ids, "labels": labels, "position_ids": pos}

@@ -1,0 +1,255 @@
+"""The causal-LM training loop behind cpt and sft, on accelerate (DDP/FSDP/DeepSpeed come from its launcher).
+
+Written here rather than taken from transformers' Trainer because the line needs three things together
+that Trainer does not give: sequences packed without padding (position ids restarting per conversation),
+the loss over the vocabulary in chunks (``loss.py``), and resume that is exact to the bit: the data
+order is a pure function of (seed, step), so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from domainlm.io import write_json, write_text
+from domainlm.train.config import TrainConfig
+from domainlm.train.data import Example, collate
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    tokens: int
+    train_loss: float
+    eval_loss_start: float | None
+    eval_loss_end: float | None
+    tokens_per_s: float
+    wall_s: float
+    history: list[dict] = field(default_factory=list)
+
+
+def step_indices(step: int, n: int, per_step: int, seed: int) -> list[int]:
+    """Example indices of optimizer step ``step``: epochs are seeded permutations laid end to end."""
+    out: list[int] = []
+    start = step * per_step
+    while len(out) < per_step:
+        epoch, offset = divmod(start + len(out), n)
+        order = list(range(n))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        out.extend(order[offset : offset + per_step - len(out)])
+    return out
+
+
+def total_steps(cfg: TrainConfig, n_examples: int, world: int) -> int:
+    if cfg.max_steps:
+        return cfg.max_steps
+    return max(1, math.ceil(cfg.epochs * n_examples / (cfg.batch_size * world)))
+
+
+def pick_mixed_precision(cfg: TrainConfig) -> str:
+    import torch
+
+    if cfg.dtype == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[cfg.dtype]
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    folder = out / CHECKPOINTS
+    found = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
+    found = [p for p in found if (p / "state.json").is_file()]
+    return found[-1] if found else None
+
+
+def evaluate(wrapper, examples: list[Example], pad_id: int, batch_size: int, device) -> float | None:
+    """Mean token cross-entropy on held-out sequences (exp of it is the perplexity)."""
+    import torch
+
+    if not examples:
+        return None
+    was_training = wrapper.training
+    wrapper.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad_id).items()}
+            loss, n = wrapper(**batch)
+            total, count = total + float(loss), count + n
+    wrapper.train(was_training)
+    return total / max(count, 1)
+
+
+def train_loop(model, tokenizer, train: list[Example], held_out: list[Example], cfg: TrainConfig, out: Path,
+               *, resume: bool = True, stop_after: int | None = None, console=None) -> LoopResult:
+    """Train ``model`` on packed ``train`` sequences; checkpoints go to ``out/checkpoints/step-N``.
+
+    ``resume``: continue from the newest checkpoint of ``out`` when there is one. ``stop_after``: stop
+    (with a checkpoint) after that many steps, as a crash would; used to test resume.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    from domainlm.train.loss import CausalLMLoss
+    from domainlm.train.progress import TrainProgress
+
+    accelerator = Accelerator(mixed_precision=pick_mixed_precision(cfg), cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    wrapper = CausalLMLoss(model, chunked=cfg.chunked_loss)
+    if cfg.compile:
+        wrapper.model = torch.compile(wrapper.model)
+    params = [p for p in wrapper.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=torch.cuda.is_available(),
+    )
+    steps = total_steps(cfg, len(train), world)
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=int(cfg.warmup_ratio * steps), num_training_steps=steps, min_lr_rate=cfg.min_lr_ratio
+    )
+    wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    start_step, tokens_seen, history = 0, 0, []
+    eval_start = None
+    checkpoint = _latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
+        start_step, tokens_seen, history = state["step"], state["tokens"], state["history"]
+        eval_start = state.get("eval_loss_start")
+    elif rank == 0 and (out / CHECKPOINTS).exists():
+        shutil.rmtree(out / CHECKPOINTS)
+    if checkpoint is None:
+        eval_start = evaluate(wrapper, held_out, pad_id, cfg.batch_size, accelerator.device)
+
+    def save(step: int) -> None:
+        folder = out / CHECKPOINTS / f"step-{step:06d}"
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(folder))
+        if accelerator.is_main_process:
+            write_json(folder / "state.json", {"step": step, "tokens": tokens_seen, "history": history,
+                                               "eval_loss_start": eval_start, "config": cfg.model_dump()})
+            old = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+            for stale in old[: -cfg.keep_checkpoints]:
+                shutil.rmtree(stale, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    micro = max(1, cfg.batch_size // cfg.grad_accum)
+    wrapper.train()
+    last = min(steps, stop_after) if stop_after else steps
+    progress = TrainProgress(total=steps, start=start_step, enabled=accelerator.is_main_process, console=console,
+                             label=f"{cfg.stage} {cfg.method}")
+    t0, tokens_at_start = time.perf_counter(), tokens_seen
+    with progress:
+        for step in range(start_step, last):
+            indices = step_indices(step, len(train), cfg.batch_size * world, cfg.seed)
+            mine = [train[i] for i in indices[rank * cfg.batch_size : (rank + 1) * cfg.batch_size]]
+            chunks = [mine[i : i + micro] for i in range(0, len(mine), micro)]
+            n_label = sum(sum(1 for y in e.labels[1:] if y != -100) for e in mine)
+            step_loss, step_tokens = 0.0, 0
+            for k, chunk in enumerate(chunks):
+                batch = {key: v.to(accelerator.device) for key, v in collate(chunk, pad_id).items()}
+                sync = contextlib.nullcontext() if k == len(chunks) - 1 else accelerator.no_sync(wrapper)
+                with sync:
+                    loss_sum, _ = wrapper(**batch)
+                    # mean over the step's labelled tokens, however they fall into micro-batches
+                    accelerator.backward(loss_sum / max(n_label, 1))
+                step_loss += float(loss_sum.detach())
+                step_tokens += int(batch["input_ids"].numel())
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(wrapper.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            stats = torch.tensor([step_loss, n_label, step_tokens], dtype=torch.float64, device=accelerator.device)
+            stats = accelerator.reduce(stats, reduction="sum")
+            tokens_seen += int(stats[2])
+            elapsed = time.perf_counter() - t0
+            record = {"step": step + 1, "loss": float(stats[0] / max(stats[1], 1)), "lr": scheduler.get_last_lr()[0],
+                      "tokens": tokens_seen, "tokens_per_s": (tokens_seen - tokens_at_start) / max(elapsed, 1e-9),
+                      "elapsed_s": round(elapsed, 3)}
+            if (step + 1) % cfg.log_every == 0 or step + 1 == last:
+                history.append(record)
+            progress.update(step + 1, record["loss"], record["tokens_per_s"])
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+                save(step + 1)
+    if last < steps:  # stopped early on purpose: leave a checkpoint to resume from
+        save(last)
+    elapsed = time.perf_counter() - t0
+    eval_end = evaluate(wrapper, held_out, pad_id, cfg.batch_size, accelerator.device)
+    accelerator.wait_for_everyone()
+    recent = [h["loss"] for h in history[-max(1, len(history) // 10) :]]
+    return LoopResult(
+        steps=last, tokens=tokens_seen, train_loss=sum(recent) / max(len(recent), 1),
+        eval_loss_start=eval_start, eval_loss_end=eval_end,
+        tokens_per_s=(tokens_seen - tokens_at_start) / max(elapsed, 1e-9), wall_s=elapsed, history=history,
+    )
+
+
+def write_report(out: Path, result: LoopResult, cfg: TrainConfig, extra: dict | None = None) -> list[str]:
+    """``train_log.jsonl``, ``loss.png`` (train loss per step, held-out loss at start and end) and
+    ``report.md`` in ``out``; returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from domainlm.io import write_jsonl
+
+    write_jsonl(out / "train_log.jsonl", result.history)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    ax.plot([h["step"] for h in result.history], [h["loss"] for h in result.history], label="train loss")
+    if result.eval_loss_start is not None and result.eval_loss_end is not None:
+        ax.plot([0, result.steps], [result.eval_loss_start, result.eval_loss_end], "o--", label="held-out loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(f"{cfg.stage} · {cfg.method}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = out / ".loss.png.tmp"
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    tmp.replace(out / "loss.png")
+
+    def ppl(x):
+        return f"{math.exp(x):.2f}" if x is not None and x < 50 else "-"
+
+    lines = [
+        f"# Training report: {cfg.stage} ({cfg.method})", "",
+        "![loss](loss.png)", "",
+        "| metric | value |", "|---|---|",
+        f"| steps | {result.steps} |",
+        f"| tokens | {result.tokens} |",
+        f"| final train loss | {result.train_loss:.4f} |",
+        f"| held-out loss start → end | {result.eval_loss_start if result.eval_loss_start is None else round(result.eval_loss_start, 4)}"
+        f" → {result.eval_loss_end if result.eval_loss_end is None else round(result.eval_loss_end, 4)} |",
+        f"| held-out perplexity start → end | {ppl(result.eval_loss_start)} → {ppl(result.eval_loss_end)} |",
+        f"| tokens/s | {result.tokens_per_s:.0f} |",
+        f"| wall time (s) | {result.wall_s:.1f} |",
+    ]
+    for key, value in (extra or {}).items():
+        lines.append(f"| {key} | {value} |")
+    lines += ["", "Config:", "```json", json.dumps(cfg.model_dump(), indent=2, ensure_ascii=False), "```", ""]
+    write_text(out / "report.md", "\n".join(lines))
+    return ["train_log.jsonl", "loss.png", "report.md"]
+
+
+def result_metrics(result: LoopResult) -> dict:
+    data = asdict(result)
+    data.pop("history")
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in data.items()}

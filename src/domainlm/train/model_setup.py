@@ -1,0 +1,100 @@
+"""Load a base model for training with the chosen method: full weights, LoRA (peft) or QLoRA (4-bit base)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from domainlm.errors import DomainlmError
+from domainlm.train.config import TrainConfig
+
+
+def base_dtype(cfg: TrainConfig):
+    """Weights dtype at load time. Full fine-tuning keeps fp32 master weights (bf16 compute comes from
+    autocast); LoRA freezes the base, so on a GPU it is loaded in bf16 and only the adapters are fp32."""
+    import torch
+
+    if cfg.dtype != "auto":
+        return getattr(torch, cfg.dtype)
+    if cfg.method in ("lora", "qlora") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    targets = "all-linear" if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+
+
+def load_for_training(base_dir: str | Path, cfg: TrainConfig):
+    """(model, tokenizer) ready to train: adapters attached for lora/qlora, checkpointing on if asked."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    transformers.utils.logging.disable_progress_bar()
+    base_dir = Path(base_dir)
+    if (base_dir / "adapter_config.json").is_file() and not (base_dir / "config.json").is_file():
+        raise DomainlmError(f"{base_dir}: an adapter folder; train from its merged model folder instead")
+    kwargs: dict = {"dtype": base_dtype(cfg)}
+    if cfg.method == "qlora":
+        if not torch.cuda.is_available():
+            raise DomainlmError("--method qlora needs an NVIDIA GPU (bitsandbytes 4-bit); use lora on CPU")
+        try:
+            from transformers import BitsAndBytesConfig
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise DomainlmError("--method qlora needs bitsandbytes: pip install bitsandbytes") from None
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    except (OSError, ValueError) as exc:
+        raise DomainlmError(f"{base_dir}: cannot load the base model ({str(exc).splitlines()[0]})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.use_cache = False
+    if cfg.grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.method in ("lora", "qlora"):
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if cfg.method == "qlora":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.grad_checkpointing)
+        model = get_peft_model(model, lora_config(cfg))
+    if not torch.cuda.is_available():
+        model.to("cpu")
+    return model, tokenizer
+
+
+def save_trained(model, tokenizer, out: Path, cfg: TrainConfig, base_dir: Path) -> list[str]:
+    """Write the result as a normal HF model folder (LoRA merged in; the adapter also kept in
+    ``adapter/``), with the base model's tokenizer and chat template. Returns the written names."""
+    import torch
+
+    written = []
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.method in ("lora", "qlora"):
+        model.save_pretrained(out / "adapter")
+        written.append("adapter")
+        if cfg.method == "qlora":  # merge into full-precision base weights, not the 4-bit ones
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM
+
+            full = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16)
+            model = PeftModel.from_pretrained(full, out / "adapter")
+        model = model.merge_and_unload()
+    model.config.use_cache = True
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    written += ["config.json", "tokenizer_config.json"]
+    lineage = {"base": str(base_dir), "stage": cfg.stage, "method": cfg.method}
+    (out / "domainlm_lineage.json").write_text(json.dumps(lineage, ensure_ascii=False, indent=2), encoding="utf-8")
+    written.append("domainlm_lineage.json")
+    return written

@@ -1,0 +1,173 @@
+"""The training stage: ``train(base, data, out, config)``, the function behind ``domainlm train``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from domainlm.errors import DomainlmError
+from domainlm.io import write_jsonl
+from domainlm.train.config import TrainConfig
+from domainlm.train.data import (
+    Loaded,
+    load_records,
+    pack_documents,
+    pack_examples,
+    split_holdout,
+    tokenize_chat,
+)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def corpus_texts(loaded: Loaded, stage: str) -> list[str]:
+    """Texts a fresh ``tiny`` tokenizer learns from when training starts from ``tiny``."""
+    if stage == "cpt":
+        return [r["text"] for r in loaded.records]
+    if stage == "sft":
+        return [m.get("content") or "" for r in loaded.records for m in r["messages"]]
+    if stage == "dpo":
+        return [r[k] for r in loaded.records for k in ("prompt", "chosen", "rejected")]
+    return [r[k] for r in loaded.records for k in ("prompt", "completion")]
+
+
+def resolve_base(base: str, loaded: Loaded, stage: str) -> Path:
+    from domainlm.models import parse_spec, resolve_hf_dir
+
+    if parse_spec(base).kind == "tiny":
+        from domainlm.models.tiny import builtin_corpus, tiny_model_dir
+
+        # `tiny` learns its tokenizer from the data it is about to be trained on (plus a general text).
+        return tiny_model_dir(corpus_texts(loaded, stage) + builtin_corpus())
+    return resolve_hf_dir(base)
+
+
+def build_sequences(loaded: Loaded, tokenizer, cfg: TrainConfig):
+    """Packed training sequences and the count of conversations cut to ``seq_len``."""
+    if cfg.stage == "cpt":
+        examples = pack_documents((r["text"] for r in loaded.records), tokenizer, cfg.seq_len)
+        return examples, 0
+    pairs = []
+    for record in loaded.records:
+        try:
+            pairs.append(tokenize_chat(tokenizer, record["messages"], record["tools"]))
+        except ValueError as exc:
+            loaded.rejected.append({"where": f"record {record.get('id')}", "reason": str(exc)})
+    return pack_examples(pairs, cfg.seq_len)
+
+
+def replay_sequences(cfg: TrainConfig, tokenizer, n_domain: int) -> list:
+    """General-text sequences mixed into cpt so the model keeps its general ability."""
+    import random
+
+    if not cfg.replay or cfg.replay_ratio <= 0:
+        return []
+    general = load_records(cfg.replay, "cpt")
+    blocks = pack_documents((r["text"] for r in general.records), tokenizer, cfg.seq_len)
+    want = int(round(cfg.replay_ratio * n_domain))
+    rng = random.Random(cfg.seed + 7)
+    return [blocks[rng.randrange(len(blocks))] for _ in range(want)] if blocks else []
+
+
+def train(base: str, data: list[str | Path], out: str | Path, cfg: TrainConfig, *, force: bool = False,
+          resume: bool = True, stop_after: int | None = None, console=None) -> dict:
+    """Train ``base`` on ``data`` with ``cfg``; the result (a Hugging Face model folder with the base's
+    chat template, ``report.md``, ``loss.png``, ``train_log.jsonl``, ``manifest.json``) goes to ``out``.
+    Returns the metrics. Unchanged inputs and config skip (``force`` re-runs from scratch)."""
+    from domainlm.workspace import is_up_to_date, stage_run
+
+    out = Path(out)
+    loaded = load_records(data, cfg.stage)
+    inputs = [str(p) for p in loaded.files] + list(cfg.replay)
+    record = {"base": base, **cfg.model_dump()}
+    main = _rank() == 0
+    if main:
+        ctx = stage_run(f"train-{cfg.stage}", out, inputs=inputs, config=record, seed=cfg.seed, force=force)
+    else:  # other processes of a multi-process run do the same work but write nothing of their own
+        previous = None if force else is_up_to_date(out, f"train-{cfg.stage}", _hashes(inputs), record)
+        ctx = contextlib.nullcontext(_Follower(previous))
+    try:
+        return _run(run_ctx=ctx, base=base, loaded=loaded, out=out, cfg=cfg, force=force, resume=resume,
+                    stop_after=stop_after, console=console, main=main)
+    except _Interrupted as stopped:
+        return {**stopped.metrics, "interrupted": True}
+
+
+def _run(*, run_ctx, base, loaded, out, cfg, force, resume, stop_after, console, main) -> dict:
+    with run_ctx as run:
+        if run.skipped:
+            return dict(run.previous.metrics)
+        if force and main:
+            import shutil
+
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        base_dir = resolve_base(base, loaded, cfg.stage)
+        if cfg.stage in ("dpo", "kto"):
+            from domainlm.train.prefs import train_preferences
+
+            metrics = train_preferences(base_dir, loaded, out, cfg, console=console)
+        else:
+            metrics = _train_lm(base_dir, loaded, out, cfg, resume=resume, stop_after=stop_after, console=console)
+        metrics.update(records=len(loaded.records), rejected=len(loaded.rejected), base_dir=str(base_dir))
+        if main:
+            if loaded.rejected:
+                write_jsonl(run.output("rejected.jsonl"), loaded.rejected)
+            for name in metrics.pop("outputs", []):
+                run.output(name)
+            run.metrics.update(metrics)
+        else:
+            metrics.pop("outputs", None)
+        if stop_after is not None and metrics.get("steps", 0) < metrics.get("total_steps", 0):
+            # an interrupted run must not look finished: no manifest
+            raise _Interrupted(metrics)
+    return metrics
+
+
+class _Interrupted(Exception):
+    def __init__(self, metrics: dict):
+        super().__init__("stopped early")
+        self.metrics = metrics
+
+
+class _Follower:
+    def __init__(self, previous):
+        self.skipped, self.previous = previous is not None, previous
+
+
+def _hashes(inputs):
+    from domainlm.workspace import hash_inputs
+
+    return hash_inputs(inputs)
+
+
+def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, resume: bool, stop_after, console) -> dict:
+    from domainlm.train.loop import result_metrics, total_steps, train_loop, write_report
+    from domainlm.train.model_setup import load_for_training, save_trained
+
+    model, tokenizer = load_for_training(base_dir, cfg)
+    sequences, truncated = build_sequences(loaded, tokenizer, cfg)
+    if not sequences:
+        raise DomainlmError(f"{loaded.files[0]}: no training sequence could be built from the data")
+    train_seqs, held_out = split_holdout(sequences, cfg.eval_fraction, cfg.eval_max, cfg.seed)
+    train_seqs = train_seqs + replay_sequences(cfg, tokenizer, len(train_seqs))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    result = train_loop(model, tokenizer, train_seqs, held_out, cfg, out, resume=resume,
+                        stop_after=stop_after, console=console)
+    metrics = result_metrics(result)
+    metrics.update(sequences=len(train_seqs), held_out=len(held_out), truncated=truncated,
+                   total_steps=total_steps(cfg, len(train_seqs), world), world_size=world)
+    if result.steps < metrics["total_steps"]:
+        return metrics
+    outputs = []
+    if _rank() == 0:
+        outputs += save_trained(_unwrap(model), tokenizer, out, cfg, base_dir)
+        outputs += write_report(out, result, cfg, {"base": base_dir, "sequences": len(train_seqs)})
+    metrics["outputs"] = outputs
+    return metrics
+
+
+def _unwrap(model):
+    return getattr(model, "_orig_mod", model)

@@ -1,0 +1,140 @@
+import json
+
+import pytest
+
+from domainlm.errors import DomainlmError
+from domainlm.train.data import (
+    REFUSAL,
+    load_records,
+    pack_documents,
+    pack_examples,
+    task_to_messages,
+    tokenize_chat,
+)
+from domainlm.train.loop import step_indices
+
+
+def write_lines(path, lines):
+    path.write_text("".join((l if isinstance(l, str) else json.dumps(l, ensure_ascii=False)) + "\n" for l in lines),
+                    encoding="utf-8")
+    return path
+
+
+def test_every_sample_task_item_becomes_a_chat(sample_dir):
+    loaded = load_records([sample_dir / "tasks" / "train"], "sft")
+    assert loaded.rejected == [] and len(loaded.records) >= 100
+    by_type = {}
+    for path in sorted((sample_dir / "tasks" / "train").glob("*.jsonl")):
+        item = json.loads(path.open(encoding="utf-8").readline())
+        by_type[item["type"]] = task_to_messages(item)
+    messages, tools = by_type["tool_call"]
+    assert tools and messages[1]["tool_calls"][0]["function"]["name"]
+    mcq_user = by_type["mcq"][0][0]["content"]
+    assert "A. " in mcq_user and "D. " in mcq_user and by_type["mcq"][0][1]["content"] in "ABCD"
+    refusal = by_type["refusal"][0][1]["content"]
+    assert refusal in REFUSAL.values()
+    ner = json.loads(by_type["ner"][0][1]["content"])
+    assert all(set(e) == {"type", "text"} for e in ner)
+    assert isinstance(json.loads(by_type["json"][0][1]["content"]), dict)
+
+
+def test_refusal_answers_are_recognised_by_the_eval_scorer():
+    from domainlm.evals.scorers import score_item
+
+    for lang, text in REFUSAL.items():
+        item = {"id": "x", "type": "refusal", "question": "?", "answer": ""}
+        assert score_item(item, text)["score"] == 1.0, lang
+
+
+def test_bad_records_are_rejected_with_file_line_and_field(tmp_path):
+    path = write_lines(tmp_path / "chat.jsonl", [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        "{not json",
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]},
+        {"messages": [{"role": "user", "content": "only a question"}]},
+        {"question": "mcq without choices", "type": "mcq", "answer": "A"},
+        {"text": "a document is not a chat"},
+    ])
+    loaded = load_records([path], "sft")
+    assert len(loaded.records) == 1
+    reasons = {r["where"]: r["reason"] for r in loaded.rejected}
+    assert reasons[f"{path}:2"].startswith("not valid JSON")
+    assert reasons[f"{path}:3"].startswith("messages[1].role: expected one of")
+    assert reasons[f"{path}:4"] == "messages: no assistant turn to learn from"
+    assert reasons[f"{path}:5"] == "choices: missing for an mcq item"
+    assert reasons[f"{path}:6"].startswith("messages: missing")
+
+
+def test_a_file_without_usable_records_is_one_clear_error(tmp_path):
+    path = write_lines(tmp_path / "docs.jsonl", [{"id": "a", "body": "no text key"}])
+    with pytest.raises(DomainlmError, match=r"docs\.jsonl:1: text: missing \(no usable cpt record"):
+        load_records([path], "cpt")
+    with pytest.raises(DomainlmError, match="no such file"):
+        load_records([tmp_path / "absent"], "cpt")
+
+
+def test_feedback_rows_and_kto_rows(tmp_path):
+    path = write_lines(tmp_path / "feedback.jsonl", [
+        {"id": "1", "request": "年费多少？", "response": "首年免年费。", "rating": "up"},
+        {"id": "2", "request": {"messages": [{"role": "user", "content": "利率？"}]}, "response": "不知道", "rating": "down"},
+        {"prompt": "hi", "completion": "hello", "label": True},
+        {"id": "3", "request": "x", "response": "y", "rating": "meh"},
+    ])
+    loaded = load_records([path], "kto")
+    assert [r["label"] for r in loaded.records] == [True, False, True]
+    assert loaded.records[1]["prompt"] == "利率？"
+    assert loaded.rejected[0]["reason"] == "rating: expected 'up' or 'down', got 'meh'"
+
+
+def test_loss_only_on_assistant_turns_multi_turn_and_tools(sample_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(sample_model)
+    messages = [
+        {"role": "system", "content": "你是海港银行助理。"},
+        {"role": "user", "content": "查余额"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "check_balance", "arguments": {"a": 1}}}]},
+        {"role": "tool", "content": "{\"balance\": 100}"},
+        {"role": "assistant", "content": "余额100元。"},
+    ]
+    tools = [{"type": "function", "function": {"name": "check_balance", "parameters": {"type": "object"}}}]
+    ids, labels = tokenize_chat(tok, messages, tools)
+    learned = tok.decode([i for i, y in zip(ids, labels) if y != -100])
+    assert learned == '<tool_call>\n{"name": "check_balance", "arguments": {"a": 1}}\n</tool_call><|im_end|>\n余额100元。<|im_end|>\n'
+    assert tok.decode(ids) == tok.apply_chat_template(messages, tools=tools, tokenize=False)
+
+
+def test_template_that_is_not_prefix_stable_is_reported(sample_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(sample_model)
+    # a template that prints the number of messages first: every prefix renders differently
+    tok.chat_template = "{{ messages|length }}{% for m in messages %}{{ m.content }}{% endfor %}"
+    with pytest.raises(ValueError, match=r"messages\[1\]: the chat template does not render"):
+        tokenize_chat(tok, [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
+
+
+def test_packing_keeps_conversations_whole_and_positions_restart():
+    pairs = [([1, 2, 3], [-100, 2, 3]), ([4, 5], [-100, 5]), ([6, 7, 8, 9, 10, 11], [-100] * 3 + [9, 10, 11]),
+             ([12] * 9, [-100] + [12] * 8)]
+    blocks, cut = pack_examples(pairs, seq_len=6)
+    assert cut == 1
+    assert [b.input_ids for b in blocks] == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12] * 6]
+    assert blocks[0].position_ids == [0, 1, 2, 0, 1]
+
+
+def test_documents_pack_into_full_blocks(sample_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(sample_model)
+    blocks = pack_documents(["海港银行定期存款。" * 20, "Harbor Bank deposits." * 20], tok, seq_len=32)
+    assert len(blocks) >= 3 and all(len(b.input_ids) == 32 for b in blocks)
+    assert tok.eos_token_id in sum((b.input_ids for b in blocks), [])
+
+
+def test_data_order_is_a_function_of_seed_and_step():
+    first_epoch = step_indices(0, 10, 5, seed=1) + step_indices(1, 10, 5, seed=1)
+    assert sorted(first_epoch) == list(range(10))
+    assert step_indices(3, 10, 5, seed=1) == step_indices(3, 10, 5, seed=1)
+    assert step_indices(0, 10, 5, seed=1) != step_indices(0, 10, 5, seed=2)
+    assert len(step_indices(0, 3, 8, seed=0)) == 8  # a step larger than the data wraps into the next epoch
