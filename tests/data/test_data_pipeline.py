@@ -31,6 +31,19 @@ ENGLISH = (
     "Harbor Bank fixed deposits pay 1.75% a year. The minimum deposit is 50 dollars and terms run from three "
     "months to five years. Early withdrawals earn the demand deposit rate."
 )
+LOAN = "个人住房贷款最长期限为三十年，首付比例不低于百分之二十，贷款利率按照贷款市场报价利率加点确定。"
+SAVINGS = (
+    "Savings accounts at Harbor Bank have no monthly fee. Interest is credited every quarter, and customers can "
+    "open an account online with a valid identity document."
+)
+CARDS = (
+    "Harbor credit cards come with a 50 day interest-free period. The annual fee is waived after six purchases, "
+    "and lost cards are replaced within five working days."
+)
+RECORD = (
+    "Personal loans are available to customers aged 22 to 55. Loans up to 300 thousand yuan are repaid in equal "
+    "monthly instalments over at most five years."
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +57,20 @@ def corpus(tmp_path_factory):
     (root / "trad_big5.txt").write_bytes(big5.encode("big5"))
     (root / "page.html").write_text(
         "<html><head><title>Deposits</title></head><body><nav>首页 &gt; 存款</nav><article><h1>定期存款</h1>"
-        f"<p>{PARA}</p><p>{PARA.replace('定期', '大额')}</p></article><footer>版权所有 海港银行</footer></body></html>",
+        f"<p>大额存单的起存金额为20万元，期限有一个月至三年共九档，可在二级市场转让。</p><p>{LOAN}</p></article><footer>版权所有 海港银行</footer></body></html>",
         encoding="utf-8",
     )
     (root / "notes.md").write_text("# Fixed deposits\n\n" + ENGLISH + "\n", encoding="utf-8")
     docx = pytest.importorskip("docx")
     document = docx.Document()
-    document.add_paragraph(ENGLISH.replace("fixed deposits", "savings accounts"))
+    document.add_paragraph(SAVINGS)
     document.save(root / "manual.docx")
     from fpdf import FPDF
 
     pdf = FPDF()
     pdf.add_page()
     pdf.set_font("Helvetica", size=11)
-    pdf.multi_cell(0, 6, ENGLISH.replace("fixed deposits", "credit cards"))
+    pdf.multi_cell(0, 6, CARDS)
     pdf.output(str(root / "cards.pdf"))
     from pypdf import PdfReader, PdfWriter
 
@@ -70,7 +83,7 @@ def corpus(tmp_path_factory):
     (root / "empty.txt").write_text("  \n", encoding="utf-8")
     (root / "blob.bin").write_bytes(bytes(range(256)) * 8)
     records = [
-        {"id": "r1", "text": ENGLISH.replace("Harbor", "Bay") + " Call us any day."},
+        {"id": "r1", "text": RECORD},
         {"id": "r2", "body": "no text field"},
         {"id": "r3", "text": "| # | $ | @ | x |\n" * 10},
     ]
@@ -78,7 +91,7 @@ def corpus(tmp_path_factory):
         "\n".join(json.dumps(r, ensure_ascii=False) for r in records[:2]) + "\n{bad json\n" + json.dumps(records[2], ensure_ascii=False) + "\n",
         encoding="utf-8",
     )
-    (root / "table.csv").write_text("id,text\n1,\"" + PARA.replace("定期", "通知") + "\"\n", encoding="utf-8")
+    (root / "table.csv").write_text("id,text\n1,\"海港银行通知存款需提前一天或七天通知支取，最低起存金额为5万元，利率按支取日挂牌利率计算。\"\n", encoding="utf-8")
     return root
 
 
@@ -105,9 +118,9 @@ def test_every_format_ingested_and_noise_removed(cleaned):
     assert "到期后可选择自动转存，转存期限与原期限相同。" in text  # spam cut, sentence kept
     assert "[MOBILE]" in text and "[EMAIL]" in text
     assert kept["raw/trad_big5.txt"]["text"].startswith("海港银行个人贷款的年利率")  # Big5 decoded, t2s applied
-    assert "大额存款" in kept["raw/page.html"]["text"] and "版权所有" not in kept["raw/page.html"]["text"]
-    assert "savings accounts" in kept["raw/manual.docx"]["text"]
-    assert "credit cards" in kept["raw/cards.pdf"]["text"]
+    assert "大额存单" in kept["raw/page.html"]["text"] and "版权所有" not in kept["raw/page.html"]["text"]
+    assert "Savings accounts" in kept["raw/manual.docx"]["text"]
+    assert "interest-free period" in kept["raw/cards.pdf"]["text"]
     assert kept["raw/notes.md"]["meta"]["lang"] == "en"
     assert kept["raw/table.csv"]["text"].startswith("海港银行通知存款")
     assert kept["raw/records.jsonl"]["meta"]["orig_id"] == "r1"
