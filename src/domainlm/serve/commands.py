@@ -99,3 +99,42 @@ def register(app: typer.Typer) -> None:
                       f"(last feedback id {result['last_id']})")
 
     app.add_typer(feedback, name="feedback")
+
+    @app.command()
+    def flywheel(
+        registry: Path = typer.Option(..., "--registry", help="Model registry folder (serve REGISTRY/current)."),
+        gate: list[str] = typer.Option(None, "--gate", help="Gate suite(s): the candidate must beat the serving model here."),
+        db: str = typer.Option(None, "--db", help="Feedback store URL (default: serve.db of domainlm.yaml)."),
+        stage: str = typer.Option("sft", "--stage", help="sft (corrections) | dpo (corrections, choices) | kto (thumbs)"),
+        init_model: str = typer.Option(None, "--init-model", help="Create the registry with this model as v0001."),
+        max_steps: int = typer.Option(30, "--max-steps"),
+        lr: float = typer.Option(1e-3, "--lr"),
+        method: str = typer.Option("full", "--method", help="full | lora"),
+        min_gain: float = typer.Option(0.0, "--min-gain", help="Promote only when candidate > current + this."),
+        min_rows: int = typer.Option(1, "--min-rows", help="Skip the run with fewer new training rows."),
+        do_rollback: bool = typer.Option(False, "--rollback", help="Serve the previous version again, and stop."),
+        config: Path = typer.Option(None, "-c", "--config"),
+    ) -> None:
+        """Feedback → train from the serving model → gate → promote only if better (previous kept for rollback)."""
+        from pydantic import ValidationError
+
+        from domainlm.errors import DomainlmError
+        from domainlm.serve.flywheel import FlywheelConfig, init_registry, rollback, run_flywheel
+
+        if do_rollback:
+            state = rollback(registry)
+            console.print(f"{registry}: serving {state['current']} again")
+            return
+        if init_model:
+            init_registry(registry, init_model)
+            console.print(f"{registry}: v0001 = {init_model}")
+            if not gate:
+                return
+        try:
+            cfg = FlywheelConfig(registry=str(registry), db=db or _serve_section(config, []).db, gate=list(gate or []),
+                                 stage=stage, max_steps=max_steps, lr=lr, method=method, min_gain=min_gain,
+                                 min_rows=min_rows)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise DomainlmError(f"flywheel: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        run_flywheel(cfg, console=console)

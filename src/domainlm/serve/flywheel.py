@@ -1,0 +1,193 @@
+"""The feedback flywheel: new feedback → train from the serving model → gate → promote only if better.
+
+A model registry is a folder::
+
+    REGISTRY/versions/v0001/ ...   every model that has served (kept for rollback)
+    REGISTRY/current               symlink to the serving version (serve it: --model REGISTRY/current)
+    REGISTRY/registry.json         {"current": "v0002", "history": [{"version", "time", "run", "score"}, ...]}
+    REGISTRY/runs/run-0003/        feedback.jsonl, model/ (candidate), eval-current/, eval-candidate/,
+                                   decision.json, manifest.json
+    REGISTRY/flywheel.jsonl        every step of every run, appended as it happens
+
+Each run uses the feedback the previous runs have not seen (a high-water mark in the feedback store),
+whether or not its candidate is promoted: feedback that produced a worse model stays in that run's
+folder for review instead of poisoning every later run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domainlm.errors import DomainlmError
+from domainlm.io import dumps, read_json, write_json
+
+
+class FlywheelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    registry: str = Field(description="Model registry folder.")
+    db: str = Field("sqlite:///artifacts/feedback.db", description="Feedback store URL.")
+    gate: list[str] = Field(min_length=1, description="Gate suites (task folders/files) both models are scored on.")
+    stage: str = Field("sft", pattern="^(sft|dpo|kto)$", description="sft (corrections) | dpo (pairs) | kto (thumbs)")
+    min_rows: int = Field(1, ge=1, description="Fewer new training rows than this: skip the run.")
+    min_gain: float = Field(0.0, ge=0, description="Promote only when candidate score > current + min_gain.")
+    method: str = Field("full", pattern="^(full|lora)$")
+    max_steps: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(8, ge=1)
+    seq_len: int = Field(512, ge=16)
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------------
+def _registry_file(registry: Path) -> Path:
+    return registry / "registry.json"
+
+
+def read_registry(registry: str | Path) -> dict:
+    registry = Path(registry)
+    if not _registry_file(registry).is_file():
+        raise DomainlmError(f"{registry}: not a model registry (no registry.json); create one with --init-model M")
+    return read_json(_registry_file(registry))
+
+
+def _point_current(registry: Path, version: str) -> None:
+    """Switch ``current`` to ``versions/<version>`` atomically (a new symlink renamed over the old one)."""
+    tmp = registry / ".current.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(Path("versions") / version, tmp)
+    os.replace(tmp, registry / "current")
+
+
+def _log(registry: Path, record: dict) -> None:
+    # An append-only log (not rewritten): each line is flushed and fsynced before the step continues.
+    with (registry / "flywheel.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def init_registry(registry: str | Path, model: str) -> dict:
+    """A registry whose v0001 is a copy of ``model`` (an HF folder or ``tiny``)."""
+    from domainlm.models import resolve_hf_dir
+
+    registry = Path(registry)
+    if _registry_file(registry).exists():
+        raise DomainlmError(f"{registry}: already a model registry")
+    source = resolve_hf_dir(model)
+    (registry / "versions").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, registry / "versions" / "v0001", dirs_exist_ok=False)
+    state = {"current": "v0001", "history": [{"version": "v0001", "time": time.time(), "run": None, "source": str(model)}]}
+    write_json(_registry_file(registry), state)
+    _point_current(registry, "v0001")
+    _log(registry, {"step": "init", "version": "v0001", "source": str(model)})
+    return state
+
+
+def rollback(registry: str | Path) -> dict:
+    """Serve the version that was current before the current one."""
+    registry = Path(registry)
+    state = read_registry(registry)
+    history = state["history"]
+    if len(history) < 2:
+        raise DomainlmError(f"{registry}: nothing to roll back to (only {state['current']} has served)")
+    gone = history.pop()
+    state["current"] = history[-1]["version"]
+    state.setdefault("rolled_back", []).append({**gone, "rolled_back_at": time.time()})
+    _point_current(registry, state["current"])
+    write_json(_registry_file(registry), state)
+    _log(registry, {"step": "rollback", "from": gone["version"], "to": state["current"]})
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------
+# One turn of the flywheel
+# ---------------------------------------------------------------------------------------------------
+def _gate_score(model_dir: Path, gate: list[str], out: Path) -> dict:
+    from domainlm.evals.pipeline import EvalConfig, evaluate
+
+    results = evaluate(EvalConfig(model=str(model_dir), suites=gate), out, force=True)
+    return {"score": results["overall"]["score"], "n": results["overall"]["n"]}
+
+
+def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
+    """One turn; returns the decision record (also written to the run folder and flywheel.jsonl)."""
+    from domainlm.serve.export import export_feedback
+    from domainlm.serve.store import FeedbackStore
+    from domainlm.train import TrainConfig, train
+    from domainlm.workspace import stage_run
+
+    say = console.print if console is not None else (lambda *a, **k: None)
+    registry = Path(cfg.registry).resolve()
+    state = read_registry(registry)
+    for suite in cfg.gate:
+        if not Path(suite).exists():
+            raise DomainlmError(f"{suite}: no such gate suite")
+    current = state["current"]
+    current_dir = registry / "versions" / current
+    number = 1 + max([int(p.name.split("-")[1]) for p in (registry / "runs").glob("run-*")] or [0])
+    run_dir = registry / "runs" / f"run-{number:04d}"
+    mark = f"flywheel:{registry}"
+    store = FeedbackStore(cfg.db)
+    try:
+        with stage_run("flywheel", run_dir, inputs=cfg.gate, config=cfg, seed=cfg.seed, force=True) as run:
+            since = store.export_mark(mark)
+            exported = export_feedback(store, cfg.stage, run.output("feedback.jsonl"), since_id=since)
+            _log(registry, {"run": run_dir.name, "step": "export", "stage": cfg.stage, "since": since, **exported})
+            say(f"{run_dir.name}: {exported['rows']} {cfg.stage} rows from {exported['feedback']} new feedback records")
+            decision = {"run": run_dir.name, "current": current, "stage": cfg.stage, "rows": exported["rows"]}
+            if exported["rows"] < cfg.min_rows:
+                decision.update(decision="skipped", reason=f"{exported['rows']} new rows < min_rows {cfg.min_rows}")
+            else:
+                train_cfg = TrainConfig(stage=cfg.stage, method=cfg.method, max_steps=cfg.max_steps, lr=cfg.lr,
+                                        batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=cfg.seed,
+                                        warmup_ratio=0.0, eval_fraction=0.0)
+                metrics = train(str(current_dir), [run_dir / "feedback.jsonl"], run_dir / "model", train_cfg, console=console)
+                run.outputs.append("model")
+                _log(registry, {"run": run_dir.name, "step": "train", "base": current,
+                                "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}})
+                cur = _gate_score(current_dir, cfg.gate, run_dir / "eval-current")
+                cand = _gate_score(run_dir / "model", cfg.gate, run_dir / "eval-candidate")
+                _log(registry, {"run": run_dir.name, "step": "gate", "current": cur, "candidate": cand})
+                say(f"{run_dir.name}: gate score current {current} {cur['score']:.4f}, candidate {cand['score']:.4f}")
+                decision.update(current_score=cur["score"], candidate_score=cand["score"], min_gain=cfg.min_gain)
+                if cand["score"] > cur["score"] + cfg.min_gain:
+                    version = f"v{int(current[1:]) + 1:04d}"
+                    while (registry / "versions" / version).exists():  # a rolled-back version keeps its number
+                        version = f"v{int(version[1:]) + 1:04d}"
+                    shutil.copytree(run_dir / "model", registry / "versions" / version)
+                    state["current"] = version
+                    state["history"].append({"version": version, "time": time.time(), "run": run_dir.name,
+                                             "score": cand["score"], "previous": current})
+                    _point_current(registry, version)
+                    write_json(_registry_file(registry), state)
+                    decision.update(decision="promoted", version=version)
+                else:
+                    decision.update(decision="refused", reason="candidate is not better than the serving model on the gate")
+            store.set_export_mark(mark, exported["last_id"])
+            write_json(run.output("decision.json"), decision)
+            run.metrics.update({k: v for k, v in decision.items() if isinstance(v, (int, float, str))})
+    finally:
+        store.close()
+    _log(registry, {"step": "decision", **decision})
+    say(f"{run_dir.name}: {decision['decision']}" + (f" → serving {decision['version']}" if "version" in decision else ""))
+    return decision
+
+
+def serving_dir(registry: str | Path) -> Path:
+    """The folder ``current`` points at (what ``domainlm serve --model REGISTRY/current`` loads)."""
+    return (Path(registry) / "current").resolve()
+
+
+def flywheel_log(registry: str | Path) -> list[dict]:
+    path = Path(registry) / "flywheel.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path.exists() else []
