@@ -143,6 +143,9 @@ def test_noise_spans_are_exactly_where_the_truth_says(tiny_sample):
             assert re.fullmatch(r".\([a-zāáǎàēéěèīíǐìōóǒòūúǔù]+\)", r["text"]), r
         if r["type"] == "censor":
             assert r["text"] == "***"
+        if r["type"] in ("spam", "censor"):  # spliced into a sentence, never into a number
+            page = pages[r["path"]]
+            assert not page[r["start"] - 1].isdigit() and not page[r["end"]].isdigit(), r
     # no two spans of one page overlap
     by_page = {}
     for r in noise:

@@ -65,7 +65,7 @@ _MANUAL_TEXT = {
     "en": {
         "title": "{name}: Product Manual",
         "h_overview": "1. Overview",
-        "overview": "{name} is a {cat} product offered by Harbor Bank to individual customers.",
+        "overview": "{name} is {cat} product offered by Harbor Bank to individual customers.",
         "h_terms": "2. Key Terms",
         "h_channel": "3. How to Apply",
         "channel": ["Customers can apply through Harbor Bank mobile banking, online banking or any branch.",
@@ -82,6 +82,8 @@ def manual(doc_id: str, product: Entity, rng: random.Random) -> Doc:
     t = _MANUAL_TEXT[lang]
     name = product.name(lang)
     cat = CATEGORY_NAMES[product.category][1 if lang == "en" else 0]
+    if lang == "en":
+        cat = ("an " if cat[0] in "aeiou" else "a ") + cat
     doc = Doc(id=doc_id, title=t["title"].format(name=name), lang=lang, kind="manual", products=[name])
     doc.blocks.append(("title", doc.title))
     doc.blocks.append(("heading", t["h_overview"]))

@@ -74,7 +74,8 @@ COMMENT_TEXT = {
         "address": "I live at {x}, is there a branch nearby?",
     },
 }
-COMMENT_USERS = ("网友8823", "理财小白", "匿名用户", "海边的风", "user_5521", "老王", "moneyfan", "Amy_W")
+COMMENT_USERS = {"zh": ("网友8823", "理财小白", "匿名用户", "海边的风", "user_5521", "老王"),
+                 "en": ("moneyfan", "Amy_W", "guest_2291", "harbor_watcher", "tomtom")}
 
 
 @dataclass
@@ -100,12 +101,16 @@ def _kept_positions(block: Block) -> list[tuple[int, int]]:
     return [(i, j) for i, p in enumerate(block.pieces) if p.kind is None for j in range(1, len(p.text))]
 
 
-def _insert(blocks: list[Block], piece: Piece, rng: random.Random, after: str = "，,；") -> bool:
+def _insert(blocks: list[Block], piece: Piece, rng: random.Random, after: tuple[str, ...] = ("，", "；", ",", ";")) -> bool:
     """Splice a noise piece into a sentence, right after a comma where there is one (as spam bots do)."""
-    spots = [(b, i, j) for b in blocks for i, j in _kept_positions(b)]
+    def splits_a_word(text: str, j: int) -> bool:  # never cut inside a number ("500,000") or an English word
+        a, b = text[j - 1], text[j]
+        return a.isdigit() or b.isdigit() or (a.isascii() and a.isalpha() and b.isascii() and b.isalpha())
+
+    spots = [(b, i, j) for b in blocks for i, j in _kept_positions(b) if not splits_a_word(b.pieces[i].text, j)]
     if not spots:
         return False
-    good = [(b, i, j) for b, i, j in spots if b.pieces[i].text[j - 1] in after]
+    good = [(b, i, j) for b, i, j in spots if b.pieces[i].text[:j].endswith(after)]
     block, i, j = rng.choice(good or spots)
     host = block.pieces[i]
     block.pieces[i:i + 1] = [Piece(host.text[:j]), piece, Piece(host.text[j:])]
@@ -179,7 +184,7 @@ def _comments(lang: str, rng: random.Random, pii_types: list[str]) -> Piece:
     offset = len(lines[0]) + 1
     for kind in kinds:
         stamp = f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
-        head = f"{rng.choice(COMMENT_USERS)} {stamp} "
+        head = f"{rng.choice(COMMENT_USERS[lang])} {stamp} "
         if kind is None:
             line = head + rng.choice(texts[None])
         else:
@@ -245,6 +250,7 @@ def make_copy(doc: Doc, path: str, encoding: str, noise_types: list[str], rng: r
         del blocks[rng.randrange(1, len(blocks))]
     body = [b for b in blocks if b.tag == "p"]  # paragraphs and list items: where sentences are
     applied: list[str] = []
+    gap = " " if lang == "en" else ""  # English spam goes in after a comma, as its own words
     for kind in noise_types:
         ok = True
         if kind == "pinyin":
@@ -252,7 +258,7 @@ def make_copy(doc: Doc, path: str, encoding: str, noise_types: list[str], rng: r
         elif kind == "mojibake":
             ok = any(_mojibake(b, rng) for b in rng.sample(body, len(body)))
         elif kind == "spam":
-            ok = _insert(body, Piece(rng.choice(SPAM[lang]), "spam"), rng)
+            ok = _insert(body, Piece(gap + rng.choice(SPAM[lang]), "spam"), rng)
         elif kind == "censor":
             ok = _insert(body, Piece("***", "censor"), rng)
         if ok and kind in ("pinyin", "mojibake", "spam", "censor"):
