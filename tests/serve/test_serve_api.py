@@ -214,3 +214,21 @@ def test_rate_limit_per_key(tiny_dir, tmp_path):
         assert int(r.headers["Retry-After"]) >= 1 and "key1" in r.json()["error"]["message"]
         # Another key has its own bucket.
         assert httpx.get(server.url + "/v1/models", headers=auth(OTHER_KEY)).status_code == 200
+
+
+def test_gateway_in_front_of_an_openai_compatible_upstream(live, tmp_path, monkeypatch):
+    """`--model openai:URL#name`: whole answers and streams pass through from the upstream server."""
+    from conftest import LiveServer, make_state
+    from domainlm.serve.server import make_asgi
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # the upstream's key, read by the openai backend
+    state = make_state(f"openai:{live.url}/v1#{live.state.name}", f"sqlite:///{tmp_path / 'f.db'}", name="front")
+    assert state.model.remote
+    with LiveServer(make_asgi(state)) as front:
+        client = openai.OpenAI(base_url=front.url + "/v1", api_key=KEY, max_retries=0)
+        msgs = [{"role": "user", "content": "What is the card fee?"}]
+        whole = client.chat.completions.create(model="front", messages=msgs, max_tokens=40)
+        assert whole.choices[0].message.content == "The gold card fee is 200 yuan a year."
+        deltas = [c.delta.content for e in client.chat.completions.create(model="front", messages=msgs, max_tokens=40, stream=True)
+                  for c in e.choices if c.delta.content]
+        assert len(deltas) > 3 and "".join(deltas) == "The gold card fee is 200 yuan a year."

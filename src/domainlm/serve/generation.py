@@ -2,13 +2,17 @@
 
 The model is any backend from ``domainlm.models.load_model`` (transformers, llama.cpp, vLLM, an OpenAI-
 compatible upstream), so the chat template is the model's own, the same one training used.
-Generations run one at a time per model (a lock): a CPU box gains nothing from running two at once, and
-GPU backends (vLLM, an upstream server) batch on their side of the call anyway.
+In-process backends generate one request at a time (a lock): a CPU box gains nothing from running two at
+once, and one torch model is not meant to be driven from several threads. An OpenAI-compatible upstream
+(vLLM's server, llama.cpp's server, a hosted API) gets requests concurrently, so it can batch them, and
+its streams are passed through as they arrive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import threading
 import uuid
@@ -110,7 +114,9 @@ class ServedModel:
     def __init__(self, name: str, model):
         self.name = name
         self.model = model
-        self.lock = threading.Lock()
+        self.remote = (getattr(model, "info", None) or {}).get("backend") == "openai"
+        # Upstream servers batch concurrent requests themselves: no lock in front of them.
+        self.lock = contextlib.nullcontext() if self.remote else threading.Lock()
 
     # -- token counts (for usage and metrics) ------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -150,7 +156,9 @@ class ServedModel:
         cancel = cancel or threading.Event()
         own = getattr(self.model, "stream_chat", None)
         with self.lock:
-            if own is not None:
+            if self.remote and own is None:
+                yield from self._stream_upstream(messages, params)
+            elif own is not None:
                 yield from own(messages, max_new_tokens=params.max_new_tokens, temperature=params.temperature,
                                tools=params.tools, response_format=params.response_format, seed=params.seed)
             elif hasattr(self.model, "tokenizer") and hasattr(self.model, "render_chat") and hasattr(self.model, "stop_ids"):
@@ -158,6 +166,31 @@ class ServedModel:
             else:
                 yield self.model.chat([messages], max_new_tokens=params.max_new_tokens, temperature=params.temperature,
                                       tools=params.tools, response_format=params.response_format, seed=params.seed)[0]
+
+    def _stream_upstream(self, messages: list[dict], params: GenParams) -> Iterator[str]:
+        """Pass an OpenAI-compatible upstream's SSE stream through, delta by delta."""
+        import httpx
+
+        m = self.model
+        body = {"model": m.model_name, "messages": messages, "max_tokens": params.max_new_tokens,
+                "temperature": params.temperature, "seed": params.seed, "stream": True}
+        headers = {"Authorization": f"Bearer {os.environ['OPENAI_API_KEY']}"} if os.environ.get("OPENAI_API_KEY") else {}
+        try:
+            with httpx.stream("POST", m.base_url + "/chat/completions", json=body, headers=headers,
+                              timeout=getattr(m, "timeout", 300.0)) as r:
+                if r.status_code != 200:
+                    r.read()
+                    raise DomainlmError(f"{m.base_url}: HTTP {r.status_code} {r.text[:200]}")
+                for line in r.iter_lines():
+                    if not line.startswith("data: ") or line.strip() == "data: [DONE]":
+                        continue
+                    event = json.loads(line[6:])
+                    for choice in event.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content")
+                        if piece:
+                            yield piece
+        except httpx.HTTPError as exc:
+            raise DomainlmError(f"{m.base_url}: cannot reach the upstream ({exc})") from None
 
     def _stream_transformers(self, messages: list[dict], params: GenParams, cancel: threading.Event) -> Iterator[str]:
         import torch
