@@ -51,6 +51,20 @@ def power_law(params: dict, x):
     return params["a"] * np.asarray(x, dtype=float) ** params["b"]
 
 
+def _best_of(least_squares, residual, starts: list[np.ndarray], bounds, keep: int = 4):
+    """Run the optimiser from the ``keep`` starting points with the lowest initial error (a grid of
+    starts guards against local minima; polishing all of them would cost seconds per fit)."""
+    low, high = np.array(bounds[0]) + 1e-9, np.array(bounds[1]) - 1e-9
+    starts = [np.clip(theta, low, high) for theta in starts]
+    starts.sort(key=lambda theta: float(np.sum(residual(theta) ** 2)))
+    best = None
+    for theta0 in starts[:keep]:
+        sol = least_squares(residual, theta0, bounds=bounds, loss="huber", f_scale=1e-2)
+        if best is None or sol.cost < best.cost:
+            best = sol
+    return best
+
+
 def fit_loss_nd(n, d, loss, start: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """Fit E + A/N^alpha + B/D^beta; returns the parameters and the raw vector (a warm start)."""
     least_squares = _least_squares()
@@ -70,12 +84,7 @@ def fit_loss_nd(n, d, loss, start: np.ndarray | None = None) -> tuple[dict, np.n
         starts = [np.array([np.log(loss.min()) + de, la, al, lb, be])
                   for de in (-1.0, -0.1) for al in (0.2, 0.5, 1.0) for be in (0.2, 0.5, 1.0)
                   for la in (2.0, 8.0) for lb in (2.0, 8.0)]
-    best = None
-    for theta0 in starts:
-        theta0 = np.clip(theta0, np.array(bounds[0]) + 1e-9, np.array(bounds[1]) - 1e-9)
-        sol = least_squares(residual, theta0, bounds=bounds, loss="huber", f_scale=1e-2)
-        if best is None or sol.cost < best.cost:
-            best = sol
+    best = _best_of(least_squares, residual, starts, bounds)
     log_e, log_a, alpha, log_b, beta = best.x
     return {"E": float(np.exp(log_e)), "A": float(np.exp(log_a)), "alpha": float(alpha),
             "B": float(np.exp(log_b)), "beta": float(beta)}, best.x
@@ -93,12 +102,7 @@ def fit_loss_c(c, loss, start: np.ndarray | None = None) -> tuple[dict, np.ndarr
     bounds = ([-10.0, -10.0, 0.0], [float(log_l.min()), 60.0, 3.0])
     starts = [start] if start is not None else [
         np.array([log_l.min() + de, la, g]) for de in (-1.0, -0.1) for la in (2.0, 8.0, 16.0) for g in (0.05, 0.2, 0.5)]
-    best = None
-    for theta0 in starts:
-        theta0 = np.clip(theta0, np.array(bounds[0]) + 1e-9, np.array(bounds[1]) - 1e-9)
-        sol = least_squares(residual, theta0, bounds=bounds, loss="huber", f_scale=1e-2)
-        if best is None or sol.cost < best.cost:
-            best = sol
+    best = _best_of(least_squares, residual, starts, bounds)
     log_e, log_a, gamma = best.x
     return {"E": float(np.exp(log_e)), "A": float(np.exp(log_a)), "gamma": float(gamma)}, best.x
 

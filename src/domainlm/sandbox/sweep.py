@@ -81,6 +81,7 @@ class SweepConfig(_Model):
     base: dict[str, Any] = Field(default_factory=dict, description="RunConfig fields shared by every run.")
     search: SearchSpec = Field(default_factory=SearchSpec)
     workers: int = Field(0, ge=0, description="Parallel runs; 0: one per CPU core, or 4 packed on one GPU.")
+    threads: int = Field(0, ge=0, description="torch CPU threads per run; 0: cores / workers.")
     device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
 
     @model_validator(mode="after")
@@ -157,6 +158,7 @@ def run_one(run_json: dict, point: dict, data_dir: str, device: str, threads: in
     from domainlm.sandbox.data import load_prepared
     from domainlm.sandbox.trainer import pick_device, train_run
 
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     cfg = RunConfig.model_validate(run_json)
     record = {"id": cfg.run_id(), "point": point, "config": cfg.model_dump(mode="json")}
@@ -165,6 +167,8 @@ def run_one(run_json: dict, point: dict, data_dir: str, device: str, threads: in
         record.update(train_run(cfg, streams, device=pick_device(device)))
     except Exception as exc:  # one bad run never kills the sweep; it is recorded and retried next time
         record.update({"status": "failed", "val_loss": None, "error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        torch.set_num_threads(previous_threads)  # in-process runs must not change the caller's setting
     write_json(out_path, record)
     return record
 
@@ -248,7 +252,7 @@ def run_sweep(
     write_json(out_dir / "data" / "sources.json", data_stats)
 
     workers = cfg.workers or _default_workers(cfg.device)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // workers)
     pool = _Pool(workers)
     records: list[dict] = []
     columns = (TextColumn("sandbox sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
