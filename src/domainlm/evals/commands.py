@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config or find_config(), overrides or [])
         eval_cfg = EvalConfig(
             model=model, kb=str(kb) if kb else None,
-            suites=[str(s) for s in suite] if suite else list(cfg.eval.suites),
+            suites=[str(s) for s in suite] if suite else list(cfg.tasks.eval),
             predictions=str(predictions) if predictions else None, variants=list(variants or []),
             general=[str(g) for g in general or []],
             seed=cfg.eval.seed if seed is None else seed,
