@@ -68,6 +68,8 @@ class _Candidate:
     start: int  # offsets in the document
     end: int
     relevance: float
+    missing: list[str]  # rare question terms neither the sentence nor its headings mention
+    density: float  # share of the sentence's terms that are question terms (prefers the focused sentence)
 
 
 def _numbers(text: str) -> set[str]:
@@ -91,10 +93,15 @@ def _context(hit: Hit) -> str:
     return " / ".join(h for h in [hit.title, *hit.headings] if h)
 
 
-def _candidates(kb: KnowledgeBase, question: str, hits: list[Hit]) -> list[_Candidate]:
+def _candidates(kb: KnowledgeBase, question: str, hits: list[Hit], rare_share: float = 0.2) -> list[_Candidate]:
     q_tokens = set(kb.tokenizer.tokens(question))
     idf = kb.idf(sorted(q_tokens))
     total = sum(idf.values()) or 1.0
+    # Rare terms (in at most ``rare_share`` of the chunks) are what a question is specifically about: a
+    # product name, an attribute. A sentence that misses one answers a different question.
+    limit = max(1, int(rare_share * len(kb)))
+    rare = {t for t in q_tokens if len(t) >= 2 and kb.doc_freq(t) <= limit}
+    phrases = kb.tokenizer.unknown_runs(question)
     out = []
     for hit in hits:
         context_tokens = set(kb.tokenizer.tokens(_context(hit)))
@@ -105,9 +112,12 @@ def _candidates(kb: KnowledgeBase, question: str, hits: list[Hit]) -> list[_Cand
                 continue  # a sentence that shares nothing with the question does not answer it
             covered = own | (context_tokens & q_tokens)
             relevance = sum(idf[t] for t in covered) / total
-            out.append(_Candidate(hit, sentence, hit.start + s, hit.start + e, relevance))
-    # Best coverage first; among equals the better-ranked chunk, then document order.
-    out.sort(key=lambda c: (-c.relevance, c.hit.rank, c.start))
+            seen_text = normalize(f"{_context(hit)}\n{sentence}")
+            missing = sorted(rare - covered) + [p for p in phrases if p not in seen_text]
+            density = len(own) / max(1, len(kb.tokenizer.tokens(sentence)))
+            out.append(_Candidate(hit, sentence, hit.start + s, hit.start + e, relevance, missing, density))
+    # Complete sentences first, then best coverage; among equals the better-ranked chunk, then order.
+    out.sort(key=lambda c: (bool(c.missing), -round(c.relevance, 6), -c.density, c.hit.rank, c.start))
     return out
 
 
@@ -134,7 +144,7 @@ def answer(
     *,
     k: int = 5,
     mode: str = "hybrid",
-    min_relevance: float = 0.6,
+    min_relevance: float = 0.75,
     min_support: float = 0.6,
     max_sentences: int = 2,
     max_new_tokens: int = 256,
@@ -146,11 +156,22 @@ def answer(
     kind = "extractive" if model is None else "model"
     if len(question) > kb.config.max_query_chars:
         return _refuse(question, lang, f"question_too_long ({len(question)} > {kb.config.max_query_chars} characters)", kind)
+    # A name or term of two or more characters that no chunk contains means the question is about
+    # something the knowledge base does not know (a product it does not sell): refuse rather than answer
+    # about the nearest neighbour. Single characters are left to the coverage score: they are often
+    # tokenisation leftovers.
+    unknown = [t for t in dict.fromkeys(kb.tokenizer.tokens(question)) if len(t) >= 2 and not kb.doc_freq(t)]
+    if unknown and len(kb):
+        shown = ", ".join(f"'{t}'" for t in unknown[:5])
+        return _refuse(question, lang, f"unknown_terms: the knowledge base never mentions {shown}", kind)
     hits = kb.search(question, k=k, mode=mode) if len(kb) else []
     candidates = _candidates(kb, question, hits)
     if not candidates:
         return _refuse(question, lang, "no_match: no retrieved passage shares a term with the question", kind)
     confidence = candidates[0].relevance
+    if candidates[0].missing:
+        shown = ", ".join(f"'{t}'" for t in candidates[0].missing[:5])
+        return _refuse(question, lang, f"low_confidence: no retrieved passage mentions {shown}", kind, confidence)
     if confidence < min_relevance:
         return _refuse(
             question, lang, f"low_confidence: the best passage covers {confidence:.2f} of the question (< {min_relevance})",
@@ -170,7 +191,7 @@ def _extractive(question: str, lang: str, candidates: list[_Candidate], confiden
     for cand in candidates:
         # Near the best only: a second sentence is added when it is (almost) as relevant, e.g. the rate
         # and its condition stated in two sentences.
-        if cand.relevance < confidence - 0.15 or len(chosen) >= max_sentences:
+        if cand.missing or cand.relevance < confidence - 0.15 or len(chosen) >= max_sentences:
             break
         if any(cand.text == c.text for c in chosen):
             continue

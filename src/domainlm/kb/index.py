@@ -420,17 +420,19 @@ class KnowledgeBase:
             scores = np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
         return scores
 
+    def doc_freq(self, token: str) -> int:
+        """How many chunks contain ``token`` (read from the BM25 index's column pointers)."""
+        if self.bm25 is None:
+            return 0
+        tid = self.bm25.vocab_dict.get(token)
+        indptr = self.bm25.scores["indptr"]
+        return int(indptr[tid + 1] - indptr[tid]) if tid is not None and tid + 1 < len(indptr) else 0
+
     def idf(self, tokens: list[str]) -> dict[str, float]:
-        """BM25 idf of each token from the index's document frequencies; a token no chunk contains gets
-        the largest idf (a question term the KB never mentions weighs the most)."""
+        """BM25 idf of each token; a token no chunk contains gets the largest idf (a question term the
+        KB never mentions weighs the most)."""
         n = len(self.chunks)
-        indptr = self.bm25.scores["indptr"] if self.bm25 is not None else None
-        out = {}
-        for token in tokens:
-            tid = self.bm25.vocab_dict.get(token) if self.bm25 is not None else None
-            df = int(indptr[tid + 1] - indptr[tid]) if tid is not None and tid + 1 < len(indptr) else 0
-            out[token] = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
-        return out
+        return {t: float(np.log(1 + (n - (df := self.doc_freq(t)) + 0.5) / (df + 0.5))) for t in tokens}
 
     def dense_scores(self, query: str) -> np.ndarray:
         if self.vectors is None or not len(self.chunks):

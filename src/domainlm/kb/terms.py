@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from domainlm.kb.text import normalize
 
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
+# Function characters never start or end a term ("基金的", "位于" are phrases, not terms).
+_FUNCTION_CHARS = set("的了是在和与为及或等之其于以对从把被将向也都就而并且则所每各该本此这那个有无不")
 
 
 def _entropy(counter: Counter) -> float:
@@ -64,6 +66,8 @@ def mine_terms(
     scored = []
     for gram, count in grams.items():
         if len(gram) < min_len or count < min_count or (known and gram in known):
+            continue
+        if gram[0] in _FUNCTION_CHARS or gram[-1] in _FUNCTION_CHARS:
             continue
         p = count / total
         # Cohesion: the weakest split decides (a real term has no split the corpus explains by chance).

@@ -15,7 +15,11 @@ from pathlib import Path
 # Sentence ends: Chinese full stops always end a sentence; ASCII ones only before a space or line end,
 # so "0.35%" and "e.g." inside a line do not split. Written by hand: no library splits mixed zh/en text
 # at these boundaries while keeping exact character offsets.
-_SENTENCE_END = re.compile(r"(?:[。！？!?；;]+[」』”’\"')）]*|\.(?=\s|$)[」』”’\"')）]*|\n+)")
+_ABBREV = r"(?<!\bNo)(?<!\bno)(?<!\bMr)(?<!\bMs)(?<!\bDr)(?<!\bSt)(?<!\bRd)(?<!\bvs)(?<!\bMrs)(?<!\bAve)(?<!\b[A-Z])"
+# A line break ends a sentence unless it wraps English text mid-sentence (PDF lines: "paid at\nmaturity").
+_SENTENCE_END = re.compile(
+    r"(?:[。！？!?；;]+[」』”’\"')）]*|" + _ABBREV + r"\.(?=\s|$)[」』”’\"')）]*|(?<![a-z,])\n+|\n+(?![a-z]))"
+)
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORDLIKE = re.compile(r"\w", re.UNICODE)
 
@@ -25,11 +29,14 @@ _WORDLIKE = re.compile(r"\w", re.UNICODE)
 STOPWORDS = frozenset(
     """的 了 是 在 和 与 及 或 吗 呢 吧 啊 呀 么 嘛 哪 哪些 哪个 哪里 什么 多少 几 怎么 怎样 如何 为什么 是否
     有没有 可以 能否 能 会 请问 请 我 我们 你 你们 您 他 她 它 这 那 这个 那个 之 其 对 于 为 被 把 从 到 向 也 都 就
-    还 又 并 而 但 所 以 等 个 一个 有 没有 吗？ 呢？ 要 需要 给 让 时 时候 多 少 怎么样 啥 咋 该 应 应该
+    还 又 并 而 但 所 以 等 个 一个 有 没有 要 需要 给 让 时 时候 怎么样 啥 咋 该 应 应该 麻烦 告诉 了解 想 想要
+    知道 关于 具体 一下 问 问问 请教 咨询 帮 帮忙 帮我 查 查询 说 说明 介绍 多久 多长 多长时间 哪天 哪一天 何时 几时
+    什么时候 多大 多高 多低 几天 几个
     a an the of to in on at for by with from and or is are was were be been being do does did what which who
     whom whose how why when where whether can could will would shall should may might must i you we they he she
     it me my your our their this that these those there here please tell about any some if than then as into
-    has have had not no""".split()
+    has have had not no its it's i'm im m s let give show find out know like want looking look tell explain
+    apply applies applied detail details information info exactly just also much many long often soon""".split()
 )
 
 
@@ -109,11 +116,28 @@ class Tokenizer:
     def tokens(self, text: str) -> list[str]:
         """Index/query tokens: normalised jieba search-mode words minus stopwords and punctuation."""
         out = []
-        for token in self._jieba.cut_for_search(normalize(text)):
+        # HMM off: jieba's HMM invents "words" from unknown neighbours ("费是", "期是") that differ
+        # between a question and the document; without it unknown runs fall apart into characters.
+        for token in self._jieba.cut_for_search(normalize(text), HMM=False):
             token = token.strip()
             if token and token not in STOPWORDS and _WORDLIKE.search(token):
                 out.append(token)
         return out
+
+
+    def unknown_runs(self, text: str) -> list[str]:
+        """Runs of two or more Chinese characters that jieba cannot group into words ("智选" in
+        "海港智选货币基金" when the dictionary lacks the name): usually names, and as such exactly what a
+        question is about. Normalised, in order of appearance."""
+        runs, current = [], []
+        for token in list(self._jieba.cut(normalize(text), HMM=False)) + [""]:
+            if len(token) == 1 and _CJK.match(token) and token not in STOPWORDS:
+                current.append(token)
+                continue
+            if len(current) >= 2:
+                runs.append("".join(current))
+            current = []
+        return list(dict.fromkeys(runs))
 
 
 def read_terms(path: str | Path) -> list[str]:
