@@ -34,9 +34,9 @@ def test_find_facts_in_both_languages():
 
 def test_items_are_grounded_disjoint_and_refusals_unanswerable(kb_dir, tmp_path):
     result = synthesize(kb_dir, tmp_path, SynthConfig(seed=3, eval_only_fraction=0.34))
-    train = read_jsonl(tmp_path / "train" / "knowledge_qa.jsonl")
-    evaluation = read_jsonl(tmp_path / "eval" / "knowledge_qa.jsonl")
-    refusals = read_jsonl(tmp_path / "train" / "unanswerable.jsonl") + read_jsonl(tmp_path / "eval" / "unanswerable.jsonl")
+    train = read_jsonl(tmp_path / "train" / "synth_knowledge_qa.jsonl")
+    evaluation = read_jsonl(tmp_path / "eval" / "synth_knowledge_qa.jsonl")
+    refusals = read_jsonl(tmp_path / "train" / "synth_unanswerable.jsonl") + read_jsonl(tmp_path / "eval" / "synth_unanswerable.jsonl")
     assert len(evaluation) == 6  # one eval question per fact
     texts = {d["id"]: d["text"] for d in DOCS}
     for item in train + evaluation:
@@ -55,13 +55,13 @@ def test_items_are_grounded_disjoint_and_refusals_unanswerable(kb_dir, tmp_path)
             assert subject not in corpus
         else:
             assert not any(subject in t and attribute in t for t in texts.values())
-    assert result.counts["eval/knowledge_qa"] == 6
+    assert result.counts["eval/synth_knowledge_qa"] == 6
 
 
 def test_same_seed_same_bytes(kb_dir, tmp_path):
     synthesize(kb_dir, tmp_path / "a", SynthConfig(seed=1))
     synthesize(kb_dir, tmp_path / "b", SynthConfig(seed=1))
-    for name in ("train/knowledge_qa.jsonl", "eval/knowledge_qa.jsonl", "eval/unanswerable.jsonl"):
+    for name in ("train/synth_knowledge_qa.jsonl", "eval/synth_knowledge_qa.jsonl", "eval/synth_unanswerable.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
@@ -110,7 +110,7 @@ def test_teacher_items_are_kept_only_when_grounded(kb_dir, tmp_path):
         result = synthesize(kb_dir, tmp_path, SynthConfig(teacher=spec))
     finally:
         server.shutdown()
-    train = read_jsonl(tmp_path / "train" / "knowledge_qa.jsonl")
+    train = read_jsonl(tmp_path / "train" / "synth_knowledge_qa.jsonl")
     from_teacher = [i for i in train if i["meta"]["generator"].startswith("teacher:")]
     assert from_teacher and all(i["answer"] != "999元" for i in from_teacher)
     rejected = read_jsonl(tmp_path / "rejected.jsonl")

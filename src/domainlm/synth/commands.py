@@ -19,21 +19,13 @@ def register(app: typer.Typer) -> None:
         """Training and evaluation sets (knowledge QA, unanswerable questions) from a knowledge base."""
         from rich.console import Console
 
-        from domainlm.kb import open_kb
-        from domainlm.synth import SynthConfig, synthesize
-        from domainlm.workspace import stage_run
+        from domainlm.synth import SynthConfig
+        from domainlm.synth.generate import synth_stage
 
-        open_kb(kb)  # a missing or broken KB fails here with its own one-line reason
-        config = SynthConfig(seed=seed, teacher=teacher)
         console = Console(stderr=True)
-        with stage_run("synth", out, inputs=[kb], config=config, seed=seed, force=force) as run:
-            if run.skipped:
-                console.print(f"synth: up to date in {out} (use --force to re-run)")
-                return
-            result = synthesize(kb, out, config)
-            for name in result.counts:
-                run.output(f"{name}.jsonl")
-            run.output("rejected.jsonl")
-            run.metrics.update(result.counts, rejected=result.rejected)
-        summary = ", ".join(f"{name} {n}" for name, n in result.counts.items())
-        console.print(f"synth: wrote {out}: {summary}; rejected {result.rejected}")
+        metrics, skipped = synth_stage(kb, out, SynthConfig(seed=seed, teacher=teacher), force=force)
+        if skipped:
+            console.print(f"synth: up to date in {out} (use --force to re-run)")
+            return
+        summary = ", ".join(f"{name} {n}" for name, n in metrics.items())
+        console.print(f"synth: wrote {out}: {summary}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from domainlm.errors import DomainlmError
-from domainlm.io import sha256_text, write_jsonl
+from domainlm.io import sha256_text, write_jsonl, write_text
 from domainlm.synth.facts import Fact, detect_lang, find_facts
 
 # Train and eval phrasings never overlap, so eval measures knowledge, not memorised wording.
@@ -26,6 +26,8 @@ TEMPLATES = {
         "eval": ["I'd like to know the {a} for {s}.", "How about the {a} of {s}?"],
     },
 }
+# Task names are prefixed so that a synthesized suite sits beside a user's own tasks in one eval run.
+QA_TASK, REFUSAL_TASK = "synth_knowledge_qa", "synth_unanswerable"
 CATEGORY = {"zh": ("知识问答", "拒答"), "en": ("knowledge", "refusal")}
 FICTIONAL_SUFFIX = {"zh": ["尊享版", "青春版", "至尊款"], "en": [" Plus", " Elite", " Junior"]}
 
@@ -65,8 +67,8 @@ def _item_id(task: str, question: str) -> str:
 def _qa_item(fact: Fact, question: str, chunk: dict, split: str, seen_in_train: bool) -> dict:
     category, _ = CATEGORY[fact.lang]
     return {
-        "id": _item_id("knowledge_qa", question),
-        "task": "knowledge_qa",
+        "id": _item_id(QA_TASK, question),
+        "task": QA_TASK,
         "category": category,
         "subcategory": chunk.get("title") or fact.subject,
         "type": "qa",
@@ -84,8 +86,8 @@ def _qa_item(fact: Fact, question: str, chunk: dict, split: str, seen_in_train: 
 def _refusal_item(subject: str, attribute: str, lang: str, question: str, reason: str) -> dict:
     _, category = CATEGORY[lang]
     return {
-        "id": _item_id("unanswerable", question),
-        "task": "unanswerable",
+        "id": _item_id(REFUSAL_TASK, question),
+        "task": REFUSAL_TASK,
         "category": category,
         "subcategory": reason,
         "type": "refusal",
@@ -167,7 +169,7 @@ def _teacher_items(chunks: list[dict], config: SynthConfig, rng: random.Random) 
                 continue
             lang = detect_lang(chunk["text"])
             kept.append({
-                "id": _item_id("knowledge_qa", question), "task": "knowledge_qa", "category": CATEGORY[lang][0],
+                "id": _item_id(QA_TASK, question), "task": QA_TASK, "category": CATEGORY[lang][0],
                 "subcategory": chunk.get("title") or "", "type": "qa", "question": question, "choices": None,
                 "answer": answer, "doc_id": chunk["doc_id"], "chunk_id": chunk["id"],
                 "meta": {"lang": lang, "generator": f"teacher:{config.teacher}", "split": "train"},
@@ -176,7 +178,8 @@ def _teacher_items(chunks: list[dict], config: SynthConfig, rng: random.Random) 
 
 
 def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | None = None) -> SynthResult:
-    """Write ``train/knowledge_qa.jsonl``, ``train/unanswerable.jsonl`` and the same under ``eval/``."""
+    """Write ``train/synth_knowledge_qa.jsonl``, ``train/synth_unanswerable.jsonl``, the same under ``eval/``
+    (with a ``suite.yaml`` naming the suite), and ``rejected.jsonl`` (teacher items that failed the check)."""
     from domainlm.kb import open_kb
 
     config = config or SynthConfig()
@@ -213,10 +216,28 @@ def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | N
 
     out_dir = Path(out_dir)
     counts = {
-        "train/knowledge_qa": write_jsonl(out_dir / "train" / "knowledge_qa.jsonl", train),
-        "train/unanswerable": write_jsonl(out_dir / "train" / "unanswerable.jsonl", train_refusals),
-        "eval/knowledge_qa": write_jsonl(out_dir / "eval" / "knowledge_qa.jsonl", evaluation),
-        "eval/unanswerable": write_jsonl(out_dir / "eval" / "unanswerable.jsonl", eval_refusals),
+        f"train/{QA_TASK}": write_jsonl(out_dir / "train" / f"{QA_TASK}.jsonl", train),
+        f"train/{REFUSAL_TASK}": write_jsonl(out_dir / "train" / f"{REFUSAL_TASK}.jsonl", train_refusals),
+        f"eval/{QA_TASK}": write_jsonl(out_dir / "eval" / f"{QA_TASK}.jsonl", evaluation),
+        f"eval/{REFUSAL_TASK}": write_jsonl(out_dir / "eval" / f"{REFUSAL_TASK}.jsonl", eval_refusals),
     }
+    # The eval folder is a suite of its own for `domainlm eval` (named, so it never clashes with another "eval").
+    write_text(out_dir / "eval" / "suite.yaml", "name: synth\n")
     write_jsonl(out_dir / "rejected.jsonl", rejected)
     return SynthResult(out_dir=out_dir, counts=counts, rejected=len(rejected))
+
+
+def synth_stage(kb_path: str | Path, out_dir: str | Path, config: SynthConfig, *, force: bool = False) -> tuple[dict, bool]:
+    """The cached stage: (metrics, skipped). ``synthesize`` runs only when the KB or config changed."""
+    from domainlm.kb import open_kb
+    from domainlm.workspace import stage_run
+
+    open_kb(kb_path)  # a missing or broken KB fails here with its own one-line reason
+    with stage_run("synth", out_dir, inputs=[kb_path], config=config, seed=config.seed, force=force) as run:
+        if run.skipped:
+            return dict(run.previous.metrics), True
+        result = synthesize(kb_path, out_dir, config)
+        for name in [*result.counts, "rejected", "eval/suite"]:
+            run.output(f"{name}.yaml" if name == "eval/suite" else f"{name}.jsonl")
+        run.metrics.update(result.counts, rejected=result.rejected)
+    return dict(run.metrics), False
