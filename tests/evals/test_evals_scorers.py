@@ -101,3 +101,30 @@ def test_malformed_item_does_not_kill_the_batch():
     assert records[1]["score"] == 1.0
     results = summarize(items, records)
     assert results["tasks"]["t"]["score"] == 0.5 and results["tasks"]["t"]["n"] == 2
+
+
+class _FixedJudge:
+    """A judge whose replies are given: checks prompt filling and score parsing, not a model."""
+
+    def __init__(self, replies):
+        self.replies, self.seen = replies, []
+
+    def chat(self, conversations, **kwargs):
+        self.seen.extend(c[0]["content"] for c in conversations)
+        return self.replies[: len(conversations)]
+
+
+def test_judge_scores_map_one_to_five_onto_unit_interval():
+    from domainlm.evals.runner import judge_generations
+
+    items = [{"id": "a", "type": "generation", "question": "介绍金卡", "answer": "年费100元"},
+             {"id": "b", "type": "generation", "question": "介绍银卡", "answer": "年费50元"},
+             {"id": "c", "type": "qa", "question": "q", "answer": "x"}]
+    preds = {"a": {"id": "a", "output": "金卡年费100元"}, "b": {"id": "b", "output": "不知道"}, "c": {"id": "c", "output": "x"}}
+    judge = _FixedJudge(["4分", "无法评分"])
+    judge_generations(judge, items, preds, "问题：{question}\n参考答案：{reference}\n回答：{output}\n分数：")
+    assert judge.seen[0] == "问题：介绍金卡\n参考答案：年费100元\n回答：金卡年费100元\n分数："
+    assert preds["a"]["judge_score"] == 0.75 and preds["a"]["judge_output"] == "4分"
+    assert preds["b"]["judge_score"] == 0.0  # unreadable judgement does not vouch for the answer
+    assert "judge_score" not in preds["c"]
+    assert score_item(items[0], preds["a"]["output"], judge_score=preds["a"]["judge_score"])["score"] == 0.75

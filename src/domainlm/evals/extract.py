@@ -96,13 +96,13 @@ def _negated(text: str, start: int, end: int) -> bool:
     return bool(_NEG_BEFORE.search(text[max(0, start - 12) : start]) or _NEG_AFTER.match(text[end : end + 24]))
 
 
-def _group_letters(text: str, match: re.Match, group: int = 1) -> list[str]:
+def _group_letters(text: str, match: re.Match, choices: list[str] | None = None) -> list[str]:
     """Letters of a captured group, minus ones negated right after ("答案是A，B选项错误")."""
     letters = []
-    base = match.start(group)
-    for m in re.finditer(r"[A-H]", match.group(group)):
+    base = match.start(1)
+    for m in re.finditer(r"[A-H]", match.group(1)):
         end = base + m.end()
-        if _NEG_AFTER.match(text[end : end + 24]):
+        if _NEG_AFTER.match(text[end : end + 24]) and not _restates_option(text[end:], m.group(0), choices):
             continue
         letters.append(m.group(0))
     return letters
@@ -138,6 +138,14 @@ def _by_option_text(text: str, choices: list[str]) -> str | None:
     return None
 
 
+def _restates_option(rest: str, letter: str, choices: list[str] | None) -> bool:
+    """"C：都不正确" restates option C whose text is "都不正确": its words are not a verdict on C."""
+    if not choices or len(letter) != 1:
+        return False
+    option = normalize_text(choices[LETTERS.index(letter)])
+    return bool(option) and normalize_text(rest).startswith(option)
+
+
 def extract_choice(output: str, n_options: int = 4, choices: list[str] | None = None) -> str | None:
     """The option letter(s) a free-text answer chooses, sorted ("B", "AC"), or None if unparseable."""
     if not output or not output.strip():
@@ -151,16 +159,18 @@ def extract_choice(output: str, n_options: int = 4, choices: list[str] | None = 
     for regex in (_FINAL_RE, _CUE_RE):
         matches = list(regex.finditer(text))
         for match in reversed(matches):
-            picked = _valid(_group_letters(text, match), n_options)
+            picked = _valid(_group_letters(text, match, choices), n_options)
             if picked:
                 return picked
 
     # 2. The output starts with the answer: "B", "B.", "(B) 活期存款", "B、D".
     lead = re.match(rf"^\s*[\(（\[【]?\s*{_GROUP}", text)
     if lead:
-        picked = _valid(_group_letters(text, lead), n_options)
+        picked = _valid(_group_letters(text, lead, choices), n_options)
         # "A、B、C、D都有可能" names every option: that is no answer, fall through.
-        if picked and len(picked) < n_options and not _negated(text, lead.start(1), lead.end(1)):
+        if picked and len(picked) < n_options and (
+            not _negated(text, lead.start(1), lead.end(1)) or _restates_option(text[lead.end(1) :], picked, choices)
+        ):
             return picked
 
     # 3. Letters with a verdict: "B正确", "C is correct" beat plain mentions; negated ones are out.
