@@ -70,8 +70,8 @@ def test_layout_and_contents(tiny_sample):
     assert manifest.stage == "sample" and manifest.config == {"seed": 0, "size": "tiny"}
 
 
-def test_small_size_is_rich_enough():
-    files = build_sample(seed=3, size="small")
+def test_small_size_is_rich_enough(small_files):
+    files = small_files
     manuals = [d for d in files["truth/documents.jsonl"] if d["kind"] == "manual"]
     assert 30 <= len(manuals) <= 60
     for task in TASKS:
@@ -136,14 +136,23 @@ def test_regenerating_with_another_seed_leaves_no_stale_files(tmp_path):
 
 def test_cli_reads_domainlm_yaml_and_overrides(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "domainlm.yaml").write_text("sample:\n  seed: 9\n  size: tiny\n", encoding="utf-8")
-    assert main(["sample", "--out", "a"]) == 0
+    (tmp_path / "domainlm.yaml").write_text("sample:\n  seed: 9\n  size: small\n", encoding="utf-8")
+    assert main(["sample", "sample.size=tiny", "--out", "a"]) == 0  # seed from the file, size overridden
     assert read_manifest(tmp_path / "a").config == {"seed": 9, "size": "tiny"}
-    assert main(["sample", "sample.seed=4", "--out", "b"]) == 0
-    assert read_manifest(tmp_path / "b").config == {"seed": 4, "size": "tiny"}
-    assert main(["sample", "sample.seed=4", "--seed", "5", "--out", "c"]) == 0  # an explicit option wins
-    assert read_manifest(tmp_path / "c").config == {"seed": 5, "size": "tiny"}
+    assert main(["sample", "sample.seed=4", "sample.size=tiny", "--seed", "5", "--out", "b"]) == 0
+    assert read_manifest(tmp_path / "b").config == {"seed": 5, "size": "tiny"}  # an explicit option wins
     capsys.readouterr()
     assert main(["sample", "sample.sizes=tiny", "--out", "d"]) != 0
     assert "unknown key 'sample.sizes'" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_cli_import_stays_light():
+    # `domainlm --help` must not pay for python-docx, reportlab, opencc (or torch) through the sample stage
+    import subprocess
+    import sys
+
+    code = ("import sys, domainlm.cli, domainlm.sample; "
+            "print(sorted(m for m in ('torch', 'docx', 'reportlab', 'opencc', 'pypdf') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert result.stdout.strip() == "[]"

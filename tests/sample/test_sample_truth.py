@@ -275,12 +275,11 @@ def test_task_items_are_well_formed(tiny_sample):
                             assert value is None or value > 0
 
 
-def test_intent_products_fit_the_intent():
+def test_intent_products_fit_the_intent(small_files):
     # "how do I buy <an insurance product>" must never be labelled buy_wealth_product
-    from domainlm.sample import build_sample
     from domainlm.sample.tasks import INTENT_PRODUCTS
 
-    files = build_sample(seed=4, size="small")
+    files = small_files
     category = {f["product"]: f["category"] for f in files["truth/facts.jsonl"] if f["category"] in PRODUCT_ATTRS}
     checked = 0
     for split in ("train", "eval"):
