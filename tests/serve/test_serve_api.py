@@ -232,3 +232,12 @@ def test_gateway_in_front_of_an_openai_compatible_upstream(live, tmp_path, monke
         deltas = [c.delta.content for e in client.chat.completions.create(model="front", messages=msgs, max_tokens=40, stream=True)
                   for c in e.choices if c.delta.content]
         assert len(deltas) > 3 and "".join(deltas) == "The gold card fee is 200 yuan a year."
+
+
+def test_stop_strings_whole_and_streamed(client, live):
+    msgs = [{"role": "user", "content": "What is the card fee?"}]
+    whole = client.chat.completions.create(model=live.state.name, messages=msgs, max_tokens=40, stop=["200"])
+    assert whole.choices[0].message.content == "The gold card fee is "
+    streamed = "".join(c.delta.content or "" for e in client.chat.completions.create(
+        model=live.state.name, messages=msgs, max_tokens=40, stop=["200"], stream=True) for c in e.choices)
+    assert streamed == "The gold card fee is "

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from domainlm.errors import DomainlmError
 from domainlm.serve.auth import ApiKey, RateLimiter
-from domainlm.serve.generation import GenParams, ServedModel, check_schema, extract_json, parse_tool_calls
+from domainlm.serve.generation import GenParams, ServedModel, check_schema, extract_json, parse_tool_calls, stop_stream
 from domainlm.serve.metrics import CONTENT_TYPE, Metrics
 from domainlm.serve.plugins import PLUGIN_TOOLS, kb_answer, kb_search, run_plugin_tool
 from domainlm.serve.router import Decision, Router
@@ -417,7 +417,7 @@ def create_app(state: ServeState) -> FastAPI:
             raise ApiError(400, "this server has no knowledge base (start it with --kb KB)", "no_kb", "kb")
         messages = to_messages(body)
         last_user_text(messages)
-        tools = list(body.tools or [])
+        tools = list(body.tools or []) if body.tool_choice != "none" else []
         if body.plugins:
             names = {t.get("function", {}).get("name") for t in tools}
             tools += [t for n, t in PLUGIN_TOOLS.items() if n not in names and (n != "kb_search" or state.kb is not None)]
@@ -579,7 +579,7 @@ def _stream(state: ServeState, cid: str, created: int, messages: list[dict], par
                 if decision is not None and decision.edge_answer is not None and decision.target == "edge":
                     deltas = text_pieces(decision.edge_answer)
                 else:
-                    deltas = model.stream(messages, params)
+                    deltas = stop_stream(model.stream(messages, params), params.stop)
                 parts: list[str] = []
                 for piece in deltas:
                     if not parts:

@@ -135,8 +135,10 @@ class ServedModel:
 
     # -- whole answers ---------------------------------------------------------------------------
     def complete(self, messages: list[dict], params: GenParams) -> str:
+        from domainlm.models.base import cut_at_stop
+
         with self.lock:
-            return self.model.chat(
+            text = self.model.chat(
                 [messages],
                 max_new_tokens=params.max_new_tokens,
                 temperature=params.temperature,
@@ -144,6 +146,7 @@ class ServedModel:
                 response_format=params.response_format,
                 seed=params.seed,
             )[0]
+        return cut_at_stop(text, params.stop)
 
     # -- streamed answers ------------------------------------------------------------------------
     def stream(self, messages: list[dict], params: GenParams, cancel: threading.Event | None = None) -> Iterator[str]:
@@ -245,6 +248,37 @@ class ServedModel:
             worker.join()
         if errors:
             raise DomainlmError(f"generation failed: {errors[0]}")
+
+
+def stop_stream(deltas: Iterator[str], stop: list[str] | None) -> Iterator[str]:
+    """Deltas up to (not including) the first stop string, which may span deltas.
+
+    Holds back the last ``len(longest stop) - 1`` characters until it knows they do not start a stop
+    string; closing ``deltas`` at a stop cancels the generation behind it.
+    """
+    stop = [s for s in (stop or []) if s]
+    if not stop:
+        yield from deltas
+        return
+    hold = max(len(s) for s in stop) - 1
+    buffer = ""
+    try:
+        for piece in deltas:
+            buffer += piece
+            cuts = [i for i in (buffer.find(s) for s in stop) if i != -1]
+            if cuts:
+                if min(cuts):
+                    yield buffer[: min(cuts)]
+                return
+            if len(buffer) > hold:
+                yield buffer[: len(buffer) - hold]
+                buffer = buffer[len(buffer) - hold :]
+        if buffer:
+            yield buffer
+    finally:
+        close = getattr(deltas, "close", None)
+        if close is not None:
+            close()
 
 
 def load_served_model(spec: str, name: str | None = None, **options) -> ServedModel:
