@@ -76,6 +76,9 @@ def _ftfy_config():
     )
 
 
+_CODEPAGE_CHARS = re.compile("[\u0080-\u04ff\u2000-\u25ff\ufb00-\ufb06\uf8ff\ufffd]")
+
+
 def repair_latin_mojibake(text: str) -> OpResult:
     """Repair UTF-8-read-as-Latin-1/cp1252 mojibake with ftfy, line by line so changes stay local."""
     import ftfy
@@ -86,7 +89,9 @@ def repair_latin_mojibake(text: str) -> OpResult:
     spans = []
     pos = 0
     for line in text.splitlines(keepends=True):
-        if not line.isascii():
+        # Only characters of the 8-bit code pages ftfy knows (Latin-1/cp125x, Cyrillic, Greek, MacRoman,
+        # cp437 box drawing...) can be mojibake; a line of CJK and ASCII is skipped without calling ftfy.
+        if _CODEPAGE_CHARS.search(line):
             fixed = ftfy.fix_text(line, config)
             if fixed != line:
                 spans.append((pos, pos + len(line), fixed, "mojibake_latin"))

@@ -77,6 +77,24 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+_DIGITS = re.compile(r"\d{3}")  # every number PII type has a run of 3+ digits
+_HOUSE_NUMBER = re.compile(r"\d+(?:-\d+)?[号號]")
+
+
+def _addresses(text: str):
+    """Address matches. The Chinese pattern is only tried in a window before each house number ("29号"):
+    running it at every Han character is slow (its optional prefixes backtrack)."""
+    seen_end = -1
+    for number in _HOUSE_NUMBER.finditer(text):
+        lo = max(0, number.start() - 48)
+        for m in _ADDRESS_ZH.finditer(text, max(lo, seen_end), min(len(text), number.end() + 24)):
+            if m.start() <= number.start() < m.end():
+                seen_end = m.end()
+                yield m
+                break
+    yield from _ADDRESS_EN.finditer(text)
+
+
 def find_pii(text: str, types: tuple[str, ...] = tuple(PLACEHOLDERS)) -> list[PiiSpan]:
     """Every PII span in ``text``, sorted by position, non-overlapping (ID numbers win over cards)."""
     found: list[PiiSpan] = []
@@ -85,22 +103,26 @@ def find_pii(text: str, types: tuple[str, ...] = tuple(PLACEHOLDERS)) -> list[Pi
         if kind in types and not any(s.start < end and start < s.end for s in found):
             found.append(PiiSpan(start, end, kind, text[start:end]))
 
-    for m in _ID_CARD.finditer(text):
-        if valid_id_card(m.group()):
-            add(m.start(), m.end(), "id_card")
-    for m in _EMAIL.finditer(text):
-        add(m.start(), m.end(), "email")
-    for m in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if 16 <= len(digits) <= 19 and luhn_ok(digits) and not valid_id_card(digits):
-            add(m.start(), m.end(), "bank_card")
-    for m in _MOBILE.finditer(text):
-        add(m.start(), m.end(), "mobile")
-    for pattern in (_ADDRESS_ZH, _ADDRESS_EN):
-        for m in pattern.finditer(text):
-            # The Han-character prefix can swallow the label before the address ("住址上海市...").
-            labels = list(_ADDRESS_LABEL.finditer(m.group()))
-            add(m.start() + (labels[-1].end() if labels else 0), m.end(), "address")
+    # Cheap pre-checks skip the number patterns on text without long digit runs, and emails without "@".
+    if _DIGITS.search(text):
+        for m in _ID_CARD.finditer(text):
+            if valid_id_card(m.group()):
+                add(m.start(), m.end(), "id_card")
+    if "@" in text:
+        for m in _EMAIL.finditer(text):
+            add(m.start(), m.end(), "email")
+    if _DIGITS.search(text):
+        for m in _CARD.finditer(text):
+            digits = re.sub(r"\D", "", m.group())
+            if 16 <= len(digits) <= 19 and luhn_ok(digits) and not valid_id_card(digits):
+                add(m.start(), m.end(), "bank_card")
+    if _DIGITS.search(text):
+        for m in _MOBILE.finditer(text):
+            add(m.start(), m.end(), "mobile")
+    for m in _addresses(text):
+        # The Han-character prefix can swallow the label before the address ("住址上海市...").
+        labels = list(_ADDRESS_LABEL.finditer(m.group()))
+        add(m.start() + (labels[-1].end() if labels else 0), m.end(), "address")
     return sorted(found, key=lambda s: s.start)
 
 

@@ -55,27 +55,30 @@ def language_filter(text: str, keep: Iterable[str] = ("zh", "en"), min_confidenc
 # --- Heuristic quality ------------------------------------------------------------------------
 
 
+_SPACE = re.compile(r"\s")
+_HAN = re.compile("[\u4e00-\u9fff]")
+_LETTER = re.compile(r"[^\W\d_]")  # any Unicode letter, Han included
+_DIGIT = re.compile(r"\d")
+_SYMBOL = re.compile(r"[#|{}<>\[\]@$^~=_\\/*]")
+_WORD = re.compile(r"[A-Za-z]+")
+
+
 def quality_signals(text: str) -> dict[str, float]:
-    """Simple, explainable per-document signals (the Gopher/C4 family, adapted to Chinese)."""
-    chars = len(text)
-    non_space = [ch for ch in text if not ch.isspace()]
-    n = max(1, len(non_space))
-    han = sum(1 for ch in non_space if "\u4e00" <= ch <= "\u9fff")
-    letters = sum(1 for ch in non_space if ch.isalpha())  # includes Han
-    digits = sum(1 for ch in non_space if ch.isdigit())
+    """Simple, explainable per-document signals (the Gopher/C4 family, adapted to Chinese). Counted with
+    regexes, not Python loops over characters: this runs on every document."""
+    n = max(1, len(text) - len(_SPACE.findall(text)))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     n_lines = max(1, len(lines))
     ends = sum(1 for line in lines if line[-1] in "。！？.!?；;：:」”\"）)…")
-    dup_lines = n_lines - len(set(lines))
-    words = re.findall(r"[A-Za-z]+", text)
+    words = _WORD.findall(text)
     return {
-        "chars": float(chars),
-        "alpha_ratio": letters / n,
-        "han_ratio": han / n,
-        "digit_ratio": digits / n,
-        "symbol_ratio": sum(1 for ch in non_space if ch in "#|{}<>[]@$^~=_\\/*") / n,
+        "chars": float(len(text)),
+        "alpha_ratio": len(_LETTER.findall(text)) / n,
+        "han_ratio": len(_HAN.findall(text)) / n,
+        "digit_ratio": len(_DIGIT.findall(text)) / n,
+        "symbol_ratio": len(_SYMBOL.findall(text)) / n,
         "end_punct_ratio": ends / n_lines,
-        "dup_line_ratio": dup_lines / n_lines,
+        "dup_line_ratio": (n_lines - len(set(lines))) / n_lines,
         "mean_line_chars": sum(len(line) for line in lines) / n_lines,
         "mean_word_len": (sum(map(len, words)) / len(words)) if words else 0.0,
     }
