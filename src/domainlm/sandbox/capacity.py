@@ -9,9 +9,10 @@ who measured about 2 bits per parameter for GPT-2-style models trained to satura
 2. a model is trained for one pass over ``exposures`` renderings of every biography, optionally mixed
    with other text (``mix_fraction`` of the training tokens);
 3. for every person and attribute the model scores each candidate value after a probe prefix; with q the
-   model's probability of the true value renormalised over the candidates, the information it holds is
-   ``log2 K + log2 q`` bits (K values; 0 for a uniform guess, log2 K for certainty). Summed over people
-   (and floored at 0 per attribute) this is the stored knowledge in bits.
+   model's probability of the true value renormalised over the candidates and q̄ its mean over all people
+   (the model's name-independent prior), the information it holds about that person is
+   ``log2 q(true) - log2 q̄(true)`` bits (0 when it answers the same for everyone; about log2 K when it is
+   certain and right). Summed over people (and floored at 0 per attribute) this is the stored knowledge.
 
 Uniform random attributes make the true entropy exactly ``log2 K`` per fact, which is what allows a
 bits count; that is why the set is synthetic and not the user's corpus. Written by hand: no library
@@ -200,8 +201,14 @@ def measure_bits(model, people: list[Person], lang: str, device: str = "cpu", ba
                     logliks[start + row] = token_logp[row, begin - 1 : begin - 1 + length].sum()
             scores = logliks.reshape(len(people), len(vals))
             log_q = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+            # The model's name-independent prior: its mean prediction over all people. Measuring against
+            # it (not against uniform) keeps knowledge of value *frequencies* in a small set from counting
+            # as knowledge about people; for a perfect model it gives N * H(empirical values) <= N log2 K,
+            # so the estimate is conservative.
+            log_prior = np.logaddexp.reduce(log_q, axis=0) - math.log(len(people))
             truth = np.array([p.facts[attr] for p in people])
-            bits = math.log2(len(vals)) * len(people) + float(log_q[np.arange(len(people)), truth].sum()) / math.log(2)
+            rows = np.arange(len(people))
+            bits = float((log_q[rows, truth] - log_prior[truth]).sum()) / math.log(2)
             per_attr_bits[attr] = max(0.0, bits)  # a model cannot hold negative knowledge
             correct += int((scores.argmax(axis=1) == truth).sum())
             total += len(people)

@@ -110,7 +110,7 @@ def capacity_report(results: list[dict], config: dict) -> str:
     sections = [("Bits per parameter vs exposures", _to_img(fig, "capacity")), ("Runs", table(results, columns)),
                 ("Configuration", f"<pre>{escape(config)}</pre>")]
     return html_page("domainlm sandbox: knowledge capacity", sections,
-                     intro="Synthetic fictional people with uniformly random attributes; bits = log2 K + log2 q(true).")
+                     intro="Synthetic fictional people with uniformly random attributes; bits = log2 q(true | person) - log2 q̄(true), q̄ the model's mean prediction.")
 
 
 def coord_report(results: dict[str, dict[int, dict[str, float]]]) -> str:
