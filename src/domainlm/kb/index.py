@@ -383,6 +383,7 @@ class KnowledgeBase:
         self._tokenizer = None
         self._embedder = None
         self._terms_mtime: float | None = None
+        self._query_vectors: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -437,7 +438,13 @@ class KnowledgeBase:
     def dense_scores(self, query: str) -> np.ndarray:
         if self.vectors is None or not len(self.chunks):
             return np.zeros(len(self.chunks), dtype=np.float32)
-        qv = self.embedder.queries([query])[0]
+        qv = self._query_vectors.get(query)
+        if qv is None:
+            qv = self.embedder.queries([query])[0]
+            # A small cache: ask() and hybrid search of the same question embed it once.
+            if len(self._query_vectors) >= 256:
+                self._query_vectors.pop(next(iter(self._query_vectors)))
+            self._query_vectors[query] = qv
         return np.asarray(self.vectors @ qv, dtype=np.float32)
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid", *, fusion: str | None = None) -> list[Hit]:

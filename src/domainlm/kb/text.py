@@ -86,6 +86,18 @@ def _add_span(text: str, a: int, b: int, shift: int, spans: list[tuple[int, int]
     spans.append((a + shift, b + shift))
 
 
+@functools.lru_cache(maxsize=1)
+def _base_jieba():
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
+
+
 class Tokenizer:
     """jieba (search mode) over normalised text, with a domain dictionary of extra terms.
 
@@ -94,13 +106,13 @@ class Tokenizer:
     """
 
     def __init__(self, terms: list[str] = ()):  # type: ignore[assignment]
-        import logging
-
         import jieba
 
-        jieba.setLogLevel(logging.WARNING)
+        base = _base_jieba()
+        # Copy the loaded dictionary instead of loading it again (a dict copy is ~30x faster).
         self._jieba = jieba.Tokenizer()
-        self._jieba.initialize()
+        self._jieba.FREQ, self._jieba.total = dict(base.FREQ), base.total
+        self._jieba.initialized = True
         self.terms: list[str] = []
         self.add_terms(terms)
 
