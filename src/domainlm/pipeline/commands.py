@@ -1,0 +1,46 @@
+"""``domainlm build`` and ``domainlm demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _print_result(result) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    ran = [o.name for o in result.outcomes if o.status == "ran"]
+    console.print(f"done: {len(ran)} stage(s) ran" + (f" ({', '.join(ran)})" if ran else ", everything was up to date"))
+    if result.report:
+        typer.echo(str(result.report))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def build(
+        args: list[str] = typer.Argument(None, help="key=value overrides of domainlm.yaml"),
+        config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
+        until: str = typer.Option(None, "--until", help="Last stage to run: clean kb synth train compress eval report."),
+        from_: str = typer.Option(None, "--from", help="First stage to run (earlier artifacts must exist)."),
+        force: bool = typer.Option(False, "--force", help="Re-run the selected stages even when up to date."),
+    ) -> None:
+        """Run the configured line on a workspace: clean → kb → synth → train → compress → eval → report."""
+        from domainlm.pipeline import build as run_build
+
+        _print_result(run_build(config, args or [], until=until, from_=from_, force=force))
+
+    @app.command()
+    def demo(
+        args: list[str] = typer.Argument(None, help="key=value overrides of the demo's domainlm.yaml"),
+        out: Path = typer.Option(Path("domainlm-demo"), "--out", help="Folder for the sample domain and every artifact."),
+        base: str = typer.Option("tiny", "--base", help="Base model spec (default: tiny, trained here from scratch)."),
+        size: str = typer.Option("small", "--size", help="Sample domain size: tiny | small | medium."),
+        seed: int = typer.Option(0, "--seed"),
+        force: bool = typer.Option(False, "--force", help="Re-run every stage."),
+    ) -> None:
+        """Write the Harbor Bank sample domain and build the whole line on it; prints the report's path."""
+        from domainlm.pipeline import demo as run_demo
+
+        _print_result(run_demo(out, base=base, size=size, seed=seed, overrides=args or [], force=force))

@@ -1,0 +1,392 @@
+"""The line: clean → kb → synth → train (cpt, sft) → compress → eval (variants) → report.
+
+Every stage is the stage's own Python function with its own manifest cache, so a second ``build`` with
+nothing changed re-runs nothing, and a change re-runs only the stages whose inputs or config changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from domainlm.errors import DomainlmError
+from domainlm.io import write_text
+from domainlm.workspace import CONFIG_FILE, MANIFEST_FILE, WorkspaceConfig, load_config
+
+STAGES = ("clean", "kb", "synth", "train", "compress", "eval", "report")
+
+
+@dataclass
+class Workspace:
+    """A loaded ``domainlm.yaml`` and where each stage keeps its artifacts."""
+
+    root: Path
+    config: WorkspaceConfig
+
+    def path(self, value: str | Path) -> Path:
+        value = Path(value)
+        return value if value.is_absolute() else self.root / value
+
+    @property
+    def artifacts(self) -> Path:
+        return self.path(self.config.artifacts)
+
+    def stage_dir(self, name: str) -> Path:
+        return self.artifacts / name
+
+    def task_folders(self, folders: list[str]) -> list[Path]:
+        """Configured task folders that hold task files (an empty default folder is not an error)."""
+        found = []
+        for folder in folders:
+            path = self.path(folder)
+            if not path.exists():
+                raise DomainlmError(f"{CONFIG_FILE}: tasks folder '{folder}' does not exist")
+            if any(path.glob("*.jsonl")):
+                found.append(path)
+        return found
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    status: str  # ran | cached | off
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class BuildResult:
+    root: Path
+    outcomes: list[StageOutcome] = field(default_factory=list)
+    report: Path | None = None
+
+
+def _stamp(folder: Path) -> int | None:
+    manifest = folder / MANIFEST_FILE
+    return manifest.stat().st_mtime_ns if manifest.is_file() else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages. Each takes the workspace and force, returns a one-line detail; cached-or-ran is read from
+# the manifests it touched.
+# --------------------------------------------------------------------------------------------------
+
+
+def run_clean(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
+    from domainlm.data import CleanConfig, clean
+
+    c = ws.config.clean
+    sources = [ws.path(s) for s in ws.config.sources]
+    out = ws.stage_dir("clean")
+    result = clean(sources, out, CleanConfig(recipe=c.recipe, engine=c.engine, workers=c.workers), force=force)
+    return f"kept {result.kept}, rejected {result.rejected}, duplicates {result.duplicates}", [out]
+
+
+def run_kb(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
+    from domainlm.kb.index import KBConfig, build_kb
+    from domainlm.kb.sources import iter_documents
+    from domainlm.workspace import stage_run
+
+    out = ws.stage_dir("kb")
+    inputs = [ws.stage_dir("clean") / "clean.jsonl"]
+    config = KBConfig(chunk_chars=ws.config.kb.chunk_chars, embedder=ws.config.kb.embedder)
+    with stage_run("kb", out, inputs=inputs, config=config, force=force) as run:
+        if run.skipped:
+            m = run.previous.metrics
+            return f"{m.get('documents')} documents, {m.get('chunks')} chunks", [out]
+        info = build_kb(list(iter_documents(inputs)), out, config)
+        run.outputs += ["kb.json", info["generation"]]
+        run.metrics.update(documents=info["n_documents"], chunks=info["n_chunks"], embedder=info["embedder"])
+    return f"{info['n_documents']} documents, {info['n_chunks']} chunks", [out]
+
+
+def run_synth(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
+    from domainlm.synth import SynthConfig
+    from domainlm.synth.generate import synth_stage
+
+    out = ws.stage_dir("synth")
+    s = ws.config.synth
+    config = SynthConfig(seed=ws.config.seed, eval_only_fraction=s.eval_only_fraction, teacher=s.teacher)
+    metrics, _ = synth_stage(ws.stage_dir("kb"), out, config, force=force)
+    return ", ".join(f"{k} {v}" for k, v in metrics.items()), [out]
+
+
+def model_dir(ws: Workspace, stage: str) -> Path:
+    return ws.stage_dir("models") / stage
+
+
+def tuned_model(ws: Workspace) -> Path:
+    stages = ws.config.train.stages
+    if not stages:
+        raise DomainlmError(f"{CONFIG_FILE}: train.stages is empty; nothing was trained")
+    return model_dir(ws, stages[-1])
+
+
+def train_data(ws: Workspace, stage: str) -> list[Path]:
+    if stage == "cpt":
+        return [ws.stage_dir("clean") / "clean.jsonl"]
+    data = ws.task_folders(ws.config.tasks.train)
+    if ws.config.synth.enabled:
+        data.append(ws.stage_dir("synth") / "train")
+    if not data:
+        raise DomainlmError(f"{CONFIG_FILE}: sft has no data: tasks.train holds no task files and synth is off")
+    return data
+
+
+def run_train(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
+    from domainlm.train.config import TrainConfig
+    from domainlm.train.stage import train
+
+    t = ws.config.train
+    base, details, touched = t.base, [], []
+    for stage in t.stages:
+        if stage not in ("cpt", "sft"):
+            raise DomainlmError(f"{CONFIG_FILE}: train.stages: '{stage}' is not cpt or sft (dpo/kto come from feedback)")
+        own = getattr(t, stage)
+        cfg = TrainConfig(
+            stage=stage, method=t.method, batch_size=t.batch_size, seq_len=t.seq_len, seed=ws.config.seed,
+            epochs=own.epochs or t.epochs, lr=own.lr or t.lr,
+            max_steps=own.max_steps if own.max_steps is not None else t.max_steps,
+        )
+        out = model_dir(ws, stage)
+        metrics = train(base, train_data(ws, stage), out, cfg, force=force)
+        loss = metrics.get("final_eval_loss", metrics.get("final_loss"))
+        details.append(f"{stage} {metrics.get('steps')} steps" + (f", loss {loss:.3f}" if isinstance(loss, float) else ""))
+        touched.append(out)
+        base = str(out)
+    return "; ".join(details), touched
+
+
+def base_model(ws: Workspace) -> str:
+    """The untrained starting point, for the 'base' variant. For ``tiny`` it is the model the first
+    training stage built from the corpus (its manifest records where)."""
+    from domainlm.io import read_json
+
+    first = ws.config.train.stages[0] if ws.config.train.stages else None
+    if first is not None:
+        manifest = model_dir(ws, first) / MANIFEST_FILE
+        if manifest.is_file():
+            base_dir = read_json(manifest).get("metrics", {}).get("base_dir")
+            if base_dir:
+                return base_dir
+    return ws.config.train.base
+
+
+def compressed_dir(ws: Workspace, target: str) -> Path:
+    return ws.stage_dir("compressed") / target
+
+
+def run_compress(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
+    from domainlm.compress import compress_stage
+
+    details, touched = [], []
+    suites = eval_suites(ws)
+    for target in ws.config.compress.targets:
+        out = compressed_dir(ws, target)
+        gate = compress_stage(
+            str(tuned_model(ws)), target, out, gate=[str(s) for s in suites],
+            min_retention=ws.config.compress.min_retention, force=force,
+        )
+        details.append(f"{target} retention {gate.get('retention', float('nan')):.3f}")
+        touched.append(out)
+    return "; ".join(details) or "no targets", touched
+
+
+def eval_suites(ws: Workspace) -> list[Path]:
+    suites = ws.task_folders(ws.config.tasks.eval)
+    if ws.config.synth.enabled:
+        suites.append(ws.stage_dir("synth") / "eval")
+    if not suites:
+        raise DomainlmError(f"{CONFIG_FILE}: nothing to evaluate: tasks.eval holds no task files and synth is off")
+    return suites
+
+
+def variants(ws: Workspace) -> list[str]:
+    """NAME=MODEL[@KB] for every model the line made (see the evals stage for the syntax)."""
+    kb = ws.stage_dir("kb")
+    out = []
+    if ws.config.train.stages:
+        tuned = tuned_model(ws)
+        out += [f"base={base_model(ws)}", f"tuned={tuned}", f"tuned+kb={tuned}@{kb}"]
+        out += [f"{target}={compressed_dir(ws, target) / 'model'}" for target in ws.config.compress.targets]
+    else:
+        out += [f"base={ws.config.train.base}", f"base+kb={ws.config.train.base}@{kb}"]
+    return out
+
+
+def run_eval(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
+    from domainlm.evals.pipeline import EvalConfig, evaluate
+    from domainlm.pipeline.extractive import extractive_eval
+
+    suites = [str(s) for s in eval_suites(ws)]
+    e = ws.config.eval
+    config = EvalConfig(suites=suites, variants=variants(ws), seed=e.seed, batch_size=e.batch_size, general=e.general)
+    results = evaluate(config, ws.stage_dir("eval"), force=force)
+    extractive = extractive_eval(ws.stage_dir("kb"), suites, ws.stage_dir("eval-kb-extractive"), seed=e.seed, force=force)
+    scores = {name: v["overall"]["score"] for name, v in results["variants"].items()}
+    scores["kb-extractive"] = extractive["overall"]["score"]
+    return ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), [ws.stage_dir("eval"), ws.stage_dir("eval-kb-extractive")]
+
+
+def run_report(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
+    from domainlm.pipeline.report import write_line_report
+
+    path = write_line_report(ws, force=force)
+    return str(path), [path.parent]
+
+
+RUNNERS: dict[str, Callable[[Workspace, bool], tuple[str, list[Path]]]] = {
+    "clean": run_clean,
+    "kb": run_kb,
+    "synth": run_synth,
+    "train": run_train,
+    "compress": run_compress,
+    "eval": run_eval,
+    "report": run_report,
+}
+
+
+def enabled(ws: Workspace, stage: str) -> bool:
+    if stage == "synth":
+        return ws.config.synth.enabled
+    if stage == "train":
+        return bool(ws.config.train.stages)
+    if stage == "compress":
+        return bool(ws.config.compress.targets) and bool(ws.config.train.stages)
+    return True
+
+
+def load_workspace(config_path: str | Path | None, overrides: list[str] | tuple = ()) -> Workspace:
+    from domainlm.workspace import find_config
+
+    path = Path(config_path) if config_path else find_config()
+    if path is None:
+        raise DomainlmError(f"no {CONFIG_FILE} here or above; create one with `domainlm init` or pass -c FILE")
+    return Workspace(root=path.resolve().parent, config=load_config(path, overrides))
+
+
+def build(
+    config_path: str | Path | None = None,
+    overrides: list[str] | tuple = (),
+    *,
+    until: str | None = None,
+    from_: str | None = None,
+    force: bool = False,
+    console: Console | None = None,
+) -> BuildResult:
+    """Run the line on a workspace. ``from_``/``until`` bound the stages run; earlier stages' artifacts
+    must exist. A failure stops the line with the stage named; finished artifacts stay as they are."""
+    console = console or Console(stderr=True)
+    ws = load_workspace(config_path, overrides)
+    for name, value in (("--from", from_), ("--until", until)):
+        if value is not None and value not in STAGES:
+            raise DomainlmError(f"{name} '{value}': expected one of {', '.join(STAGES)}")
+    first = STAGES.index(from_) if from_ else 0
+    last = STAGES.index(until) if until else len(STAGES) - 1
+    if first > last:
+        raise DomainlmError(f"--from {from_} comes after --until {until}")
+    result = BuildResult(root=ws.root)
+    selected = [s for s in STAGES[first : last + 1] if enabled(ws, s)]
+    console.print(f"[bold]domainlm build[/] {ws.root}: {' → '.join(selected)}")
+    for index, stage in enumerate(STAGES[first : last + 1], start=1):
+        if not enabled(ws, stage):
+            result.outcomes.append(StageOutcome(stage, "off", 0.0))
+            continue
+        started = time.perf_counter()
+        with console.status(f"[{index}/{last - first + 1}] {stage} …"):
+            before = {p: _stamp(p) for p in _stage_dirs(ws, stage)}
+            try:
+                detail, touched = RUNNERS[stage](ws, force)
+            except DomainlmError as exc:
+                raise DomainlmError(f"build stopped at stage '{stage}': {exc}", exc.exit_code) from None
+            except Exception as exc:  # a bug or a library error: still name the stage, keep the cause
+                raise DomainlmError(f"build stopped at stage '{stage}': {type(exc).__name__}: {exc}", 1) from exc
+        seconds = time.perf_counter() - started
+        ran = any(_stamp(p) != before.get(p) for p in touched)
+        outcome = StageOutcome(stage, "ran" if ran else "cached", seconds, detail)
+        result.outcomes.append(outcome)
+        console.print(f"[{index}/{last - first + 1}] {stage:<9} {outcome.status:<6} {seconds:7.1f}s  {detail}")
+        if stage == "report":
+            result.report = Path(detail)
+    return result
+
+
+def _stage_dirs(ws: Workspace, stage: str) -> list[Path]:
+    """Folders whose manifests tell whether a stage ran (read before it runs)."""
+    if stage == "train":
+        return [model_dir(ws, s) for s in ws.config.train.stages]
+    if stage == "compress":
+        return [compressed_dir(ws, t) for t in ws.config.compress.targets]
+    if stage == "eval":
+        return [ws.stage_dir("eval"), ws.stage_dir("eval-kb-extractive")]
+    return [ws.stage_dir(stage)]
+
+
+# --------------------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------------------
+
+# Settings that let `tiny` learn the sample domain on 2 CPU cores inside the demo's time budget.
+DEMO_TRAIN = {
+    "tiny": {"cpt": {"epochs": 3.0}, "sft": {"epochs": 3.0}, "seq_len": 256, "batch_size": 8, "lr": 2e-3},
+    "small": {"cpt": {"epochs": 3.0}, "sft": {"epochs": 3.0}, "seq_len": 256, "batch_size": 8, "lr": 2e-3},
+    "medium": {"cpt": {"epochs": 2.0}, "sft": {"epochs": 2.0}, "seq_len": 256, "batch_size": 8, "lr": 2e-3},
+}
+
+
+def demo_config(base: str, size: str, seed: int) -> dict[str, Any]:
+    train = DEMO_TRAIN[size]
+    return {
+        "name": "harbor-bank-demo",
+        "language": "zh",
+        "seed": seed,
+        "sources": ["sample/docs", "sample/web"],
+        "tasks": {"train": ["sample/tasks/train"], "eval": ["sample/tasks/eval"]},
+        "artifacts": "artifacts",
+        "sample": {"seed": seed, "size": size},
+        "train": {
+            "base": base,
+            "stages": ["cpt", "sft"],
+            "seq_len": train["seq_len"],
+            "batch_size": train["batch_size"],
+            "lr": train["lr"],
+            "cpt": train["cpt"],
+            "sft": train["sft"],
+        },
+    }
+
+
+def demo(
+    out: str | Path = "domainlm-demo",
+    *,
+    base: str = "tiny",
+    size: str = "small",
+    seed: int = 0,
+    overrides: list[str] | tuple = (),
+    force: bool = False,
+    console: Console | None = None,
+) -> BuildResult:
+    """Write the sample domain into ``out``, a workspace config for it, and build the whole line."""
+    import yaml
+
+    from domainlm.sample import generate_sample
+
+    console = console or Console(stderr=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]domainlm demo[/]: sample domain ({size}, seed {seed}) → {out / 'sample'}")
+    generate_sample(out / "sample", seed=seed, size=size)
+    config_text = (
+        "# Written by `domainlm demo`: the Harbor Bank sample domain, built with "
+        f"{base}.\n# Edit and run `domainlm build -c {CONFIG_FILE}` to rebuild what changed.\n"
+        + yaml.safe_dump(demo_config(base, size, seed), allow_unicode=True, sort_keys=False)
+    )
+    config_path = out / CONFIG_FILE
+    if not config_path.is_file() or config_path.read_text(encoding="utf-8") != config_text:
+        write_text(config_path, config_text)
+    return build(config_path, overrides, force=force, console=console)
