@@ -28,7 +28,8 @@ TEMPLATES = {
 }
 # Task names are prefixed so that a synthesized suite sits beside a user's own tasks in one eval run.
 QA_TASK, REFUSAL_TASK = "synth_knowledge_qa", "synth_unanswerable"
-CATEGORY = {"zh": ("知识问答", "拒答"), "en": ("knowledge", "refusal")}
+# Category names match the sample domain's taxonomy, so one report groups them together.
+CATEGORY = {"zh": ("knowledge", "hallucination"), "en": ("knowledge", "hallucination")}
 FICTIONAL_SUFFIX = {"zh": ["尊享版", "青春版", "至尊款"], "en": [" Plus", " Elite", " Junior"]}
 
 TEACHER_PROMPT = {
