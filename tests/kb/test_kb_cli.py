@@ -1,0 +1,116 @@
+import json
+import shutil
+
+from domainlm.cli import main
+
+
+def _json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_cli_build_search_ask_add_remove(sample_dir, tmp_path, capsys):
+    docs = tmp_path / "docs"
+    shutil.copytree(sample_dir / "docs", docs)
+    (docs / "garbage.pdf").write_bytes(bytes(range(256)) * 20)
+    kb = tmp_path / "kb"
+    assert main(["kb", "build", str(docs), "--out", str(kb), "--embedder", "none"]) == 0
+    err = capsys.readouterr().err
+    assert "11 documents" in err and "1 inputs skipped" in err
+    rejected = [json.loads(x) for x in (kb / "rejected.jsonl").read_text("utf-8").splitlines()]
+    assert [r["source"] for r in rejected] == [str(docs / "garbage.pdf")]
+    manifest = json.loads((kb / "manifest.json").read_text("utf-8"))
+    assert manifest["stage"] == "kb" and manifest["metrics"]["format_version"] == 1
+    assert main(["kb", "build", str(docs), "--out", str(kb), "--embedder", "none"]) == 0
+    assert "up to date" in capsys.readouterr().err
+
+    item = json.loads((sample_dir / "tasks" / "eval" / "knowledge_qa.jsonl").read_text("utf-8").splitlines()[0])
+    assert main(["kb", "search", str(kb), item["question"], "-k", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["hits"]) == 3 and any(item["evidence"] in h["text"] for h in result["hits"])
+    assert {"chunk_id", "source", "start", "end", "score", "bm25"} <= set(result["hits"][0])
+
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(
+        json.dumps({"id": "a", "query": item["question"]}, ensure_ascii=False) + "\n{broken\n"
+        + json.dumps({"id": "c", "query": "存" * 5000}) + "\n",
+        encoding="utf-8",
+    )
+    assert main(["kb", "search", str(kb), "--queries", str(queries), "--mode", "bm25"]) == 0
+    lines = _json_lines(capsys.readouterr().out)
+    assert [x["id"] for x in lines] == ["a", 2, "c"] and lines[0]["hits"] and "error" in lines[1] and "limit" in lines[2]["error"]
+
+    assert main(["ask", str(kb), item["question"], "--json"]) == 0
+    ans = json.loads(capsys.readouterr().out)
+    assert not ans["refused"] and item["answer"] in ans["answer"] and ans["citations"][0]["n"] == 1
+
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"id": "new-doc", "text": "海港银行新推出海港鲸落存单，起存金额为5万元。", "source": "x"},
+                                ensure_ascii=False) + "\n", encoding="utf-8")
+    assert main(["kb", "add", str(kb), str(extra)]) == 0
+    assert "added 1" in capsys.readouterr().err
+    assert main(["ask", str(kb), "海港鲸落存单的起存金额是多少？"]) == 0
+    assert "5万元" in capsys.readouterr().out
+    assert main(["kb", "remove", str(kb), "new-doc"]) == 0
+    capsys.readouterr()
+    assert main(["ask", str(kb), "海港鲸落存单的起存金额是多少？", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["refused"]
+    assert main(["kb", "info", str(kb)]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == 11
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["kb", "search", str(tmp_path / "nope"), "q"]) == 2
+    err = capsys.readouterr().err
+    assert "no such knowledge base folder" in err and "Traceback" not in err
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "a.txt").write_text("x", encoding="utf-8")
+    assert main(["kb", "build", str(tmp_path / "stuff"), "--out", str(tmp_path / "stuff")]) == 2
+    assert "not a knowledge base; refusing" in capsys.readouterr().err
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "x.txt").write_bytes(b"\x00\x01\x02" * 100)
+    assert main(["kb", "build", str(tmp_path / "bin"), "--out", str(tmp_path / "kb2"), "--embedder", "none"]) == 2
+    assert "no documents to index" in capsys.readouterr().err
+    assert not (tmp_path / "kb2" / "kb.json").exists()
+    assert main(["chatfile", str(tmp_path / "bin" / "x.txt"), "--summary", "--ask", "q"]) == 2
+
+
+def test_chatfile_summary_and_ask(sample_dir, capsys):
+    pdf = next((sample_dir / "docs").glob("*-zh.pdf"))
+    assert main(["chatfile", str(pdf), "--summary", "--json", "--sentences", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["mode"] == "extractive" and summary["language"] == "zh" and 1 <= len(summary["sentences"]) <= 3
+    truth = {d["path"]: d for d in map(json.loads, (sample_dir / "truth" / "documents.jsonl").read_text("utf-8").splitlines())}
+    doc = next(d for p, d in truth.items() if p.endswith(pdf.name))
+    facts = [json.loads(x) for x in (sample_dir / "truth" / "facts.jsonl").read_text("utf-8").splitlines()]
+    fact = next(f for f in facts if f["doc_id"] == doc["id"])
+    item = next(json.loads(x) for x in (sample_dir / "tasks" / "train" / "knowledge_qa.jsonl").read_text("utf-8").splitlines()
+                if json.loads(x)["doc_id"] == doc["id"])
+    assert main(["chatfile", str(pdf), "--ask", item["question"], "--json"]) == 0
+    ans = json.loads(capsys.readouterr().out)
+    assert not ans["refused"] and item["answer"] in ans["answer"], ans
+    assert fact["doc_id"] == doc["id"]
+
+
+class ShorteningModel:
+    """Stands in for a model: 'summarises' a prompt by keeping its last 30 characters; counts calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def chat(self, conversations, **kwargs):
+        self.calls += len(conversations)
+        return [c[-1]["content"][-30:] for c in conversations]
+
+
+def test_map_reduce_summary_reads_every_part(tmp_path):
+    from domainlm.kb.chatfile import summarize_file
+
+    long = tmp_path / "long.txt"
+    long.write_text("\n\n".join(f"第{i}节。海港银行第{i}号规定的内容说明，适用于全部网点。" * 20 for i in range(30)), encoding="utf-8")
+    model = ShorteningModel()
+    result = summarize_file(long, model, window_chars=1000)
+    assert result.mode == "model" and result.sections > 10
+    assert model.calls == result.sections + 1  # one map call per part, then one reduce
+    assert result.summary
+    extractive = summarize_file(long, max_sentences=4)
+    assert extractive.mode == "extractive" and 1 <= len(extractive.sentences) <= 4
