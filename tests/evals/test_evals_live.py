@@ -79,6 +79,11 @@ def test_variants_on_sample_domain_with_tiny(sample_suite, test_model, tmp_path)
     # The smaller model has fewer parameters and spends fewer FLOPs per item.
     small, base = results["variants"]["small"]["density"], results["variants"]["base"]["density"]
     assert small["params"] < base["params"] and small["tflops_per_item"] < base["tflops_per_item"]
+    # A live run's predictions.jsonl re-scores, without the model, to the same task scores.
+    rescored = evaluate(EvalConfig(suites=[str(suite)], predictions=str(tmp_path / "out" / "base" / "predictions.jsonl")),
+                        tmp_path / "rescored")
+    assert {t: v["score"] for t, v in rescored["tasks"].items()} == {
+        t: v["score"] for t, v in results["variants"]["base"]["tasks"].items()}
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "Variants by category" in html and "Density scatter" in html and html.count("<img") >= 3
 

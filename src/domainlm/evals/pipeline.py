@@ -110,6 +110,8 @@ def evaluate(config: EvalConfig, out: str | Path, *, force: bool = False) -> dic
         raise DomainlmError("no suite given: pass --suite PATH (a folder of task JSONL files)")
     if config.predictions and config.variants:
         raise DomainlmError("--predictions re-scores one stored run; it cannot be combined with --variants")
+    if config.model and config.variants:
+        raise DomainlmError("--model and --variants together: name every model in --variants (e.g. base=tiny)")
     if not config.predictions and not config.model and not config.variants:
         raise DomainlmError("nothing to evaluate: pass --model M, --variants NAME=M..., or --predictions P")
     suites = [load_suite(p) for p in config.suites]

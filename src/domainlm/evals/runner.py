@@ -159,7 +159,11 @@ def build_jobs(items: list[dict], configs: dict[str, SuiteConfig], supports_logp
             for shot in [x for x in task_items if x["id"] != item["id"]][: cfg.few_shot]:
                 conversation.append({"role": "user", "content": render_prompt(shot, template)})
                 conversation.append({"role": "assistant", "content": render_answer(shot)})
-            conversation.append({"role": "user", "content": render_prompt(item, template, retrieved)})
+            prompt = render_prompt(item, template, retrieved)
+            if item.get("tools") and not cfg.chat:
+                # Without a chat template there is no tools slot: the model reads them in the prompt.
+                prompt = "可用工具：" + json.dumps(item["tools"], ensure_ascii=False) + "\n" + prompt
+            conversation.append({"role": "user", "content": prompt})
             use_ll = cfg.mcq_mode == "loglikelihood" or (cfg.mcq_mode == "auto" and supports_logprobs)
             jobs.append(Job(item, conversation, item.get("tools") if item["type"] == "tool_call" else None,
                             cfg.max_new_tokens, _closed_options(item) if use_ll else None, retrieved, cfg.chat))
