@@ -10,6 +10,7 @@ MinHash signature per kept document for dedup.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -148,8 +149,13 @@ def run_local(units: Iterable[Unit], recipe: Recipe, text_field: str, workers: i
     import multiprocessing
 
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    units = iter(units)
     with context.Pool(workers, initializer=_init_worker, initargs=(recipe.source, text_field)) as pool:
-        yield from pool.imap(_work, units, chunksize=8)
+        # Pool.imap would read the whole input into its task queue; windows keep memory flat on inputs
+        # larger than RAM (at most `window` documents in flight).
+        window = workers * 128
+        while batch := list(itertools.islice(units, window)):
+            yield from pool.imap(_work, batch, chunksize=8)
 
 
 # --- The stage ------------------------------------------------------------------------------------
