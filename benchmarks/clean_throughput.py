@@ -40,7 +40,13 @@ def real_texts() -> list[str]:
     with (SHARED / "uhgeval" / "uhgeval_concise.dev.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             r = json.loads(line)
-            texts.append("\n".join(x for x in (r["headLine"], r["newsBeginning"], r["realContinuation"], r["newsRemainder"]) if x))
+            texts.append(
+                "\n".join(
+                    x
+                    for x in (r["headLine"], r["newsBeginning"], r["realContinuation"], r["newsRemainder"])
+                    if x
+                )
+            )
     return texts
 
 
@@ -84,6 +90,7 @@ def make_corpus(n: int, seed: int = 0) -> tuple[list[dict], dict]:
 
 def score_output(kept: dict[str, str], injected: dict) -> dict:
     """Over the documents a tool kept: share of injected PII gone, share of mojibake repaired."""
+
     def share(kind: str, fixed) -> float | None:
         items = [(doc, value) for doc, value in injected[kind].items() if doc in kept]
         return round(sum(fixed(kept[doc], value) for doc, value in items) / len(items), 4) if items else None
@@ -187,20 +194,36 @@ def main() -> None:
             handle.write(json.dumps(d, ensure_ascii=False) + "\n")
     chars = sum(len(d["text"]) for d in docs)
     results = {}
-    for name, runner in (("domainlm", run_domainlm), ("datatrove", run_datatrove), ("data-juicer", run_data_juicer)):
+    for name, runner in (
+        ("domainlm", run_domainlm),
+        ("datatrove", run_datatrove),
+        ("data-juicer", run_data_juicer),
+    ):
         try:
             elapsed, kept = runner(path, work)
         except ImportError as exc:
             print(f"{name}: not installed ({exc})", file=sys.stderr)
             continue
-        results[name] = {"seconds": round(elapsed, 3), "docs_per_s_per_core": round(len(docs) / elapsed, 1),
-                         "chars_per_s_per_core": round(chars / elapsed), **score_output(kept, injected)}
+        results[name] = {
+            "seconds": round(elapsed, 3),
+            "docs_per_s_per_core": round(len(docs) / elapsed, 1),
+            "chars_per_s_per_core": round(chars / elapsed),
+            **score_output(kept, injected),
+        }
         print(name, results[name], flush=True)
     ours = results["domainlm"]["docs_per_s_per_core"]
-    ratios = {f"domainlm/{k}": round(ours / v["docs_per_s_per_core"], 2) for k, v in results.items() if k != "domainlm"}
+    ratios = {
+        f"domainlm/{k}": round(ours / v["docs_per_s_per_core"], 2)
+        for k, v in results.items()
+        if k != "domainlm"
+    }
     report = {
         "benchmark": "clean_throughput",
-        "input": {"docs": len(docs), "chars": chars, "source": "CMRC 2018 dev passages + UHGEval dev news, injected noise"},
+        "input": {
+            "docs": len(docs),
+            "chars": chars,
+            "source": "CMRC 2018 dev passages + UHGEval dev news, injected noise",
+        },
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "results": results,
         "ratios_docs_per_s": ratios,

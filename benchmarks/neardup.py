@@ -60,11 +60,21 @@ def edit(text: str, kind: str, rate: float, rng: random.Random) -> str:
     return "".join(chars)
 
 
-EDITS = [("substitute", 0.02), ("substitute", 0.05), ("substitute", 0.10), ("insert", 0.05), ("delete", 0.05),
-         ("drop_sentence", 0), ("add_sentence", 0), ("swap_sentences", 0)]
+EDITS = [
+    ("substitute", 0.02),
+    ("substitute", 0.05),
+    ("substitute", 0.10),
+    ("insert", 0.05),
+    ("delete", 0.05),
+    ("drop_sentence", 0),
+    ("add_sentence", 0),
+    ("swap_sentences", 0),
+]
 
 
-def make_corpus(seed: int = 0, copies: int = 400) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, str]]:
+def make_corpus(
+    seed: int = 0, copies: int = 400
+) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, str]]:
     rng = random.Random(seed)
     originals = passages()
     docs = [(f"p{i}", text) for i, text in enumerate(originals)]
@@ -115,8 +125,13 @@ def scores(flagged: dict[str, str], truth: dict[str, str], kinds: dict[str, str]
     by_kind: dict[str, list[int]] = {}
     for doc, kind in kinds.items():
         by_kind.setdefault(kind, []).append(int(flagged.get(doc) == truth[doc]))
-    return {"flagged": len(flagged), "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-            "recall_by_edit": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())}}
+    return {
+        "flagged": len(flagged),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "recall_by_edit": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())},
+    }
 
 
 def main() -> None:
@@ -130,12 +145,22 @@ def main() -> None:
     )
     for name, threshold, ngram, shingler in configs:
         flagged, seconds = run(docs, threshold, ngram, shingler)
-        results[name] = {**scores(flagged, truth, kinds), "threshold": threshold, "ngram": ngram, "seconds": round(seconds, 2)}
+        results[name] = {
+            **scores(flagged, truth, kinds),
+            "threshold": threshold,
+            "ngram": ngram,
+            "seconds": round(seconds, 2),
+        }
         print(name, json.dumps(results[name], ensure_ascii=False))
     report = {
         "benchmark": "neardup",
-        "corpus": {"documents": len(docs), "originals": len(docs) - len(truth), "edited_copies": len(truth),
-                   "source": "CMRC 2018 dev passages", "edits": [f"{k}@{r:.0%}" if r else k for k, r in EDITS]},
+        "corpus": {
+            "documents": len(docs),
+            "originals": len(docs) - len(truth),
+            "edited_copies": len(truth),
+            "source": "CMRC 2018 dev passages",
+            "edits": [f"{k}@{r:.0%}" if r else k for k, r in EDITS],
+        },
         "results": results,
         "command": "python benchmarks/neardup.py",
     }

@@ -24,11 +24,17 @@ def _ftfy_cases(name):
     return [c for c in json.loads((FTFY / name).read_text(encoding="utf-8")) if c["expect"] == "pass"]
 
 
-@pytest.mark.parametrize("name", ["in-the-wild.json", "synthetic.json", "language-names.json", "negative.json"])
+@pytest.mark.parametrize(
+    "name", ["in-the-wild.json", "synthetic.json", "language-names.json", "negative.json"]
+)
 def test_ftfy_cases_repaired_like_fix_encoding(name):
     cases = _ftfy_cases(name)
     assert cases
-    wrong = [c["label"] for c in cases if normalize.repair_latin_mojibake(c["original"]).text != c.get("fixed-encoding", c["fixed"])]
+    wrong = [
+        c["label"]
+        for c in cases
+        if normalize.repair_latin_mojibake(c["original"]).text != c.get("fixed-encoding", c["fixed"])
+    ]
     assert wrong == []
 
 
@@ -92,10 +98,20 @@ def test_spam_cut_from_sentence_sentence_kept():
 
 
 def test_furniture_lines_removed_content_kept():
-    text = "\n".join([
-        GOOD, "[图片]", "图片来源：海港银行官网", "免责声明：本文仅供参考，不构成任何投资建议。",
-        "分享到：微信 微博 QQ空间", "点赞 收藏 转发", "THE END", "网友评论", "小王 2024-03-01 10:22 利率太低了", "小李 3小时前 还行",
-    ])
+    text = "\n".join(
+        [
+            GOOD,
+            "[图片]",
+            "图片来源：海港银行官网",
+            "免责声明：本文仅供参考，不构成任何投资建议。",
+            "分享到：微信 微博 QQ空间",
+            "点赞 收藏 转发",
+            "THE END",
+            "网友评论",
+            "小王 2024-03-01 10:22 利率太低了",
+            "小李 3小时前 还行",
+        ]
+    )
     result = noise.remove_furniture(text)
     assert result.text == GOOD + "\n"
     kinds = {c["kind"] for c in result.changes}
@@ -135,8 +151,16 @@ def test_quality_heuristics_drop_junk_keep_prose():
 
 
 def test_learned_scorer_separates_its_classes(tmp_path):
-    kept = [GOOD, "信用卡年费为200元，首年免年费，刷卡满六次免次年年费。", "个人住房贷款最长期限为三十年，利率按LPR浮动。"] * 3
-    rejected = ["点击领取 免费领取 注册送彩金 日赚千元", "加微信 刷单 兼职赚钱 稳赚不赔", "六合彩 开奖 时时彩 包中"] * 3
+    kept = [
+        GOOD,
+        "信用卡年费为200元，首年免年费，刷卡满六次免次年年费。",
+        "个人住房贷款最长期限为三十年，利率按LPR浮动。",
+    ] * 3
+    rejected = [
+        "点击领取 免费领取 注册送彩金 日赚千元",
+        "加微信 刷单 兼职赚钱 稳赚不赔",
+        "六合彩 开奖 时时彩 包中",
+    ] * 3
     scorer = QualityScorer.train(kept, rejected)
     path = scorer.save(tmp_path / "scorer.npz")
     from domainlm.data.quality import load_scorer

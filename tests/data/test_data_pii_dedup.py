@@ -22,7 +22,6 @@ def test_id_card_check_digit_and_date():
 
 
 def test_luhn():
-    assert luhn_ok("6222021234567890120") is False or luhn_ok("6222021234567890120") is True  # smoke: no crash
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
 
 
@@ -37,8 +36,8 @@ def test_find_pii_types_and_false_positives():
     assert ("mobile", "138-1234-5678") in found and ("mobile", "+86 13912345678") in found
     assert ("email", "zhang.san@harbor-bank.cn") in found
     assert any(t == "address" and s.startswith("上海市浦东新区世纪大道100号") for t, s in found)
-    cards = [s for t, s in found if t == "bank_card"]
-    assert len(cards) == (1 if luhn_ok("6222021234567890128") else 0)
+    assert luhn_ok("6222021234567890128")  # the card number in the text is Luhn-valid
+    assert ("bank_card", "6222 0212 3456 7890 128") in found
     # invalid check digit / Luhn: not PII; short service numbers: not PII
     assert not any(s in {"110105194912310021", "4111111111111112", "95599"} for _, s in found)
 

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,18 +14,20 @@ PARA = (
     "海港银行定期存款的年利率为1.75%，起存金额为50元，期限为三个月至五年。"
     "客户可通过手机银行或网点办理，提前支取的部分按活期利率计息。"
 )
-NOISY = "\n".join([
-    "海港银行（hǎi gǎng yín háng）定期存款产品说明",
-    PARA,
-    "到期后可选择自动转存，【澳门威尼斯人注册送彩金】转存期限与原期限相同。",
-    "如有疑问请联系客户经理，电话13812345678，邮箱service.team@example.com。",
-    PARA,
-    "[图片]",
-    "免责声明：本文仅供参考，不构成任何投资建议。",
-    "分享到：微信 微博 QQ空间",
-    "相关阅读",
-    "海港银行信用卡年费减免活动开始了",
-])
+NOISY = "\n".join(
+    [
+        "海港银行（hǎi gǎng yín háng）定期存款产品说明",
+        PARA,
+        "到期后可选择自动转存，【澳门威尼斯人注册送彩金】转存期限与原期限相同。",
+        "如有疑问请联系客户经理，电话13812345678，邮箱service.team@example.com。",
+        PARA,
+        "[图片]",
+        "免责声明：本文仅供参考，不构成任何投资建议。",
+        "分享到：微信 微博 QQ空间",
+        "相关阅读",
+        "海港银行信用卡年费减免活动开始了",
+    ]
+)
 ENGLISH = (
     "Harbor Bank fixed deposits pay 1.75% a year. The minimum deposit is 50 dollars and terms run from three "
     "months to five years. Early withdrawals earn the demand deposit rate."
@@ -88,10 +89,16 @@ def corpus(tmp_path_factory):
         {"id": "r3", "text": "| # | $ | @ | x |\n" * 10},
     ]
     (root / "records.jsonl").write_text(
-        "\n".join(json.dumps(r, ensure_ascii=False) for r in records[:2]) + "\n{bad json\n" + json.dumps(records[2], ensure_ascii=False) + "\n",
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in records[:2])
+        + "\n{bad json\n"
+        + json.dumps(records[2], ensure_ascii=False)
+        + "\n",
         encoding="utf-8",
     )
-    (root / "table.csv").write_text("id,text\n1,\"海港银行通知存款需提前一天或七天通知支取，最低起存金额为5万元，利率按支取日挂牌利率计算。\"\n", encoding="utf-8")
+    (root / "table.csv").write_text(
+        'id,text\n1,"海港银行通知存款需提前一天或七天通知支取，最低起存金额为5万元，利率按支取日挂牌利率计算。"\n',
+        encoding="utf-8",
+    )
     return root
 
 
@@ -112,12 +119,24 @@ def test_every_format_ingested_and_noise_removed(cleaned):
     noisy = kept["raw/a_noisy_gbk.txt"]
     assert noisy["meta"]["encoding"] == "gb18030"
     text = noisy["text"]
-    for gone in ("hǎi", "威尼斯人", "13812345678", "service.team@example.com", "[图片]", "免责声明", "分享到", "相关阅读", "信用卡年费"):
+    for gone in (
+        "hǎi",
+        "威尼斯人",
+        "13812345678",
+        "service.team@example.com",
+        "[图片]",
+        "免责声明",
+        "分享到",
+        "相关阅读",
+        "信用卡年费",
+    ):
         assert gone not in text
     assert text.count("起存金额为50元") == 1  # repeated paragraph removed, first kept
     assert "到期后可选择自动转存，转存期限与原期限相同。" in text  # spam cut, sentence kept
     assert "[MOBILE]" in text and "[EMAIL]" in text
-    assert kept["raw/trad_big5.txt"]["text"].startswith("海港银行个人贷款的年利率")  # Big5 decoded, t2s applied
+    assert kept["raw/trad_big5.txt"]["text"].startswith(
+        "海港银行个人贷款的年利率"
+    )  # Big5 decoded, t2s applied
     assert "大额存单" in kept["raw/page.html"]["text"] and "版权所有" not in kept["raw/page.html"]["text"]
     assert "Savings accounts" in kept["raw/manual.docx"]["text"]
     assert "interest-free period" in kept["raw/cards.pdf"]["text"]
@@ -139,7 +158,11 @@ def test_bad_inputs_rejected_with_reasons(cleaned):
     assert any("no text field 'text'" in x for x in record_reasons)
     assert any("not valid JSON" in x for x in record_reasons)
     assert any(x.startswith("quality") for x in record_reasons)
-    dup = reasons[("raw/a_noisy_gbk.txt", "dedup")] if ("raw/a_noisy_gbk.txt", "dedup") in reasons else reasons[("raw/z_copy_utf16.txt", "dedup")]
+    dup = (
+        reasons[("raw/a_noisy_gbk.txt", "dedup")]
+        if ("raw/a_noisy_gbk.txt", "dedup") in reasons
+        else reasons[("raw/z_copy_utf16.txt", "dedup")]
+    )
     assert "exact duplicate of" in dup
     assert result.duplicates == 1
 
@@ -166,13 +189,26 @@ def test_datacard_written(cleaned):
     html = (out / "datacard.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert set(manifest["outputs"]) >= {"clean.jsonl", "rejected.jsonl", "trace.jsonl", "datacard.md", "datacard.html"}
+    assert set(manifest["outputs"]) >= {
+        "clean.jsonl",
+        "rejected.jsonl",
+        "trace.jsonl",
+        "datacard.md",
+        "datacard.html",
+    }
 
 
 def test_byte_identical_rerun_any_workers_and_cache(cleaned, corpus, tmp_path):
     out, first = cleaned
     again = clean([corpus], tmp_path / "single", {"workers": 1})
-    for name in ("clean.jsonl", "rejected.jsonl", "trace.jsonl", "datacard.md", "datacard.html", "datacard_quality.png"):
+    for name in (
+        "clean.jsonl",
+        "rejected.jsonl",
+        "trace.jsonl",
+        "datacard.md",
+        "datacard.html",
+        "datacard_quality.png",
+    ):
         assert (out / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
     assert again.kept == first.kept
     cached = clean([corpus], out, {"workers": 2})
@@ -194,14 +230,27 @@ def _cli(*args, cwd):
 
 def test_cli_explain_errors_and_run(corpus, tmp_path):
     explain = _cli("clean", "--explain", "--recipe", "default-en", cwd=tmp_path)
-    assert explain.returncode == 0 and "remove_spam" in explain.stdout and "remove_pinyin" not in explain.stdout
+    assert (
+        explain.returncode == 0 and "remove_spam" in explain.stdout and "remove_pinyin" not in explain.stdout
+    )
     missing = _cli("clean", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert missing.returncode != 0 and "nope: no such file or folder" in missing.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("operators:\n  - op: remove_spam\n    wrods: [x]\n", encoding="utf-8")
-    typo = _cli("clean", str(corpus / "notes.md"), "--out", str(tmp_path / "o"), "--recipe", str(bad), cwd=tmp_path)
+    typo = _cli(
+        "clean", str(corpus / "notes.md"), "--out", str(tmp_path / "o"), "--recipe", str(bad), cwd=tmp_path
+    )
     assert typo.returncode != 0 and "operators[0] (remove_spam): unknown parameter 'wrods'" in typo.stderr
     assert not (tmp_path / "o" / "clean.jsonl").exists()
-    ok = _cli("clean", str(corpus / "notes.md"), str(corpus / "table.csv"), "--out", str(tmp_path / "o"), "--workers", "1", cwd=tmp_path)
+    ok = _cli(
+        "clean",
+        str(corpus / "notes.md"),
+        str(corpus / "table.csv"),
+        "--out",
+        str(tmp_path / "o"),
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "kept 2, rejected 0, duplicates 0 of 2 documents" in ok.stdout

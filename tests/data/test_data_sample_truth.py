@@ -1,7 +1,6 @@
 """Ground truth: clean the sample domain's noisy web copies and check every injected noise span (removed
 or flagged), that the clean content is kept, PII recall, and the duplicate pairs."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -74,7 +73,15 @@ def test_clean_content_kept(sample):
 def test_every_noise_span_removed_or_flagged(sample):
     root, out, result, truth, kept, rejected, trace = sample
     noise = read_jsonl(root / "truth" / "noise.jsonl")
-    assert {n["type"] for n in noise} >= {"pinyin", "spam", "comment", "disclaimer", "furniture", "repeat", "censor"}
+    assert {n["type"] for n in noise} >= {
+        "pinyin",
+        "spam",
+        "comment",
+        "disclaimer",
+        "furniture",
+        "repeat",
+        "censor",
+    }
     failures = []
     for span in noise:
         output = _output_of(sample, span["path"])
@@ -84,7 +91,9 @@ def test_every_noise_span_removed_or_flagged(sample):
         elif span["type"] == "repeat":
             ok = output.count(text) <= 1
         elif span["type"] == "censor":
-            flags = [f for o in trace[span["path"]]["ops"] for f in o.get("flags", []) if f["kind"] == "censor"]
+            flags = [
+                f for o in trace[span["path"]]["ops"] for f in o.get("flags", []) if f["kind"] == "censor"
+            ]
             ok = any(f["text"] == span["text"] for f in flags)
         elif span["type"] == "pinyin":
             ok = text not in output and _simplified(span["original"]) in output
@@ -114,6 +123,8 @@ def test_pii_recall_on_ground_truth(sample):
 
 def test_datacard_counts_match_outputs(sample):
     root, out, result, truth, kept, rejected, trace = sample
-    assert result.kept == len(kept) and result.duplicates == sum(1 for r in rejected.values() if r["stage"] == "dedup")
+    assert result.kept == len(kept) and result.duplicates == sum(
+        1 for r in rejected.values() if r["stage"] == "dedup"
+    )
     md = (out / "datacard.md").read_text(encoding="utf-8")
     assert f"| kept | {result.kept} |" in md

@@ -13,12 +13,18 @@ def register(app: typer.Typer) -> None:
 
 
 def clean_command(
-    args: list[str] = typer.Argument(None, help="Input files/folders, and key=value overrides of domainlm.yaml (clean.*)."),
+    args: list[str] = typer.Argument(
+        None, help="Input files/folders, and key=value overrides of domainlm.yaml (clean.*)."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder."),
-    recipe: str = typer.Option(None, "--recipe", help="Built-in recipe (default-zh, default-en) or a recipe YAML file."),
+    recipe: str = typer.Option(
+        None, "--recipe", help="Built-in recipe (default-zh, default-en) or a recipe YAML file."
+    ),
     engine: str = typer.Option(None, "--engine", help="local | ray"),
     workers: int = typer.Option(None, "--workers", help="Worker processes (0 = one per core)."),
-    text_field: str = typer.Option(None, "--text-field", help="Text column of jsonl/csv inputs (default: text)."),
+    text_field: str = typer.Option(
+        None, "--text-field", help="Text column of jsonl/csv inputs (default: text)."
+    ),
     explain: bool = typer.Option(False, "--explain", help="Print what the recipe will do and exit."),
     force: bool = typer.Option(False, "--force", help="Re-run even when inputs and config are unchanged."),
     config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
@@ -36,7 +42,12 @@ def clean_command(
     path = config or find_config()
     section = load_config(path, overrides).clean
     values = section.model_dump()
-    for key, value in (("recipe", recipe), ("engine", engine), ("workers", workers), ("text_field", text_field)):
+    for key, value in (
+        ("recipe", recipe),
+        ("engine", engine),
+        ("workers", workers),
+        ("text_field", text_field),
+    ):
         if value is not None:
             values[key] = value
     cfg = CleanConfig.model_validate({k: v for k, v in values.items() if k in CleanConfig.model_fields})
@@ -59,8 +70,12 @@ def clean_command(
 
 def quality_scorer_command(
     kept: list[Path] = typer.Option(..., "--kept", help="JSONL files of documents to keep (a 'text' field)."),
-    rejected: list[Path] = typer.Option(..., "--rejected", help="JSONL files of documents to reject (e.g. a rejected.jsonl)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Scorer file to write (.npz); use it as quality.scorer in a recipe."),
+    rejected: list[Path] = typer.Option(
+        ..., "--rejected", help="JSONL files of documents to reject (e.g. a rejected.jsonl)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Scorer file to write (.npz); use it as quality.scorer in a recipe."
+    ),
     text_field: str = typer.Option("text", "--text-field"),
 ) -> None:
     """Train a learned quality scorer on your own kept/rejected examples."""
@@ -74,4 +89,6 @@ def quality_scorer_command(
     scorer = QualityScorer.train(good, bad)
     scorer.save(out)
     right = sum(scorer.predict(t) >= 0.5 for t in good) + sum(scorer.predict(t) < 0.5 for t in bad)
-    typer.echo(f"trained on {len(good)} kept / {len(bad)} rejected; training accuracy {right / (len(good) + len(bad)):.3f} -> {out}")
+    typer.echo(
+        f"trained on {len(good)} kept / {len(bad)} rejected; training accuracy {right / (len(good) + len(bad)):.3f} -> {out}"
+    )

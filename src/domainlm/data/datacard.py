@@ -81,13 +81,17 @@ class DataCard:
                 if kind in _PII_TYPES:
                     self.pii[kind] += 1
                 if len(self.kind_examples[kind]) < _EXAMPLES_PER_KIND and (change["old"] or change["new"]):
-                    self.kind_examples[kind].append({"source": outcome.source, "old": change["old"][:160], "new": change["new"][:160]})
+                    self.kind_examples[kind].append(
+                        {"source": outcome.source, "old": change["old"][:160], "new": change["new"][:160]}
+                    )
             for flag in entry.get("flags", []):
                 self.op_flags[op] += 1
                 kind = "flag:" + flag["kind"]
                 self.kind_counts[kind] += 1
                 if len(self.kind_examples[kind]) < _EXAMPLES_PER_KIND:
-                    self.kind_examples[kind].append({"source": outcome.source, "old": flag["text"][:160], "new": "(flagged)"})
+                    self.kind_examples[kind].append(
+                        {"source": outcome.source, "old": flag["text"][:160], "new": "(flagged)"}
+                    )
 
     def summary(self) -> dict:
         rejected = sum(self.rejected_by_stage.values())
@@ -114,8 +118,15 @@ class DataCard:
                 rows.append([op, self.duplicates, "-", "-", self.duplicates])
                 continue
             share = self.op_chars_removed[op] / self.chars_in if self.chars_in else 0.0
-            rows.append([op, self.op_docs_changed[op], f"{self.op_chars_removed[op]:,} ({share:.2%})", self.op_flags[op],
-                         self.rejected_by_stage[op]])
+            rows.append(
+                [
+                    op,
+                    self.op_docs_changed[op],
+                    f"{self.op_chars_removed[op]:,} ({share:.2%})",
+                    self.op_flags[op],
+                    self.rejected_by_stage[op],
+                ]
+            )
         return rows
 
     def _sections(self) -> list[tuple[str, list[str], list[list]]]:
@@ -131,21 +142,49 @@ class DataCard:
         ]
         tables = [
             ("Overview", ["", "value"], overview),
-            ("Operators", ["operator", "docs changed", "chars removed (share of input)", "flags", "docs dropped"], self._op_rows()),
-            ("Rejections by stage", ["stage", "documents", "examples"],
-             [[stage, n, "; ".join(f"{src}: {why}" for src, why in self.reject_examples[stage])]
-              for stage, n in sorted(self.rejected_by_stage.items())]),
+            (
+                "Operators",
+                ["operator", "docs changed", "chars removed (share of input)", "flags", "docs dropped"],
+                self._op_rows(),
+            ),
+            (
+                "Rejections by stage",
+                ["stage", "documents", "examples"],
+                [
+                    [stage, n, "; ".join(f"{src}: {why}" for src, why in self.reject_examples[stage])]
+                    for stage, n in sorted(self.rejected_by_stage.items())
+                ],
+            ),
             ("PII redacted", ["type", "count"], [[t, self.pii[t]] for t in _PII_TYPES]),
             ("Languages (documents)", ["language", "documents"], sorted(self.languages.items())),
-            ("Encodings and formats", ["", "documents"],
-             [[f"encoding {k}", v] for k, v in sorted(self.encodings.items())] + [[f"format {k}", v] for k, v in sorted(self.formats.items())]),
-            ("Quality score (kept and dropped by quality)", ["score", "documents"],
-             [[f"{i / 10:.1f}-{(i + 1) / 10:.1f}", n] for i, n in enumerate(self.quality_bins)]),
-            ("Duplicate clusters", ["kept document", "duplicates (type, jaccard)"],
-             [[first, ", ".join(f"{d['id']} ({d['type']}, {d['jaccard']})" for d in dups)] for first, dups in sorted(self.clusters.items())[:50]]),
-            ("Examples of each change", ["kind", "count", "source", "before", "after"],
-             [[kind, self.kind_counts[kind], ex["source"], ex["old"], ex["new"]]
-              for kind in sorted(self.kind_examples) for ex in self.kind_examples[kind]]),
+            (
+                "Encodings and formats",
+                ["", "documents"],
+                [[f"encoding {k}", v] for k, v in sorted(self.encodings.items())]
+                + [[f"format {k}", v] for k, v in sorted(self.formats.items())],
+            ),
+            (
+                "Quality score (kept and dropped by quality)",
+                ["score", "documents"],
+                [[f"{i / 10:.1f}-{(i + 1) / 10:.1f}", n] for i, n in enumerate(self.quality_bins)],
+            ),
+            (
+                "Duplicate clusters",
+                ["kept document", "duplicates (type, jaccard)"],
+                [
+                    [first, ", ".join(f"{d['id']} ({d['type']}, {d['jaccard']})" for d in dups)]
+                    for first, dups in sorted(self.clusters.items())[:50]
+                ],
+            ),
+            (
+                "Examples of each change",
+                ["kind", "count", "source", "before", "after"],
+                [
+                    [kind, self.kind_counts[kind], ex["source"], ex["old"], ex["new"]]
+                    for kind in sorted(self.kind_examples)
+                    for ex in self.kind_examples[kind]
+                ],
+            ),
         ]
         return tables
 
@@ -193,15 +232,22 @@ class DataCard:
             md += [f"## {caption_title}", "", _md_table(header, rows), ""]
         md += ["## Plots", ""] + [f"![{caption}]({name})" for name, caption in plots] + [""]
         write_text(md_path, "\n".join(md))
-        body = [f"<h1>{html.escape(title)}</h1>", "<p>Steps: " + " → ".join(html.escape(s.op) for s in self.recipe.steps) + "</p>"]
+        body = [
+            f"<h1>{html.escape(title)}</h1>",
+            "<p>Steps: " + " → ".join(html.escape(s.op) for s in self.recipe.steps) + "</p>",
+        ]
         for caption_title, header, rows in tables:
             body.append(f"<h2>{html.escape(caption_title)}</h2>" + _html_table(header, rows))
         body.append("<h2>Plots</h2>")
         for name, caption in plots:
             data = base64.b64encode((out_dir / name).read_bytes()).decode()
-            body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+            body.append(
+                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+            )
         page = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
+            "<!doctype html><html><head><meta charset='utf-8'><title>"
+            + html.escape(title)
+            + "</title><style>"
             "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
             "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
             "text-align:left;vertical-align:top;max-width:380px;word-break:break-all}th{background:#f3f3f3}"

@@ -93,7 +93,9 @@ class Deduplicator:
                 best = max(candidates, key=lambda c: (m.jaccard(self._sigs[c]), c))
                 score = round(float(m.jaccard(self._sigs[best])), 4)
                 if score >= self.threshold:
-                    return self._record(best, doc_id, {"type": "near", "duplicate_of": best, "jaccard": score})
+                    return self._record(
+                        best, doc_id, {"type": "near", "duplicate_of": best, "jaccard": score}
+                    )
             self._lsh.insert(doc_id, m)
             self._sigs[doc_id] = m
         return None

@@ -78,7 +78,12 @@ def _csv_units(path: Path, source: str, text_field: str) -> Iterator[Unit]:
         return
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or text_field not in reader.fieldnames:
-        yield Unit(source, 0, str(path), record={"__error__": f"no '{text_field}' column (columns: {reader.fieldnames})"})
+        yield Unit(
+            source,
+            0,
+            str(path),
+            record={"__error__": f"no '{text_field}' column (columns: {reader.fieldnames})"},
+        )
         return
     for row_no, row in enumerate(reader, start=2):  # row 1 is the header
         yield Unit(source, row_no, str(path), record=dict(row))
@@ -153,8 +158,34 @@ def decode_bytes(raw: bytes) -> tuple[str, str]:
 
 
 _BLOCK_TAGS = {
-    "p", "div", "section", "article", "main", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol", "dl", "dt", "dd",
-    "table", "tr", "td", "th", "blockquote", "pre", "figure", "figcaption", "address", "title", "body",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "blockquote",
+    "pre",
+    "figure",
+    "figcaption",
+    "address",
+    "title",
+    "body",
 }
 _CHROME = "//script|//style|//noscript|//template|//nav|//header|//footer|//aside|//form|//iframe|//svg|//select|//button"
 

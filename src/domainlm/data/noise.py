@@ -30,15 +30,46 @@ _PINYIN_BARE = re.compile(
 )
 
 # Valid pinyin syllables (initials x finals): a bracketed word is pinyin only if every syllable is one.
-_INITIALS = ("", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "zh", "ch", "sh", "r", "z", "c", "s", "y", "w")
+_INITIALS = (
+    "",
+    "b",
+    "p",
+    "m",
+    "f",
+    "d",
+    "t",
+    "n",
+    "l",
+    "g",
+    "k",
+    "h",
+    "j",
+    "q",
+    "x",
+    "zh",
+    "ch",
+    "sh",
+    "r",
+    "z",
+    "c",
+    "s",
+    "y",
+    "w",
+)
 _FINALS = (
     "a o e i u v ai ei ui ao ou iu ie ve er an en in un vn ang eng ing ong ia iao ian iang iong ua uai uan uang uo "
     "ue ueng"
 ).split()
 _SYLLABLES = {i + f for i in _INITIALS for f in _FINALS} | {"n", "ng", "m", "hm", "hng"}
 _STRIP_TONES = str.maketrans(
-    {**{c: "a" for c in "āáǎà"}, **{c: "e" for c in "ēéěè"}, **{c: "i" for c in "īíǐì"}, **{c: "o" for c in "ōóǒò"},
-     **{c: "u" for c in "ūúǔù"}, **{c: "v" for c in "ǖǘǚǜü"}}
+    {
+        **{c: "a" for c in "āáǎà"},
+        **{c: "e" for c in "ēéěè"},
+        **{c: "i" for c in "īíǐì"},
+        **{c: "o" for c in "ōóǒò"},
+        **{c: "u" for c in "ūúǔù"},
+        **{c: "v" for c in "ǖǘǚǜü"},
+    }
 )
 
 
@@ -79,15 +110,69 @@ def remove_pinyin(text: str) -> OpResult:
 # --- Spam spliced into good sentences ---------------------------------------------------------
 
 SPAM_WORDS_ZH = (
-    "彩票", "六合彩", "时时彩", "北京赛车", "快三", "特码", "博彩", "赌场", "赌博", "百家乐", "真人娱乐", "威尼斯人", "葡京",
-    "澳门赌", "注册送", "注册即送", "彩金", "首充", "返水", "足球投注", "体育投注", "棋牌", "老虎机", "加微信", "加V", "加v",
-    "QQ群", "代开发票", "日赚", "刷单", "兼职赚", "网赚", "点击领取", "免费领取", "点击进入", "精准计划", "充值秒到账",
-    "无抵押秒批", "一夜暴富", "稳赚不赔", "开奖", "领红包",
+    "彩票",
+    "六合彩",
+    "时时彩",
+    "北京赛车",
+    "快三",
+    "特码",
+    "博彩",
+    "赌场",
+    "赌博",
+    "百家乐",
+    "真人娱乐",
+    "威尼斯人",
+    "葡京",
+    "澳门赌",
+    "注册送",
+    "注册即送",
+    "彩金",
+    "首充",
+    "返水",
+    "足球投注",
+    "体育投注",
+    "棋牌",
+    "老虎机",
+    "加微信",
+    "加V",
+    "加v",
+    "QQ群",
+    "代开发票",
+    "日赚",
+    "刷单",
+    "兼职赚",
+    "网赚",
+    "点击领取",
+    "免费领取",
+    "点击进入",
+    "精准计划",
+    "充值秒到账",
+    "无抵押秒批",
+    "一夜暴富",
+    "稳赚不赔",
+    "开奖",
+    "领红包",
 )
 SPAM_WORDS_EN = (
-    "casino", "lottery", "jackpot", "betting", "online bet", "online slots", "free spins", "free bonus", "deposit match",
-    "viagra", "click here", "earn $", "make money fast", "work from home", "bitcoin giveaway", "promo code", "bonus code",
-    "never lose", "returns guaranteed",
+    "casino",
+    "lottery",
+    "jackpot",
+    "betting",
+    "online bet",
+    "online slots",
+    "free spins",
+    "free bonus",
+    "deposit match",
+    "viagra",
+    "click here",
+    "earn $",
+    "make money fast",
+    "work from home",
+    "bitcoin giveaway",
+    "promo code",
+    "bonus code",
+    "never lose",
+    "returns guaranteed",
 )
 _BRACKETS = {"【": "】", "[": "]", "（": "）", "(": ")", "《": "》", "「": "」", "〖": "〗"}
 _CLAUSE_END = re.compile(r"[，。！？；!?;\n]|,(?!\d)|\.(?!\d)(?=\s|$)")
@@ -95,7 +180,18 @@ _CLAUSE_END = re.compile(r"[，。！？；!?;\n]|,(?!\d)|\.(?!\d)(?=\s|$)")
 # ends where the ASCII run ends.
 _HANDLE_THEN_HAN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-/:%?=&+]{{2,}}(?=[{HAN}])")
 # Calls to action end a spam insert: what follows them is the host sentence again (or their handle).
-CTA_WORDS = ("点击进入", "点击领取", "免费领取", "加微信", "加V", "加v", "QQ群", "充值秒到账", "returns guaranteed", "click here")
+CTA_WORDS = (
+    "点击进入",
+    "点击领取",
+    "免费领取",
+    "加微信",
+    "加V",
+    "加v",
+    "QQ群",
+    "充值秒到账",
+    "returns guaranteed",
+    "click here",
+)
 # (ASCII look-arounds, not \b: in Python's Unicode regexes a Han character is a word character too.)
 _LINK = re.compile(
     r"(?:https?://|www\.)[A-Za-z0-9.\-/_%?=&#:~+]+"
@@ -117,19 +213,24 @@ def remove_spam(text: str, words: Sequence[str] = SPAM_WORDS_ZH + SPAM_WORDS_EN)
 
     # Traditional-script spam (時時彩) matches too: the word list is extended with its OpenCC forms.
     variants = set(words) | {_opencc("s2t").convert(w) for w in words}
-    pattern = re.compile("|".join(re.escape(w) for w in sorted(variants, key=len, reverse=True)), re.IGNORECASE)
+    pattern = re.compile(
+        "|".join(re.escape(w) for w in sorted(variants, key=len, reverse=True)), re.IGNORECASE
+    )
     spans = []
     cta = {w.lower() for w in CTA_WORDS} | {_opencc("s2t").convert(w).lower() for w in CTA_WORDS}
     matches = list(pattern.finditer(text))
     cta_ends = {m.end() for m in matches if m.group().lower() in cta}
     for match in matches:
         span = _enclosing_brackets(text, match.start(), match.end()) or _spam_clause(
-            text, match.start(), match.end(), match.end() in cta_ends, cta_ends)
+            text, match.start(), match.end(), match.end() in cta_ends, cta_ends
+        )
         spans.append([*span, "", "spam"])
     # Chain: a spam span followed by a link-only clause takes the link clause too.
     for span in spans:
-        after = text[span[1]:]
-        link_clause = re.match(r"(?:\s|详情|访问|訪問|詳情|请|請|visit|at|:|：)*(" + _LINK.pattern + ")", after, re.IGNORECASE)
+        after = text[span[1] :]
+        link_clause = re.match(
+            r"(?:\s|详情|访问|訪問|詳情|请|請|visit|at|:|：)*(" + _LINK.pattern + ")", after, re.IGNORECASE
+        )
         if link_clause:
             glued = _HANDLE_THEN_HAN.match(text, span[1] + link_clause.start(1))
             span[1] = glued.end() if glued else span[1] + link_clause.end()
@@ -153,13 +254,17 @@ def _enclosing_brackets(text: str, start: int, end: int) -> tuple[int, int] | No
     return None
 
 
-def _spam_clause(text: str, start: int, end: int, call_to_action: bool = False, cta_ends: set[int] = frozenset()) -> tuple[int, int]:
+def _spam_clause(
+    text: str, start: int, end: int, call_to_action: bool = False, cta_ends: set[int] = frozenset()
+) -> tuple[int, int]:
     lo = start
     while lo > 0 and not _CLAUSE_END.match(text, lo - 1):
         lo -= 1
     if call_to_action:
         # The insert ends with the call to action and the handle or link right after it.
-        handle = re.compile(r"\s?(?:" + _LINK.pattern + r")|(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{3,}").match(text, end)
+        handle = re.compile(
+            r"\s?(?:" + _LINK.pattern + r")|(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{3,}"
+        ).match(text, end)
         hi = handle.end() if handle else end
         if hi < len(text) and text[hi] in "，,;；":
             hi += 1
@@ -191,7 +296,10 @@ FURNITURE_PATTERNS = (
     ("disclaimer", r"^\s*[【\[]?(免责声明|声明|版权声明|特别提示)[】\]]?\s*[:：]"),
     ("disclaimer", r"(本文|本站|本网|文章)(内容)?(仅供参考|不构成(任何)?投资建议|观点仅代表作者)"),
     ("disclaimer", r"(转载请注明|版权所有|未经(书面)?(许可|授权).{0,10}(转载|使用|复制)|侵权.{0,6}删除)"),
-    ("disclaimer", r"(?i)^\s*(disclaimer|copyright ©|all rights reserved|this article is for reference only)"),
+    (
+        "disclaimer",
+        r"(?i)^\s*(disclaimer|copyright ©|all rights reserved|this article is for reference only)",
+    ),
     # image placeholders and captions
     ("image_placeholder", r"^\s*[\[【(（]?\s*(图片|图|配图|img|image|photo)\s*[\]】)）]?\s*$"),
     ("image_placeholder", r"(?i)^\s*(\[图片\]|\[image\]|<img[^>]*>|!\[[^\]]*\]\([^)]*\))"),
@@ -202,13 +310,28 @@ FURNITURE_PATTERNS = (
     # end marks and share/like bars
     ("furniture", r"(?i)^\s*[-—=~·\s]*(THE\s*END|END|完|全文完)[-—=~·\s]*$"),
     ("furniture", r"^\s*(分享到|分享至|一键分享|扫一扫|扫码关注|长按识别|阅读原文)"),
-    ("furniture", r"^.{0,30}(点赞|收藏|转发|在看|打赏|阅读\s*\d+|分享).{0,10}(点赞|收藏|转发|在看|打赏|阅读\s*\d+|分享|评论).{0,20}$"),
+    (
+        "furniture",
+        r"^.{0,30}(点赞|收藏|转发|在看|打赏|阅读\s*\d+|分享).{0,10}(点赞|收藏|转发|在看|打赏|阅读\s*\d+|分享|评论).{0,20}$",
+    ),
     ("furniture", r"(?i)^\s*(share( this)?( on)?|like|tweet|follow us|subscribe|print|email this)\b.{0,40}$"),
-    ("furniture", r"^\s*(上一篇|下一篇|返回顶部|返回首页|首页\s*[>›»]|当前位置|责任编辑|编辑[:：]|来源[:：]|作者[:：]|发布时间[:：])"),
-    ("furniture", r"(?i)^\s*(home\s*[>›»/]|previous( article)?[:：]|next( article)?[:：]|editor[:：]|source[:：])"),
+    (
+        "furniture",
+        r"^\s*(上一篇|下一篇|返回顶部|返回首页|首页\s*[>›»]|当前位置|责任编辑|编辑[:：]|来源[:：]|作者[:：]|发布时间[:：])",
+    ),
+    (
+        "furniture",
+        r"(?i)^\s*(home\s*[>›»/]|previous( article)?[:：]|next( article)?[:：]|editor[:：]|source[:：])",
+    ),
     ("furniture", r"(?i)^\s*(previous|prev|上一篇|上一页)\s*[|/·]?\s*(next|下一篇|下一页)\s*$"),
-    ("furniture", r"(?i)^\s*(暂无评论|还没有评论|no comments( yet)?|be the first to comment|back to top|返回顶部|点击排行|热门排行)\W*$"),
-    ("furniture", r"(?i)^\s*(share|分享)\s*[:：]?\s*((wechat|weibo|facebook|twitter|linkedin|微信|微博|qq空间|朋友圈|qq)[\s,，、|]*)+$"),
+    (
+        "furniture",
+        r"(?i)^\s*(暂无评论|还没有评论|no comments( yet)?|be the first to comment|back to top|返回顶部|点击排行|热门排行)\W*$",
+    ),
+    (
+        "furniture",
+        r"(?i)^\s*(share|分享)\s*[:：]?\s*((wechat|weibo|facebook|twitter|linkedin|微信|微博|qq空间|朋友圈|qq)[\s,，、|]*)+$",
+    ),
     ("furniture", r"^\s*首页\s*[/>›»]"),
 )
 # A comment section starts with a header line; what follows is comments (often "user 2024-05-01 12:00").
@@ -216,7 +339,9 @@ COMMENT_HEADERS = r"(?i)^\s*[【\[]?(网友评论|用户评论|评论区|热门�
 TIMESTAMP = r"(\d{4}[-/年.]\d{1,2}[-/月.]\d{1,2}日?|\d{1,2}[-/]\d{1,2})\s*\d{1,2}:\d{2}|\d+\s*(分钟|小时|天)前|(?i:\d+\s*(minutes?|hours?|days?) ago)"
 
 
-def remove_furniture(text: str, patterns: Sequence[Sequence[str]] = FURNITURE_PATTERNS, max_line_chars: int = 200) -> OpResult:
+def remove_furniture(
+    text: str, patterns: Sequence[Sequence[str]] = FURNITURE_PATTERNS, max_line_chars: int = 200
+) -> OpResult:
     """Remove whole lines that are page furniture: disclaimers, image placeholders, end marks, share bars,
     and comment sections (a comment header and the timestamped comments that follow it).
 
@@ -282,8 +407,9 @@ TAIL_HEADERS = (
 )
 
 
-def remove_offtopic_tail(text: str, headers: Sequence[str] = TAIL_HEADERS, min_position: float = 0.3,
-                         max_overlap: float = 0.1) -> OpResult:
+def remove_offtopic_tail(
+    text: str, headers: Sequence[str] = TAIL_HEADERS, min_position: float = 0.3, max_overlap: float = 0.1
+) -> OpResult:
     """Cut an off-topic tail: from a tail header ("相关阅读", "猜你喜欢") to the end, or trailing paragraphs
     that share (almost) no vocabulary with the rest of the document (a recipe or a sports story
     pasted under a product page).
@@ -306,7 +432,9 @@ def remove_offtopic_tail(text: str, headers: Sequence[str] = TAIL_HEADERS, min_p
                 # A header followed only by link-title lines (short, no full stop) starts a tail; a header
                 # line anywhere else is page furniture and goes alone.
                 after = [text[a:b].strip() for a, b in lines[index + 1 :] if text[a:b].strip()]
-                if start >= min_position * len(text) and all(len(t) <= 40 and t[-1] not in "。！？.!?" for t in after):
+                if start >= min_position * len(text) and all(
+                    len(t) <= 40 and t[-1] not in "。！？.!?" for t in after
+                ):
                     return replace_spans(text, spans + [(start, len(text), "", "offtopic_tail")])
                 spans.append((start, end, "", "offtopic_tail"))
                 break
@@ -355,7 +483,9 @@ def _topic_words(text: str, counts: bool = False):
         grams.update(run[i : i + 2] for i in range(len(run) - 1))
     text = re.sub(r"\S+@\S+|(?:https?://|www\.)\S+", " ", text)  # contact details are not topic words
     # Crude plural folding ("fees" ~ "fee") is enough to compare vocabularies.
-    grams.update(w.rstrip("s") for w in (m.lower() for m in re.findall(r"[A-Za-z]{3,}", text)) if w not in _STOPWORDS)
+    grams.update(
+        w.rstrip("s") for w in (m.lower() for m in re.findall(r"[A-Za-z]{3,}", text)) if w not in _STOPWORDS
+    )
     return grams if counts else set(grams)
 
 
@@ -368,6 +498,12 @@ def flag_censor(text: str, pattern: str = CENSOR_PATTERN, remove: bool = True) -
     """Flag censor marks ("***", "□□", "[已屏蔽]") so a reviewer sees where text was hidden; with
     ``remove`` the mark itself also goes (the sentence stays), since a model should not learn "***"."""
     matches = list(re.finditer(pattern, text, re.IGNORECASE))
-    result = replace_spans(text, [(m.start(), m.end(), "", "censor") for m in matches]) if remove else OpResult(text)
-    result.flags = [{"start": m.start(), "end": m.end(), "text": m.group(), "kind": "censor"} for m in matches]
+    result = (
+        replace_spans(text, [(m.start(), m.end(), "", "censor") for m in matches])
+        if remove
+        else OpResult(text)
+    )
+    result.flags = [
+        {"start": m.start(), "end": m.end(), "text": m.group(), "kind": "censor"} for m in matches
+    ]
     return result

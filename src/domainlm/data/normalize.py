@@ -197,7 +197,11 @@ def repair_cjk_mojibake(text: str, codecs: tuple[str, ...] = ("gbk", "big5"), mi
             if "\ufffd" in chunk or "锟斤拷" in chunk:
                 # The island around a replacement character is the rare characters next to it.
                 lo, hi = bad.start(), bad.end()
-                while lo > 0 and ranks.get(run[lo - 1], 10**6) >= _COMMON and not _repaired(spans, base + lo - 1):
+                while (
+                    lo > 0
+                    and ranks.get(run[lo - 1], 10**6) >= _COMMON
+                    and not _repaired(spans, base + lo - 1)
+                ):
                     lo -= 1
                 while hi < len(run) and ranks.get(run[hi], 10**6) >= _COMMON and run[hi] != "\ufffd":
                     hi += 1

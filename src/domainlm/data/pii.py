@@ -30,10 +30,14 @@ class PiiSpan:
     text: str
 
 
-_ID_CARD = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])")
+_ID_CARD = re.compile(
+    r"(?<![0-9A-Za-z])[1-9]\d{5}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])"
+)
 _MOBILE = re.compile(r"(?<![\d])(?:(?:\+|00)?86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?![\d])")
 _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){15,18}\d(?![\d])")
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
 _HAN = "\u4e00-\u9fff"
 # Province/city/district (optional) + road/street + number, optional building/room.
 # Province/city/district (optional) + road/street + number, optional building/room; simplified or
@@ -49,7 +53,9 @@ _ADDRESS_EN = re.compile(
 )
 
 # Words that introduce an address; the Han-character prefix of the pattern can swallow them.
-_ADDRESS_LABEL = re.compile(r"(?:通讯|联系|家庭|居住|收货|邮寄)?(?:住址|地址|住在|家住|我家在|家在|居住在|位于|寄往|寄到|迁至|搬到)[:：]?")
+_ADDRESS_LABEL = re.compile(
+    r"(?:通讯|联系|家庭|居住|收货|邮寄)?(?:住址|地址|住在|家住|我家在|家在|居住在|位于|寄往|寄到|迁至|搬到)[:：]?"
+)
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -131,5 +137,7 @@ def redact_pii(text: str, types: tuple[str, ...] = tuple(PLACEHOLDERS)) -> OpRes
     spans = [(s.start, s.end, PLACEHOLDERS[s.type], s.type) for s in find_pii(text, types)]
     result = replace_spans(text, spans)
     if spans:
-        result.meta = {"pii": {t: sum(1 for s in spans if s[3] == t) for t in types if any(s[3] == t for s in spans)}}
+        result.meta = {
+            "pii": {t: sum(1 for s in spans if s[3] == t) for t in types if any(s[3] == t for s in spans)}
+        }
     return result

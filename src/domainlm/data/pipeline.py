@@ -112,11 +112,22 @@ def process_unit(unit: Unit, recipe: Recipe, text_field: str = "text") -> Outcom
         text = result.text
         if result.drop:
             trace.update(decision="rejected", reason=result.drop, stage=step.op)
-            return Outcome(unit.id, unit.source, None, meta, trace, result.drop, step.op, input_chars=input_chars,
-                           rejected_text=text)
+            return Outcome(
+                unit.id,
+                unit.source,
+                None,
+                meta,
+                trace,
+                result.drop,
+                step.op,
+                input_chars=input_chars,
+                rejected_text=text,
+            )
     if not text.strip():
         trace.update(decision="rejected", reason="empty after cleaning", stage="clean")
-        return Outcome(unit.id, unit.source, None, meta, trace, "empty after cleaning", "clean", input_chars=input_chars)
+        return Outcome(
+            unit.id, unit.source, None, meta, trace, "empty after cleaning", "clean", input_chars=input_chars
+        )
     signature = None
     dedup = recipe.dedup
     if dedup is not None and dedup.params.get("near", True):
@@ -195,12 +206,16 @@ def clean(
     with stage_run("clean", out_dir, inputs=inputs, config=stage_config, force=force) as run:
         if run.skipped:
             m = run.previous.metrics
-            return CleanResult(out_dir, m.get("kept", 0), m.get("rejected", 0), m.get("duplicates", 0), m, skipped=True)
+            return CleanResult(
+                out_dir, m.get("kept", 0), m.get("rejected", 0), m.get("duplicates", 0), m, skipped=True
+            )
         dedup_step = recipe.dedup
         dedup = None
         if dedup_step is not None:
             p = dedup_step.params
-            dedup = Deduplicator(p.get("threshold", 0.7), p.get("num_perm", 128), p.get("near", True), p.get("exact", True))
+            dedup = Deduplicator(
+                p.get("threshold", 0.7), p.get("num_perm", 128), p.get("near", True), p.get("exact", True)
+            )
         card = DataCard(recipe)
         units = iter_units(inputs, cfg.text_field)
         if cfg.engine == "ray":
@@ -216,8 +231,13 @@ def clean(
             for outcome in _progress(outcomes, progress):
                 if outcome.text is not None and dedup is not None:
                     evidence = dedup.check(outcome.id, outcome.text, outcome.signature)
-                    outcome.trace["ops"].append({"op": "dedup", **({"duplicate": evidence} if evidence else {}),
-                                                 "decision": "drop" if evidence else "keep"})
+                    outcome.trace["ops"].append(
+                        {
+                            "op": "dedup",
+                            **({"duplicate": evidence} if evidence else {}),
+                            "decision": "drop" if evidence else "keep",
+                        }
+                    )
                     if evidence:
                         reason = f"{evidence['type']} duplicate of {evidence['duplicate_of']} (jaccard {evidence['jaccard']})"
                         outcome.trace.update(decision="rejected", reason=reason, stage="dedup")
@@ -229,7 +249,17 @@ def clean(
                 card.add(outcome)
                 if outcome.text is not None:
                     outcome.trace["decision"] = "keep"
-                    clean_f.write(dumps({"id": outcome.id, "text": outcome.text, "source": outcome.source, "meta": outcome.meta}) + "\n")
+                    clean_f.write(
+                        dumps(
+                            {
+                                "id": outcome.id,
+                                "text": outcome.text,
+                                "source": outcome.source,
+                                "meta": outcome.meta,
+                            }
+                        )
+                        + "\n"
+                    )
                 elif outcome.reject_stage != "dedup":
                     rejected_f.write(dumps(_rejected_record(outcome, outcome.rejected_text)) + "\n")
                 trace_f.write(dumps(outcome.trace) + "\n")
@@ -243,7 +273,12 @@ def clean(
 
 
 def _rejected_record(outcome: Outcome, text: str | None) -> dict:
-    record = {"id": outcome.id, "source": outcome.source, "stage": outcome.reject_stage, "reason": outcome.reject_reason}
+    record = {
+        "id": outcome.id,
+        "source": outcome.source,
+        "stage": outcome.reject_stage,
+        "reason": outcome.reject_reason,
+    }
     if text is not None:
         record["text"] = text
     if outcome.meta:
@@ -258,8 +293,15 @@ def _progress(outcomes: Iterator[Outcome], show: bool) -> Iterator[Outcome]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("cleaning"), BarColumn(), TextColumn("{task.completed} docs"),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("cleaning"),
+        BarColumn(),
+        TextColumn("{task.completed} docs"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task("clean", total=None)
         for outcome in outcomes:
             yield outcome

@@ -69,7 +69,7 @@ def quality_signals(text: str) -> dict[str, float]:
     n = max(1, len(text) - len(_SPACE.findall(text)))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     n_lines = max(1, len(lines))
-    ends = sum(1 for line in lines if line[-1] in "。！？.!?；;：:」”\"）)…")
+    ends = sum(1 for line in lines if line[-1] in '。！？.!?；;：:」”"）)…')
     words = _WORD.findall(text)
     return {
         "chars": float(len(text)),
@@ -100,8 +100,13 @@ def heuristic_score(signals: dict[str, float], min_chars: int = 50) -> tuple[flo
     return round(1 - len(failed) / len(checks), 4), failed
 
 
-def quality_filter(text: str, threshold: float = 0.7, min_chars: int = 50, scorer: str | None = None,
-                   scorer_threshold: float = 0.5) -> OpResult:
+def quality_filter(
+    text: str,
+    threshold: float = 0.7,
+    min_chars: int = 50,
+    scorer: str | None = None,
+    scorer_threshold: float = 0.5,
+) -> OpResult:
     """Score a document; drop it under ``threshold`` (heuristics) or ``scorer_threshold`` (learned)."""
     signals = quality_signals(text)
     score, failed = heuristic_score(signals, min_chars)
