@@ -46,7 +46,8 @@ def extractive_summary(text: str, *, max_sentences: int = 8, section_chars: int 
     sentences = []
     for s, e in split_sentences(text):
         tokens = tokenizer.tokens(text[s:e])
-        if len(tokens) >= 3:  # headings and fragments are not summary sentences
+        # Headings, table rows and fragments (no closing punctuation) are not summary sentences.
+        if len(tokens) >= 3 and text[e - 1] in "。！？!?.;；”\"）)":
             sentences.append({"start": s, "end": e, "text": text[s:e], "tf": Counter(tokens)})
     if not sentences:
         return []
