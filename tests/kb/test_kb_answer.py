@@ -3,7 +3,7 @@ import json
 import pytest
 
 from domainlm.errors import DomainlmError
-from domainlm.kb import answer, open_kb
+from domainlm.kb import answer
 from domainlm.kb.answer import REFUSAL
 
 

@@ -8,7 +8,16 @@ hybrid search, grounded answers with citations, and chat with one long file.
 """
 
 from domainlm.kb.answer import Answer, Citation, SentenceSupport, answer
-from domainlm.kb.index import FORMAT_VERSION, Hit, KBConfig, KnowledgeBase, add_documents, build_kb, open_kb, remove_documents
+from domainlm.kb.index import (
+    FORMAT_VERSION,
+    Hit,
+    KBConfig,
+    KnowledgeBase,
+    add_documents,
+    build_kb,
+    open_kb,
+    remove_documents,
+)
 
 __all__ = [
     "FORMAT_VERSION", "Answer", "Citation", "Hit", "KBConfig", "KnowledgeBase", "SentenceSupport",

@@ -222,7 +222,10 @@ def register(app: typer.Typer) -> None:
         from domainlm.kb.index import open_kb
 
         ans = answer(open_kb(kb), question, model, k=k, mode=mode)
-        _echo_json(ans.model_dump(mode="json")) if as_json else _print_answer(ans)
+        if as_json:
+            _echo_json(ans.model_dump(mode="json"))
+        else:
+            _print_answer(ans)
 
     @app.command("chatfile")
     def chatfile(
@@ -242,7 +245,13 @@ def register(app: typer.Typer) -> None:
             raise DomainlmError("chatfile: give exactly one of --summary or --ask \"question\"")
         if summary:
             result = summarize_file(file, model, max_sentences=max_sentences)
-            _echo_json(result.model_dump(mode="json")) if as_json else Console().print(result.summary, highlight=False)
+            if as_json:
+                _echo_json(result.model_dump(mode="json"))
+            else:
+                Console().print(result.summary, highlight=False)
             return
         ans = ask_file(file, question, model, embedder=embedder)
-        _echo_json(ans.model_dump(mode="json")) if as_json else _print_answer(ans)
+        if as_json:
+            _echo_json(ans.model_dump(mode="json"))
+        else:
+            _print_answer(ans)

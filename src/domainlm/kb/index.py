@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from domainlm.errors import DomainlmError
-from domainlm.io import dumps, iter_jsonl, read_json, sha256_file, sha256_text, write_json, write_jsonl, write_text
+from domainlm.io import iter_jsonl, read_json, sha256_file, sha256_text, write_json, write_jsonl, write_text
 
 FORMAT_VERSION = 1
 KB_FILE = "kb.json"
@@ -552,4 +552,4 @@ def kb_summary(kb: KnowledgeBase) -> dict[str, Any]:
     }
 
 
-__all__ = ["Hit", "KBConfig", "KnowledgeBase", "add_documents", "build_kb", "dumps", "open_kb", "remove_documents"]
+__all__ = ["FORMAT_VERSION", "Hit", "KBConfig", "KnowledgeBase", "add_documents", "build_kb", "open_kb", "remove_documents"]

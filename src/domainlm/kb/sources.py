@@ -24,11 +24,13 @@ class Rejected:
 
 
 def _read_docx(path: Path) -> str:
+    import zipfile
+
     import docx
 
     try:
         document = docx.Document(str(path))
-    except Exception as exc:  # python-docx raises several types for a broken zip/xml
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:  # python-docx: broken zip or xml
         raise DomainlmError(f"{path}: not a readable .docx ({type(exc).__name__})") from None
     lines: list[str] = []
     body = document.element.body

@@ -27,16 +27,7 @@ _WORDLIKE = re.compile(r"\w", re.UNICODE)
 # discounts common words; these are the ones that would otherwise count as "question terms" when
 # judging whether a passage answers a question.
 STOPWORDS = frozenset(
-    """的 了 是 在 和 与 及 或 吗 呢 吧 啊 呀 么 嘛 哪 哪些 哪个 哪里 什么 多少 几 怎么 怎样 如何 为什么 是否
-    有没有 可以 能否 能 会 请问 请 我 我们 你 你们 您 他 她 它 这 那 这个 那个 之 其 对 于 为 被 把 从 到 向 也 都 就
-    还 又 并 而 但 所 以 等 个 一个 有 没有 要 需要 给 让 时 时候 怎么样 啥 咋 该 应 应该 麻烦 告诉 了解 想 想要
-    知道 关于 具体 一下 问 问问 请教 咨询 帮 帮忙 帮我 查 查询 说 说明 介绍 多久 多长 多长时间 哪天 哪一天 何时 几时
-    什么时候 多大 多高 多低 几天 几个
-    a an the of to in on at for by with from and or is are was were be been being do does did what which who
-    whom whose how why when where whether can could will would shall should may might must i you we they he she
-    it me my your our their this that these those there here please tell about any some if than then as into
-    has have had not no its it's i'm im m s let give show find out know like want looking look tell explain
-    apply applies applied detail details information info exactly just also much many long often soon""".split()
+    ["的", "了", "是", "在", "和", "与", "及", "或", "吗", "呢", "吧", "啊", "呀", "么", "嘛", "哪", "哪些", "哪个", "哪里", "什么", "多少", "几", "怎么", "怎样", "如何", "为什么", "是否", "有没有", "可以", "能否", "能", "会", "请问", "请", "我", "我们", "你", "你们", "您", "他", "她", "它", "这", "那", "这个", "那个", "之", "其", "对", "于", "为", "被", "把", "从", "到", "向", "也", "都", "就", "还", "又", "并", "而", "但", "所", "以", "等", "个", "一个", "有", "没有", "要", "需要", "给", "让", "时", "时候", "怎么样", "啥", "咋", "该", "应", "应该", "麻烦", "告诉", "了解", "想", "想要", "知道", "关于", "具体", "一下", "问", "问问", "请教", "咨询", "帮", "帮忙", "帮我", "查", "查询", "说", "说明", "介绍", "多久", "多长", "多长时间", "哪天", "哪一天", "何时", "几时", "什么时候", "多大", "多高", "多低", "几天", "几个", "a", "an", "the", "of", "to", "in", "on", "at", "for", "by", "with", "from", "and", "or", "is", "are", "was", "were", "be", "been", "being", "do", "does", "did", "what", "which", "who", "whom", "whose", "how", "why", "when", "where", "whether", "can", "could", "will", "would", "shall", "should", "may", "might", "must", "i", "you", "we", "they", "he", "she", "it", "me", "my", "your", "our", "their", "this", "that", "these", "those", "there", "here", "please", "tell", "about", "any", "some", "if", "than", "then", "as", "into", "has", "have", "had", "not", "no", "its", "it's", "i'm", "im", "m", "s", "let", "give", "show", "find", "out", "know", "like", "want", "looking", "look", "tell", "explain", "apply", "applies", "applied", "detail", "details", "information", "info", "exactly", "just", "also", "much", "many", "long", "often", "soon"]
 )
 
 
