@@ -12,12 +12,13 @@ def test_cli_build_search_ask_add_remove(sample_dir, tmp_path, capsys):
     docs = tmp_path / "docs"
     shutil.copytree(sample_dir / "docs", docs)
     (docs / "garbage.pdf").write_bytes(bytes(range(256)) * 20)
+    (docs / "broken.docx").write_bytes(b"PK\x03\x04garbage" * 10)
     kb = tmp_path / "kb"
     assert main(["kb", "build", str(docs), "--out", str(kb), "--embedder", "none"]) == 0
     err = capsys.readouterr().err
-    assert "11 documents" in err and "1 inputs skipped" in err
+    assert "11 documents" in err and "2 inputs skipped" in err
     rejected = [json.loads(x) for x in (kb / "rejected.jsonl").read_text("utf-8").splitlines()]
-    assert [r["source"] for r in rejected] == [str(docs / "garbage.pdf")]
+    assert sorted(r["source"] for r in rejected) == [str(docs / "broken.docx"), str(docs / "garbage.pdf")]
     manifest = json.loads((kb / "manifest.json").read_text("utf-8"))
     assert manifest["stage"] == "kb" and manifest["metrics"]["format_version"] == 1
     assert main(["kb", "build", str(docs), "--out", str(kb), "--embedder", "none"]) == 0

@@ -27,10 +27,12 @@ def _read_docx(path: Path) -> str:
     import zipfile
 
     import docx
+    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:  # python-docx: broken zip or xml
+    # python-docx: not a zip / no document part / broken XML (lxml's errors are SyntaxErrors)
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError, OSError) as exc:
         raise DomainlmError(f"{path}: not a readable .docx ({type(exc).__name__})") from None
     lines: list[str] = []
     body = document.element.body
