@@ -27,7 +27,7 @@ def test_lawbench_row_reproduced_exactly(row):
 
 
 def as_csv(value: float) -> str:
-    text = "%.16g" % value
+    text = format(value, ".16g")
     return text if any(c in text for c in ".e") else text + ".0"
 
 

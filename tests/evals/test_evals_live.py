@@ -3,15 +3,14 @@ depend on batch size, variants (base / base+KB / another model) land in one tabl
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from domainlm.evals.pipeline import EvalConfig, evaluate, parse_variant, run_once  # noqa: E402
-from domainlm.evals.tasks import load_suite  # noqa: E402
+from domainlm.evals.pipeline import EvalConfig, evaluate, parse_variant, run_once
+from domainlm.evals.tasks import load_suite
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,7 @@ def evaluate(config: EvalConfig, out: str | Path, *, force: bool = False) -> dic
             from domainlm.io import read_json
 
             return read_json(out / "results.json")
-        common = dict(general=general, seed=config.seed, batch_size=config.batch_size, kb_k=config.kb_k)
+        common = {"general": general, "seed": config.seed, "batch_size": config.batch_size, "kb_k": config.kb_k}
         if not config.variants:
             results, records = run_once(suites, model=config.model, kb=config.kb, predictions=config.predictions, **common)
             _write_run(out, results, records, run)

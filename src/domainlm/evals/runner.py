@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from domainlm.errors import DomainlmError
 from domainlm.evals.density import request_flops
 from domainlm.evals.extract import LETTERS
 from domainlm.evals.tasks import SuiteConfig
@@ -108,7 +109,7 @@ class TokenCounter:
         if self.render is not None:
             try:
                 return self.render(conversation, tools)
-            except Exception:  # a model without a chat template: count the raw turns
+            except DomainlmError:  # a model without a chat template: count the raw turns
                 pass
         return "\n".join(m["content"] for m in conversation)
 
