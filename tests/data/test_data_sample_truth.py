@@ -11,19 +11,17 @@ from domainlm.data.pii import redact_pii
 from domainlm.io import read_jsonl
 
 
-SEED, SIZE = 0, "tiny"
-
-
 def _simplified(text: str) -> str:
     return to_simplified(text).text
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
+@pytest.fixture(scope="module", params=[("tiny", 0), ("small", 2)], ids=["tiny-seed0", "small-seed2"])
+def sample(request, tmp_path_factory):
     from domainlm.sample import generate_sample
 
     root = tmp_path_factory.mktemp("sample")
-    generate_sample(root, seed=SEED, size=SIZE)
+    size, seed = request.param
+    generate_sample(root, seed=seed, size=size)
     out = tmp_path_factory.mktemp("cleaned")
     result = clean([root / "web"], out, {"workers": 2})
     truth = {r["path"]: r for r in read_jsonl(root / "truth" / "web.jsonl")}
