@@ -93,8 +93,8 @@ def test_real_tiny_model_never_gives_an_unsupported_answer(sample_kb, sample_dir
     from domainlm.models.testing import make_tiny_model
 
     model = load_model(str(make_tiny_model(tmp_path / "tiny")))
-    for item in _items(sample_dir, "knowledge_qa")[:2]:
-        ans = answer(sample_kb, item["question"], model, max_new_tokens=24)
+    for item in _items(sample_dir, "knowledge_qa")[:1]:
+        ans = answer(sample_kb, item["question"], model, max_new_tokens=16)
         assert ans.mode == "model"
         # a random model writes noise: either refused, or only sentences its citations support
         assert ans.refused or all(s.support >= 0.6 for s in ans.sentences if s.kept)
