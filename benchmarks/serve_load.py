@@ -224,9 +224,17 @@ def main() -> None:
     from domainlm.models import resolve_hf_dir
 
     started = time.time()
+    accelerator = None
+    try:
+        import torch
+
+        accelerator = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
     result: dict = {"benchmark": "serve_load", "model": args.model, "max_tokens": args.max_tokens,
                     "requests_per_level": args.requests, "time_limit_s": args.time_limit,
                     "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                                "accelerator": accelerator,
                                 "load_avg_at_start": os.getloadavg()}}
     if args.upstream:
         result["upstream"] = run_upstream_levels(args.upstream, levels, args)

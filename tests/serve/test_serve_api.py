@@ -179,10 +179,10 @@ def test_every_route_but_health_and_page_needs_a_key(live):
     assert app_paths - PUBLIC == {path.replace("/tiny", "/{model_id}") for _, path, _ in ROUTES}  # the list is complete
     for method, path, body in ROUTES:
         for headers in ({}, auth("sk-wrong-0123456789"), {"Authorization": "Basic " + KEY}):
-            r = httpx.request(method, live.url + path, json=body, headers=headers)
+            r = httpx.request(method, live.url + path, json=body, headers=headers, timeout=120)
             assert r.status_code == 401, (method, path, headers)
             assert "API key" in r.json()["error"]["message"]
-        r = httpx.request(method, live.url + path, json=body, headers={"X-API-Key": KEY})
+        r = httpx.request(method, live.url + path, json=body, headers={"X-API-Key": KEY}, timeout=120)
         assert r.status_code != 401, (method, path)
     assert httpx.get(live.url + "/health").json()["status"] == "ok"
     page = httpx.get(live.url + "/")

@@ -98,5 +98,12 @@ def test_exports_load_and_train_in_trl(store, tmp_path, tiny_dir):
             trainer = trl.DPOTrainer(model=model, args=trl.DPOConfig(**common), train_dataset=ds, processing_class=tok)
         else:
             trainer = trl.KTOTrainer(model=model, args=trl.KTOConfig(**common), train_dataset=ds, processing_class=tok)
-        out = trainer.train()
+        try:
+            out = trainer.train()
+        finally:
+            # TRL's trainers leave a process-wide accelerate state behind; later in-process training
+            # (the flywheel test, domainlm.train) must start from a clean one.
+            from accelerate.state import AcceleratorState
+
+            AcceleratorState._reset_state(reset_partial_state=True)
         assert out.global_step == 1, fmt

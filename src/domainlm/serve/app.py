@@ -537,8 +537,7 @@ def _kb_answer(state: ServeState, messages: list[dict], params: GenParams, body:
     model = state.model if state.kb_reader == "model" else None
     reader = model.model if model is not None else None
     if model is not None:
-        with model.lock:
-            result = kb_answer(state.kb, question, model=reader)
+        result = model.run(kb_answer, state.kb, question, model=reader)
     else:
         result = kb_answer(state.kb, question, model=None)
     text = result["answer"]

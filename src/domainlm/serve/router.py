@@ -59,8 +59,7 @@ def answer_confidence(model: ServedModel, messages: list[dict], answer: str, too
     if not getattr(model.model, "supports_logprobs", False) or not answer:
         return None
     prompt = model.prompt_text(messages, tools)
-    with model.lock:
-        total = model.model.loglikelihood([(prompt, answer)])[0]
+    total = model.run(model.model.loglikelihood, [(prompt, answer)])[0]
     return math.exp(total / max(1, model.count_tokens(answer)))
 
 
