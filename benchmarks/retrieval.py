@@ -283,6 +283,9 @@ def main() -> None:
     for key, value in ratios.items():
         print(f"{key}: {value}")
     print(f"wrote {args.out}")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 _POSITIONS: dict[int, dict[str, int]] = {}
