@@ -92,3 +92,18 @@ def test_parse_variant():
     assert parse_variant("base=openai:http://h:1/v1#m") == ("base", "openai:http://h:1/v1#m", None)
     with pytest.raises(Exception, match="NAME=MODEL"):
         parse_variant("tiny")
+
+
+def test_pinned_judge_runs_and_is_recorded(tmp_path, test_model):
+    suite = tmp_path / "gen"
+    suite.mkdir()
+    (suite / "summary.jsonl").write_text(json.dumps(
+        {"id": "g1", "type": "generation", "question": "用一句话介绍金卡", "answer": "海港金卡年费100元。"},
+        ensure_ascii=False) + "\n", encoding="utf-8")
+    (suite / "suite.yaml").write_text(
+        f"max_new_tokens: 4\nchat: false\njudge:\n  model: {test_model}\n  prompt: '参考：{{reference}} 回答：{{output}} 分数：'\n",
+        encoding="utf-8")
+    results, records = run_once([load_suite(suite)], model=test_model)
+    assert results["judge"]["model"] == test_model and results["judge"]["prompt"].startswith("参考：")
+    assert "judge_output" in records[0] and 0.0 <= records[0]["judge_score"] <= 1.0
+    assert records[0]["score"] == records[0]["judge_score"]

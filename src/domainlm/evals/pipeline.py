@@ -54,7 +54,7 @@ def run_once(suites: list[Suite], *, model: str | None, kb: str | None = None, p
     if predictions:
         preds = read_predictions(predictions, {i["id"]: i for i in items})
     else:
-        from domainlm.evals.runner import judge_generations, run_model
+        from domainlm.evals.runner import run_model
         from domainlm.models import load_model
 
         lm = load_model(model, batch_size=batch_size) if _accepts_batch_size(model) else load_model(model)
@@ -66,15 +66,7 @@ def run_once(suites: list[Suite], *, model: str | None, kb: str | None = None, p
                                          batch_size=batch_size, seed=seed, progress=lambda k: progress.advance(bar, k))
         finally:
             lm.close()
-        judges = {s.config.judge.model_dump_json(): s.config.judge for s in suites if s.config.judge}
-        if judges and any(i["type"] == "generation" for i in items):
-            spec = next(iter(judges.values()))
-            judge_lm = load_model(spec.model)
-            try:
-                judge_generations(judge_lm, items, preds, spec.prompt, batch_size=batch_size)
-            finally:
-                judge_lm.close()
-            judge = {"model": spec.model, "prompt": spec.prompt, "judge_info": dict(getattr(judge_lm, "info", {}) or {})}
+        judge = _judge(suites, items, preds, batch_size)
     records = score_predictions(items, preds)
     results = summarize(items, records, seed=seed, general=general)
     results = {"model": model, "kb": kb, "predictions": predictions,
@@ -86,6 +78,22 @@ def run_once(suites: list[Suite], *, model: str | None, kb: str | None = None, p
         results["density"] = density(results["overall"].get("score", 0.0), usage, info)
         results["model_info"] = info
     return results, records
+
+
+def _judge(suites: list[Suite], items: list[dict], preds: dict[str, dict], batch_size: int) -> dict | None:
+    """Judge ``generation`` outputs with the (first) judge a suite pins; returns what to record about it."""
+    spec = next((s.config.judge for s in suites if s.config.judge), None)
+    if spec is None or not any(i["type"] == "generation" for i in items):
+        return None
+    from domainlm.evals.runner import judge_generations
+    from domainlm.models import load_model
+
+    judge_lm = load_model(spec.model)
+    try:
+        judge_generations(judge_lm, items, preds, spec.prompt, batch_size=batch_size)
+    finally:
+        judge_lm.close()
+    return {"model": spec.model, "prompt": spec.prompt, "judge_info": dict(getattr(judge_lm, "info", {}) or {})}
 
 
 def _accepts_batch_size(spec: str | None) -> bool:
