@@ -416,7 +416,7 @@ def remove_offtopic_tail(
 
     Only the latter part of the document (after ``min_position`` of its length) is considered; a header
     must be a short line that is mostly the header, and a topical cut only takes prose paragraphs
-    (15+ Han characters or 8+ words) whose share of words/character bigrams seen earlier in the
+    (15+ Han characters or 8+ words) whose share of (jieba or English) words seen earlier in the
     document is at most ``max_overlap``. Short lines (signatures, contacts) stop the cut.
     """
     compiled = [re.compile(h) for h in headers]
@@ -476,11 +476,17 @@ _STOPWORDS = frozenset(
 
 
 def _topic_words(text: str, counts: bool = False):
-    """Han character bigrams plus lower-cased English words of 3+ letters (minus stopwords): a set, or a
+    """Chinese words (jieba) plus lower-cased English words of 3+ letters (minus stopwords): a set, or a
     Counter of occurrences with ``counts``."""
     grams: Counter = Counter()
-    for run in re.findall(f"[{HAN}]+", text):
-        grams.update(run[i : i + 2] for i in range(len(run) - 1))
+    runs = re.findall(f"[{HAN}]+", text)
+    if runs:
+        # jieba words of 2+ characters: character bigrams across word boundaries ("旅行地是海边" shares
+        # "是海" with "是海港银行") would make unrelated text look on topic.
+        import jieba
+
+        jieba.setLogLevel(60)
+        grams.update(w for run in runs for w in jieba.lcut(run) if len(w) >= 2)
     text = re.sub(r"\S+@\S+|(?:https?://|www\.)\S+", " ", text)  # contact details are not topic words
     # Crude plural folding ("fees" ~ "fee") is enough to compare vocabularies.
     grams.update(
