@@ -1,0 +1,91 @@
+"""The whole line on the sample domain at its smallest size, and build's stage selection and errors."""
+
+import json
+
+import pytest
+
+from domainlm.cli import main
+from domainlm.errors import DomainlmError
+from domainlm.io import read_json
+from domainlm.pipeline import build, demo
+from domainlm.sample import generate_sample
+
+
+def _workspace(tmp_path, extra=""):
+    generate_sample(tmp_path / "sample", seed=0, size="tiny")
+    (tmp_path / "domainlm.yaml").write_text(
+        "name: t\nsources: [sample/docs, sample/web]\n"
+        "tasks: {train: [sample/tasks/train], eval: [sample/tasks/eval]}\n"
+        "kb: {embedder: none}\n" + extra,
+        encoding="utf-8",
+    )
+    return tmp_path / "domainlm.yaml"
+
+
+def test_until_runs_a_prefix_and_a_rerun_is_cached(tmp_path):
+    config = _workspace(tmp_path)
+    first = build(config, until="synth")
+    assert [(o.name, o.status) for o in first.outcomes] == [("clean", "ran"), ("kb", "ran"), ("synth", "ran")]
+    again = build(config, until="synth")
+    assert [o.status for o in again.outcomes] == ["cached", "cached", "cached"]
+    changed = build(config, ["synth.eval_only_fraction=0.5"], until="synth")
+    assert [o.status for o in changed.outcomes] == ["cached", "cached", "ran"]
+    only_kb = build(config, from_="kb", until="kb", force=True)
+    assert [(o.name, o.status) for o in only_kb.outcomes] == [("kb", "ran")]
+
+
+def test_failure_names_the_stage_and_keeps_finished_artifacts(tmp_path):
+    config = _workspace(tmp_path)
+    build(config, until="kb")
+    kb_manifest = (tmp_path / "artifacts" / "kb" / "manifest.json").read_bytes()
+    (tmp_path / "domainlm.yaml").write_text(config.read_text() + "train: {stages: [cpt, rlhf]}\n", encoding="utf-8")
+    with pytest.raises(DomainlmError, match=r"build stopped at stage 'train': .*'rlhf' is not cpt or sft"):
+        build(config, from_="train")
+    assert (tmp_path / "artifacts" / "kb" / "manifest.json").read_bytes() == kb_manifest
+
+
+def test_bad_stage_names_and_missing_sources(tmp_path, capsys):
+    config = _workspace(tmp_path)
+    with pytest.raises(DomainlmError, match="--until 'train2': expected one of clean, kb"):
+        build(config, until="train2")
+    with pytest.raises(DomainlmError, match="--from eval comes after --until kb"):
+        build(config, from_="eval", until="kb")
+    assert main(["build", "-c", str(config), "sources=[nowhere]", "--until", "clean"]) == 2
+    assert "build stopped at stage 'clean'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = demo(out, size="tiny", overrides=["compress.targets=[]"])
+    return out, result
+
+
+def test_demo_builds_every_stage_and_reports_numbers_from_the_artifacts(demo_run):
+    out, result = demo_run
+    assert [o.name for o in result.outcomes if o.status == "ran"] == ["clean", "kb", "synth", "train", "eval", "report"]
+    assert result.report == out / "artifacts" / "report" / "report.html"
+    summary = read_json(out / "artifacts" / "report" / "summary.json")
+    results = read_json(out / "artifacts" / "eval" / "results.json")["variants"]
+    for name, variant in results.items():
+        assert summary["variants"][name]["overall"] == variant["overall"]["score"]
+        for task, info in variant["tasks"].items():
+            assert summary["variants"][name]["tasks"][task] == info["score"]
+    extractive = read_json(out / "artifacts" / "eval-kb-extractive" / "results.json")
+    assert summary["variants"]["kb-extractive"]["overall"] == extractive["overall"]["score"]
+    # the tuned model beats the same architecture without training
+    assert summary["variants"]["tuned"]["overall"] > summary["variants"]["base"]["overall"]
+    # the refusal rate on unanswerable questions is reported for every variant
+    for name in ("base", "tuned", "tuned+kb", "kb-extractive"):
+        refusal = summary["variants"][name]["refusal"]
+        assert refusal["n"] > 0 and 0.0 <= refusal["refusal_recall"] <= 1.0
+    html = result.report.read_text(encoding="utf-8")
+    assert f"{summary['variants']['tuned']['overall']:.4g}" in html
+    assert "Hallucination" in html and "data:image/png;base64," in html  # loss curves embedded
+
+
+def test_second_build_reruns_nothing(demo_run):
+    out, _ = demo_run
+    again = build(out / "domainlm.yaml", ["compress.targets=[]"])
+    assert {o.status for o in again.outcomes} <= {"cached", "off"}
+    assert json.loads((out / "artifacts" / "report" / "summary.json").read_text())["name"] == "harbor-bank-demo"
