@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from domainlm.sandbox.capacity import (
-    ATTRIBUTES, TEMPLATES, CapacityConfig, knowledge_bits_possible, make_people, render_bio, run_capacity,
+    ATTRIBUTES,
+    TEMPLATES,
+    CapacityConfig,
+    knowledge_bits_possible,
+    make_people,
+    render_bio,
+    run_capacity,
     training_rows,
 )
 

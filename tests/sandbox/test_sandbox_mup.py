@@ -6,9 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from domainlm.sandbox import tokenizer  # noqa: E402
-from domainlm.sandbox.coord_check import coord_check, spread  # noqa: E402
-from domainlm.sandbox.mup_model import ModelConfig, MupTransformer  # noqa: E402
+from domainlm.sandbox import tokenizer
+from domainlm.sandbox.coord_check import coord_check, spread
+from domainlm.sandbox.mup_model import ModelConfig, MupTransformer
 
 
 def test_model_shape_and_mup_rules():
@@ -40,9 +40,9 @@ def test_model_is_causal():
 
 
 def test_coordinate_check_flat_under_mup_not_under_sp(cmrc_path):
-    from domainlm.sandbox.data import load_texts
-
     import numpy as np
+
+    from domainlm.sandbox.data import load_texts
 
     text = "".join(load_texts(cmrc_path).texts[:60])
     streams = {"general": tokenizer.encode(text)}

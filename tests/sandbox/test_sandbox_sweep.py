@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from domainlm.cli import main  # noqa: E402
-from domainlm.errors import DomainlmError  # noqa: E402
-from domainlm.sandbox.fit import optimum_1d  # noqa: E402
-from domainlm.sandbox.sweep import SweepConfig, random_points, run_sweep  # noqa: E402
+from domainlm.cli import main
+from domainlm.errors import DomainlmError
+from domainlm.sandbox.fit import optimum_1d
+from domainlm.sandbox.sweep import SweepConfig, random_points, run_sweep
 
 
 def test_best_lr_transfers_to_4x_wider_model(tmp_path, cmrc_path):

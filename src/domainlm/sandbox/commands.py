@@ -186,7 +186,7 @@ def capacity_cmd(
 ) -> None:
     """Bits of knowledge stored per parameter on a synthetic knowledge set, vs exposures and mixing."""
     from domainlm.io import write_json, write_text
-    from domainlm.sandbox.capacity import CapacityConfig, run_capacity
+    from domainlm.sandbox.capacity import CapacityConfig
     from domainlm.sandbox.report import capacity_report
     from domainlm.workspace import apply_overrides, stage_run
 
@@ -228,7 +228,6 @@ def capacity_cmd(
 
 def _run_capacity(cfg, other: Path | None, device: str) -> list[dict]:
     import numpy as np
-    import torch
     from rich.progress import Progress
 
     from domainlm.sandbox import tokenizer
@@ -240,8 +239,6 @@ def _run_capacity(cfg, other: Path | None, device: str) -> list[dict]:
     if other is not None:
         other_tokens = np.concatenate([tokenizer.encode(t, eot=True) for t in load_texts(other).texts])
     device = pick_device(device)
-    if device == "cpu":
-        torch.set_num_threads(max(1, torch.get_num_threads()))
     with Progress(console=console) as progress:
         task = progress.add_task("capacity runs", total=len(cfg.exposures))
         return run_capacity(cfg, other_tokens, device, on_progress=lambda r: progress.advance(task))
