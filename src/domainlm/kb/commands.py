@@ -75,7 +75,7 @@ def build(
             format_version=info["format_version"], documents=info["n_documents"], chunks=info["n_chunks"],
             rejected=len(rejected), duplicates=len(info["duplicates"]), embedder=info["embedder"],
         )
-    err.print(f"{out}: {info['n_documents']} documents, {info['n_chunks']} chunks, embedder {info['embedder']}"
+    err.print(f"{out}: {info['n_documents']} documents, {info['n_chunks']} chunks, embedder {info['embedder'] or 'none'}"
               + (f", {len(rejected)} inputs skipped" if rejected else ""))
 
 
