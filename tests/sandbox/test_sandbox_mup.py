@@ -6,9 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from domainlm.sandbox import tokenizer
-from domainlm.sandbox.coord_check import coord_check, spread
-from domainlm.sandbox.mup_model import ModelConfig, MupTransformer
+from domainlm.sandbox import tokenizer  # noqa: E402
+from domainlm.sandbox.coord_check import coord_check, spread  # noqa: E402
+from domainlm.sandbox.mup_model import ModelConfig, MupTransformer  # noqa: E402
 
 
 def test_model_shape_and_mup_rules():
