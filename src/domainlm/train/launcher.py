@@ -49,7 +49,8 @@ def launch_command(launcher: str, nproc: int, argv: list[str], *, nnodes: int = 
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(nproc * nnodes),
                "--num_machines", str(nnodes), "--machine_rank", str(node_rank), "--main_process_ip", master_addr,
                "--main_process_port", port]
-        cmd += ["--multi_gpu"] if cuda and nproc * nnodes > 1 else (["--cpu"] if not cuda else [])
+        # several processes go through torch.distributed.run (accelerate's --multi_gpu path), on CPU too (gloo)
+        cmd += ["--multi_gpu"] if nproc * nnodes > 1 else ([] if cuda else ["--cpu"])
         return cmd + ["-m", "domainlm", *argv]
     raise DomainlmError(f"--launcher {launcher}: expected torchrun or accelerate")
 

@@ -108,7 +108,11 @@ def train_loop(model, tokenizer, train: list[Example], held_out: list[Example], 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     wrapper = CausalLMLoss(model, chunked=cfg.chunked_loss)
     if cfg.compile:
-        wrapper.model = torch.compile(wrapper.model)
+        # compile each decoder block in place: parameter names (and so checkpoints) stay unchanged, and
+        # the chunked loss, which calls the decoder stack directly, still runs the compiled blocks
+        backbone, _ = wrapper._parts()
+        for block in backbone.layers:
+            block.compile()
     params = [p for p in wrapper.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]

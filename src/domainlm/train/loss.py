@@ -19,7 +19,9 @@ from torch.utils.checkpoint import checkpoint
 
 def _chunk_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     logits = hidden @ weight.t()
-    return F.cross_entropy(logits.float(), targets, reduction="sum")
+    if logits.dtype in (torch.float16, torch.bfloat16):  # softmax over 150k classes wants fp32
+        logits = logits.float()
+    return F.cross_entropy(logits, targets, reduction="sum")
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
@@ -35,7 +37,7 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: to
     if n == 0:
         return hidden.sum() * 0.0, 0
     h, y = h.index_select(0, keep), y.index_select(0, keep)
-    total = hidden.new_zeros((), dtype=torch.float32)
+    total = hidden.new_zeros((), dtype=torch.float64 if hidden.dtype == torch.float64 else torch.float32)
     for start in range(0, n, chunk_rows):
         hs, ys = h[start : start + chunk_rows], y[start : start + chunk_rows]
         if torch.is_grad_enabled():

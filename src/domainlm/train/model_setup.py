@@ -59,6 +59,14 @@ def load_for_training(base_dir: str | Path, cfg: TrainConfig):
         raise DomainlmError(f"{base_dir}: cannot load the base model ({str(exc).splitlines()[0]})") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    model = prepare_for_training(model, cfg)
+    if not torch.cuda.is_available():
+        model.to("cpu")
+    return model, tokenizer
+
+
+def prepare_for_training(model, cfg: TrainConfig):
+    """Gradient checkpointing if asked, then LoRA adapters (on a 4-bit base for qlora)."""
     model.config.use_cache = False
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -68,9 +76,7 @@ def load_for_training(base_dir: str | Path, cfg: TrainConfig):
         if cfg.method == "qlora":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.grad_checkpointing)
         model = get_peft_model(model, lora_config(cfg))
-    if not torch.cuda.is_available():
-        model.to("cpu")
-    return model, tokenizer
+    return model
 
 
 def save_trained(model, tokenizer, out: Path, cfg: TrainConfig, base_dir: Path) -> list[str]:

@@ -150,7 +150,8 @@ def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, re
     model, tokenizer = load_for_training(base_dir, cfg)
     sequences, truncated = build_sequences(loaded, tokenizer, cfg)
     if not sequences:
-        raise DomainlmError(f"{loaded.files[0]}: no training sequence could be built from the data")
+        why = f" ({truncated} conversations cut at --seq-len {cfg.seq_len} lost their answers)" if truncated else ""
+        raise DomainlmError(f"{loaded.files[0]}: no training sequence could be built from the data{why}")
     train_seqs, held_out = split_holdout(sequences, cfg.eval_fraction, cfg.eval_max, cfg.seed)
     train_seqs = train_seqs + replay_sequences(cfg, tokenizer, len(train_seqs))
     world = int(os.environ.get("WORLD_SIZE", "1"))
