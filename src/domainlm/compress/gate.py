@@ -1,0 +1,116 @@
+"""The quality gate: score the source and the result on the same eval suites, then promote or refuse.
+
+Scoring is the eval stage's own (``domainlm.evals``: suites, prompts, scorers), so a gate score is the
+number ``domainlm eval`` would print. Both sides are prompted the same way: where one backend gives no
+log-probabilities (llama.cpp), multiple-choice items are answered by generation on both sides.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from domainlm.errors import DomainlmError
+
+SPEED_PROMPTS = [
+    [{"role": "user", "content": "请介绍一下海港银行的信用卡产品。"}],
+    [{"role": "user", "content": "What documents do I need to open a savings account?"}],
+    [{"role": "user", "content": "定期存款提前支取怎么计息？"}],
+    [{"role": "user", "content": "Explain the fees of a cross-border transfer."}],
+]
+
+
+def default_suite() -> Path:
+    """The sample domain's ``tasks/eval`` (seed 0, size tiny), generated once into the cache."""
+    from domainlm.models.tiny import cache_root
+
+    folder = cache_root() / "sample" / "seed0-tiny"
+    if not (folder / "tasks" / "eval").is_dir():
+        try:
+            from domainlm.sample import generate_sample
+        except ImportError:
+            raise DomainlmError("no --gate suite given and the sample domain generator is not installed") from None
+        generate_sample(folder, seed=0, size="tiny")
+    return folder / "tasks" / "eval"
+
+
+def size_on_disk(path: str | Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _load(spec: str, batch_size: int):
+    from domainlm.models import load_model, parse_spec
+
+    kind = parse_spec(spec).kind
+    if kind in ("tiny", "hf"):
+        return load_model(spec, batch_size=batch_size, device="cpu")
+    if kind == "gguf":
+        return load_model(spec, n_ctx=4096)
+    return load_model(spec)
+
+
+def tokens_per_second(lm, count, new_tokens: int = 48) -> float:
+    """Greedy decoding speed on a few fixed chats, output tokens counted with the source tokenizer."""
+    lm.chat(SPEED_PROMPTS[:1], max_new_tokens=4)  # warm-up: first-call allocations are not speed
+    started = time.perf_counter()
+    outputs = lm.chat(SPEED_PROMPTS, max_new_tokens=new_tokens)
+    elapsed = time.perf_counter() - started
+    return sum(count(o) for o in outputs) / max(elapsed, 1e-9)
+
+
+def score_model(spec: str, suites: list, *, batch_size: int = 8, seed: int = 0, count=None,
+                generate_mcq: bool = False) -> dict:
+    """Score, load time, tokens/s and size of one model on the suites."""
+    from domainlm.evals.runner import run_model
+    from domainlm.evals.scoring import all_items, score_predictions, summarize
+
+    started = time.perf_counter()
+    lm = _load(spec, batch_size)
+    load_s = time.perf_counter() - started
+    try:
+        configs = {s.name: (s.config.model_copy(update={"mcq_mode": "generate"}) if generate_mcq else s.config)
+                   for s in suites}
+        items = all_items(suites)
+        predictions, usage = run_model(lm, items, configs, batch_size=batch_size, seed=seed)
+        results = summarize(items, score_predictions(items, predictions), seed=seed)
+        speed = tokens_per_second(lm, count) if count else None
+    finally:
+        lm.close()
+    return {"spec": spec, "score": results["overall"]["score"], "ci95": results["overall"].get("ci95"),
+            "n": results["overall"]["n"], "tasks": {t: b["score"] for t, b in results.get("tasks", {}).items()},
+            "load_s": round(load_s, 3), "tokens_per_s": round(speed, 2) if speed else None,
+            "eval_wall_s": round(usage.get("wall_s", 0.0), 3), "size_bytes": size_on_disk(spec)}
+
+
+def retention(source_score: float, result_score: float) -> float:
+    """result / source; a source scoring 0 retains fully when the result does not fall below it."""
+    if source_score <= 0:
+        return 1.0 if result_score >= source_score else 0.0
+    return result_score / source_score
+
+
+def run_gate(source: str | Path, result: str | Path, suite_paths: list[str], *, min_retention: float,
+             batch_size: int = 8, seed: int = 0) -> dict:
+    """Score ``source`` and ``result``; the report says whether the result may be promoted."""
+    from transformers import AutoTokenizer
+
+    from domainlm.evals.tasks import load_suite
+    from domainlm.models import parse_spec
+
+    suites = [load_suite(p) for p in (suite_paths or [str(default_suite())])]
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    generate_mcq = any(parse_spec(str(s)).kind in ("gguf", "openai") for s in (source, result))
+    src = score_model(str(source), suites, batch_size=batch_size, seed=seed, count=count, generate_mcq=generate_mcq)
+    res = score_model(str(result), suites, batch_size=batch_size, seed=seed, count=count, generate_mcq=generate_mcq)
+    kept = retention(src["score"], res["score"])
+    return {"suites": [str(s.path) for s in suites], "mcq_by_generation": generate_mcq,
+            "source": src, "result": res, "retention": round(kept, 4), "min_retention": min_retention,
+            "size_ratio": round(res["size_bytes"] / max(src["size_bytes"], 1), 4),
+            "passed": kept >= min_retention}
