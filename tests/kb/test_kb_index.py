@@ -159,3 +159,12 @@ def test_bad_queries_and_empty_inputs(tmp_path, small_kb):
     remove_documents(tmp_path / "one", ["deposit"])
     emptied = open_kb(tmp_path / "one")
     assert len(emptied) == 0 and emptied.search("存款") == []
+
+
+def test_rerank_reorders_the_first_n_by_sentence_coverage(small_kb):
+    kb = open_kb(small_kb)
+    plain = kb.search("白金信用卡取现手续费", k=4, mode="bm25")
+    reranked = kb.search("白金信用卡取现手续费", k=4, mode="bm25", rerank=4)
+    assert sorted(h.chunk_id for h in plain) == sorted(h.chunk_id for h in reranked)
+    assert [h.rank for h in reranked] == list(range(1, len(reranked) + 1))
+    assert reranked[0].doc_id == "card"

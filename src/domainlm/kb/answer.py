@@ -14,7 +14,7 @@ the evidence does not contain (numbers are where small models hallucinate most).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, Field
 
@@ -119,6 +119,17 @@ def _candidates(kb: KnowledgeBase, question: str, hits: list[Hit], rare_share: f
     # Complete sentences first, then best coverage; among equals the better-ranked chunk, then order.
     out.sort(key=lambda c: (bool(c.missing), -round(c.relevance, 6), -c.density, c.hit.rank, c.start))
     return out
+
+
+def rerank(kb: KnowledgeBase, question: str, hits: list[Hit]) -> list[Hit]:
+    """Re-order hits by how well their best sentence (with its headings) covers the question: chunks
+    with a sentence naming every rare question term first, then by that sentence's idf-weighted
+    coverage, then by the first-stage rank. Lexical and cheap (no model), so it runs on every query."""
+    best: dict[str, tuple] = {}
+    for cand in _candidates(kb, question, hits):  # sorted best first: the first per chunk is its best
+        best.setdefault(cand.hit.chunk_id, (bool(cand.missing), -round(cand.relevance, 6)))
+    ordered = sorted(hits, key=lambda h: (*best.get(h.chunk_id, (True, 0.0)), h.rank))
+    return [replace(h, rank=i) for i, h in enumerate(ordered, start=1)]
 
 
 def _refuse(question: str, lang: str, reason: str, mode: str, confidence: float = 0.0, sentences=()) -> Answer:

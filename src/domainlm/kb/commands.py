@@ -146,6 +146,7 @@ def search(
     mode: str = typer.Option("hybrid", "--mode", help="bm25 | dense | hybrid"),
     fusion: str = typer.Option(None, "--fusion", help="Hybrid fusion: rrf | weighted (default: the KB's, rrf)."),
     queries: Path = typer.Option(None, "--queries", help="JSONL of {id, query}: one JSON result line per query."),
+    rerank: int = typer.Option(0, "--rerank", help="Re-order the first N results by best-sentence coverage (0: off)."),
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
 ) -> None:
     """Search a knowledge base (hybrid BM25 + dense by default)."""
@@ -158,7 +159,7 @@ def search(
         raise DomainlmError(f"unknown fusion '{fusion}' (expected rrf or weighted)")
     base = open_kb(kb)
     if query is not None:
-        hits = base.search(query, k=k, mode=mode, fusion=fusion)
+        hits = base.search(query, k=k, mode=mode, fusion=fusion, rerank=rerank)
         if as_json:
             _echo_json({"query": query, "mode": mode, "hits": [h.to_dict() for h in hits]})
         else:
@@ -174,7 +175,7 @@ def search(
         try:
             if not isinstance(record, dict) or not isinstance(record.get("query"), str):
                 raise DomainlmError(f"{queries}:{line_no}: expected an object with a string 'query'")
-            hits = base.search(record["query"], k=k, mode=mode, fusion=fusion)
+            hits = base.search(record["query"], k=k, mode=mode, fusion=fusion, rerank=rerank)
             _echo_json({"id": qid, "query": record["query"], "mode": mode, "hits": [h.to_dict() for h in hits]})
         except DomainlmError as exc:
             failed += 1

@@ -384,6 +384,7 @@ class KnowledgeBase:
         self._embedder = None
         self._terms_mtime: float | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
+        self.query_cache_size = 256
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -442,15 +443,18 @@ class KnowledgeBase:
         if qv is None:
             qv = self.embedder.queries([query])[0]
             # A small cache: ask() and hybrid search of the same question embed it once.
-            if len(self._query_vectors) >= 256:
+            if len(self._query_vectors) >= self.query_cache_size:
                 self._query_vectors.pop(next(iter(self._query_vectors)))
             self._query_vectors[query] = qv
         return np.asarray(self.vectors @ qv, dtype=np.float32)
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid", *, fusion: str | None = None) -> list[Hit]:
+    def search(
+        self, query: str, k: int = 5, mode: str = "hybrid", *, fusion: str | None = None, rerank: int = 0
+    ) -> list[Hit]:
         """Top ``k`` chunks for ``query``. ``mode``: bm25 | dense | hybrid (hybrid falls back to bm25 in
         a KB built without embeddings). Ties are broken by chunk id, so results do not depend on the
-        order chunks were added in."""
+        order chunks were added in. ``rerank=N`` re-orders the first N results by their best sentence's
+        coverage of the query (see :func:`domainlm.kb.answer.rerank`)."""
         if mode not in MODES:
             raise DomainlmError(f"unknown search mode '{mode}' (expected one of {', '.join(MODES)})")
         if mode == "dense" and self.vectors is None:
@@ -470,8 +474,13 @@ class KnowledgeBase:
         elif mode == "dense":
             fused, eligible = dense, np.ones(len(dense), dtype=bool)
         else:
-            fused, eligible = self._fuse(bm25, dense, k, fusion or self.config.fusion)
-        return self._top(fused, eligible, k, bm25, dense)
+            fused, eligible = self._fuse(bm25, dense, max(k, rerank), fusion or self.config.fusion)
+        hits = self._top(fused, eligible, max(k, rerank), bm25, dense)
+        if rerank:
+            from domainlm.kb.answer import rerank as rerank_hits
+
+            hits = rerank_hits(self, query, hits)
+        return hits[:k]
 
     def _fuse(self, bm25: np.ndarray, dense: np.ndarray, k: int, fusion: str) -> tuple[np.ndarray, np.ndarray]:
         n = len(bm25)
