@@ -40,10 +40,15 @@ def test_bio_states_every_fact_with_paraphrases():
 def test_training_rows_mix_in_other_text():
     people = make_people(5, seed=0, lang="zh")
     other = np.full(5000, 7, dtype=np.int64)  # a byte that never occurs in the knowledge text
-    pure = training_rows(people, CapacityConfig(people=5, seq_len=32), 4, None)
-    mixed = training_rows(people, CapacityConfig(people=5, seq_len=32, mix_fraction=0.5), 4, other)
+    cfg = CapacityConfig(people=5, seq_len=32)
+    pure = training_rows(people, cfg, 4, None)
+    mixed = training_rows(people, cfg, 4, other, mix_fraction=0.5)
     share = float((mixed == 7).mean())
     assert (pure == 7).sum() == 0 and 0.4 < share < 0.6
+    with pytest.raises(ValueError, match="needs other text"):
+        training_rows(people, cfg, 4, None, mix_fraction=0.5)
+    with pytest.raises(ValueError, match="must be in"):
+        CapacityConfig(mix_fractions=[0.0, 1.0])
 
 
 def test_capacity_is_measured_and_monotone_in_exposures():
@@ -57,3 +62,26 @@ def test_capacity_is_measured_and_monotone_in_exposures():
     assert results[-1]["bits_per_param"] == pytest.approx(results[-1]["bits"] / results[-1]["params_total"], rel=1e-3)
     assert results[-1]["accuracy"] > results[0]["accuracy"]
     assert [r["steps"] for r in results] == sorted(r["steps"] for r in results)
+
+
+def test_capacity_cli_with_mixing(tmp_path, sample_dir, capsys):
+    pytest.importorskip("torch")
+    from domainlm.cli import main
+
+    out = tmp_path / "cap"
+    args = ["sandbox", "capacity", "--out", str(out), "people=3", "lang=zh", "width=16", "depth=1", "seq_len=32",
+            "batch_size=4", "--exposures", "1,2", "--mix-fractions", "0,0.5", "--other", str(sample_dir)]
+    assert main(args) == 0
+    import json
+
+    saved = json.loads((out / "capacity.json").read_text(encoding="utf-8"))
+    assert [(r["mix_fraction"], r["exposures"]) for r in saved["results"]] == [(0.0, 1), (0.0, 2), (0.5, 1), (0.5, 2)]
+    # mixing in other text: more training tokens for the same exposures
+    by = {(r["mix_fraction"], r["exposures"]): r for r in saved["results"]}
+    assert by[(0.5, 2)]["train_tokens"] > 1.5 * by[(0.0, 2)]["train_tokens"]
+    assert "2 bits/param" in (out / "report.html").read_text(encoding="utf-8")
+    assert main(args) == 0 and "up to date" in capsys.readouterr().err
+    assert main(["sandbox", "capacity", "--out", str(out), "--mix-fractions", "0.5"]) == 2
+    assert "--other" in capsys.readouterr().err
+    assert main(["sandbox", "capacity", "--out", str(out), "peeple=3"]) == 2
+    assert "peeple" in capsys.readouterr().err

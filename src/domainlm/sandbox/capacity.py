@@ -7,7 +7,7 @@ who measured about 2 bits per parameter for GPT-2-style models trained to satura
    uniformly from fixed value sets (birth year, city, university, major, employer, hobby), written as
    short biographies with several paraphrases per attribute (every exposure is a fresh rendering);
 2. a model is trained for one pass over ``exposures`` renderings of every biography, optionally mixed
-   with other text (``mix_fraction`` of the training tokens);
+   with other text (each of ``mix_fractions`` of the training tokens: how mixing changes capacity);
 3. for every person and attribute the model scores each candidate value after a probe prefix; with q the
    model's probability of the true value renormalised over the candidates and q̄ its mean over all people
    (the model's name-independent prior), the information it holds about that person is
@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from domainlm.sandbox import tokenizer
 
@@ -136,7 +136,8 @@ class CapacityConfig(BaseModel):
     people: int = Field(200, ge=1, description="Fictional people in the knowledge set.")
     lang: str = Field("zh", pattern="^(zh|en)$")
     exposures: list[int] = Field(default_factory=lambda: [1, 10, 100], min_length=1)
-    mix_fraction: float = Field(0.0, ge=0, lt=1, description="Share of training tokens that is other text.")
+    mix_fractions: list[float] = Field(default_factory=lambda: [0.0], min_length=1,
+                                       description="Shares of training tokens that are other text (each in [0, 1)).")
     width: int = Field(64, ge=8)
     depth: int = Field(2, ge=1)
     n_heads: int = Field(4, ge=1)
@@ -147,17 +148,26 @@ class CapacityConfig(BaseModel):
     decay_frac: float = Field(0.2, ge=0, le=1)
     seed: int = 0
 
+    @field_validator("mix_fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if not 0 <= value < 1:
+                raise ValueError(f"mix fraction {value} must be in [0, 1)")
+        return values
 
-def training_rows(people: list[Person], cfg: CapacityConfig, exposures: int, other: np.ndarray | None) -> np.ndarray:
+
+def training_rows(people: list[Person], cfg: CapacityConfig, exposures: int, other: np.ndarray | None,
+                  mix_fraction: float = 0.0) -> np.ndarray:
     """Token rows (seq_len+1 each) for one pass: ``exposures`` renderings of every biography, shuffled,
     interleaved with windows of other text so that ``mix_fraction`` of the tokens are not knowledge."""
     rng = np.random.default_rng(cfg.seed + 1000 * exposures)
     pieces = [tokenizer.encode(render_bio(p, cfg.lang, rng), eot=True) for _ in range(exposures) for p in people]
     knowledge_tokens = sum(len(p) for p in pieces)
-    if cfg.mix_fraction > 0:
+    if mix_fraction > 0:
         if other is None or len(other) < 2 * cfg.seq_len:
             raise ValueError("mix_fraction > 0 needs other text")
-        want = int(knowledge_tokens * cfg.mix_fraction / (1 - cfg.mix_fraction))
+        want = int(knowledge_tokens * mix_fraction / (1 - mix_fraction))
         piece_len = max(16, knowledge_tokens // len(pieces))
         for _ in range(max(1, want // piece_len)):
             start = int(rng.integers(0, len(other) - piece_len))
@@ -217,7 +227,7 @@ def measure_bits(model, people: list[Person], lang: str, device: str = "cpu", ba
 
 
 def run_capacity(cfg: CapacityConfig, other_text: np.ndarray | None = None, device: str = "cpu", on_progress=None) -> list[dict]:
-    """Train one model per exposure count (same people) and measure the knowledge each holds."""
+    """Train one model per (mix fraction, exposure count), same people; measure the knowledge each holds."""
     import torch
 
     from domainlm.sandbox.trainer import RunConfig, build_model, train_batches
@@ -225,8 +235,8 @@ def run_capacity(cfg: CapacityConfig, other_text: np.ndarray | None = None, devi
     people = make_people(cfg.people, cfg.seed, cfg.lang)
     possible = knowledge_bits_possible(cfg.people, cfg.lang)
     results = []
-    for exposures in cfg.exposures:
-        rows = training_rows(people, cfg, exposures, other_text)
+    for mix_fraction, exposures in ((m, e) for m in cfg.mix_fractions for e in cfg.exposures):
+        rows = training_rows(people, cfg, exposures, other_text, mix_fraction)
         steps = max(1, math.ceil(len(rows) / cfg.batch_size))
         run_cfg = RunConfig(width=cfg.width, depth=cfg.depth, n_heads=cfg.n_heads, base_width=cfg.width, lr=cfg.lr,
                             batch_size=cfg.batch_size, seq_len=cfg.seq_len, tokens=steps * cfg.batch_size * cfg.seq_len,
@@ -244,7 +254,7 @@ def run_capacity(cfg: CapacityConfig, other_text: np.ndarray | None = None, devi
         measured = measure_bits(model, people, cfg.lang, device)
         params_total = model.num_params(non_embedding=False)
         result = {
-            "exposures": exposures, "mix_fraction": cfg.mix_fraction, "status": status,
+            "exposures": exposures, "mix_fraction": mix_fraction, "status": status,
             "params": model.num_params(), "params_total": params_total, "train_tokens": int(rows.size - len(rows)),
             "steps": steps, "bits": round(measured["bits"], 2), "bits_possible": round(possible, 2),
             "bits_per_param": measured["bits"] / params_total, "accuracy": round(measured["accuracy"], 4),

@@ -179,7 +179,7 @@ def capacity_cmd(
     overrides: list[str] = typer.Argument(None, help="key=value settings, e.g. people=500 width=128 lr=0.01"),
     out: Path = typer.Option(..., "--out", help="Folder for capacity.json and report.html."),
     exposures: str = typer.Option(None, "--exposures", help="Comma-separated exposure counts, e.g. 1,10,100."),
-    mix_fraction: float = typer.Option(None, "--mix-fraction", help="Share of tokens that is other text."),
+    mix_fractions: str = typer.Option(None, "--mix-fractions", help="Shares of tokens that are other text, e.g. 0,0.5."),
     other: Path = typer.Option(None, "--other", help="Other text to mix in: sample folder, JSONL, SQuAD JSON, .txt."),
     device: str = typer.Option("auto", "--device"),
     force: bool = typer.Option(False, "--force"),
@@ -196,14 +196,17 @@ def capacity_cmd(
             raw["exposures"] = [int(x) for x in exposures.split(",") if x.strip()]
         except ValueError:
             raise DomainlmError(f"--exposures '{exposures}': expected integers like 1,10,100") from None
-    if mix_fraction is not None:
-        raw["mix_fraction"] = mix_fraction
+    if mix_fractions:
+        try:
+            raw["mix_fractions"] = [float(x) for x in mix_fractions.split(",") if x.strip()]
+        except ValueError:
+            raise DomainlmError(f"--mix-fractions '{mix_fractions}': expected numbers like 0,0.5") from None
     try:
         cfg = CapacityConfig.model_validate(raw)
     except ValidationError as exc:
         raise DomainlmError(f"sandbox capacity: {_first_error(exc)}") from None
-    if cfg.mix_fraction > 0 and other is None:
-        raise DomainlmError("capacity: --mix-fraction > 0 needs --other PATH (the text to mix in)")
+    if any(m > 0 for m in cfg.mix_fractions) and other is None:
+        raise DomainlmError("sandbox capacity: a mix fraction > 0 needs --other PATH (the text to mix in)")
     with stage_run("sandbox.capacity", out, inputs=[other] if other else [], config=cfg, seed=cfg.seed,
                    force=force) as run:
         if run.skipped:
@@ -213,14 +216,15 @@ def capacity_cmd(
             results = _run_capacity(cfg, other, device)
             write_json(run.output("capacity.json"), {"config": cfg.model_dump(), "results": results})
             write_text(run.output("report.html"), capacity_report(results, cfg.model_dump()))
-            run.metrics["bits_per_param"] = {str(r["exposures"]): r["bits_per_param"] for r in results}
+            run.metrics["bits_per_param"] = {f"mix={r['mix_fraction']},exposures={r['exposures']}": r["bits_per_param"]
+                                             for r in results}
     from rich.table import Table
 
     table = Table(title="knowledge capacity (published: ~2 bits/param at saturation)")
-    for column in ("exposures", "params_total", "bits", "bits_possible", "bits/param", "accuracy"):
+    for column in ("other text", "exposures", "params_total", "bits", "bits_possible", "bits/param", "accuracy"):
         table.add_column(column, justify="right")
     for r in results:
-        table.add_row(str(r["exposures"]), str(r["params_total"]), f"{r['bits']:.1f}", f"{r['bits_possible']:.0f}",
+        table.add_row(f"{r['mix_fraction']:.0%}", str(r["exposures"]), str(r["params_total"]), f"{r['bits']:.1f}", f"{r['bits_possible']:.0f}",
                       f"{r['bits_per_param']:.4f}", f"{r['accuracy']:.3f}")
     Console().print(table)
     console.print(f"wrote {out / 'capacity.json'} and {out / 'report.html'}")
@@ -240,7 +244,7 @@ def _run_capacity(cfg, other: Path | None, device: str) -> list[dict]:
         other_tokens = np.concatenate([tokenizer.encode(t, eot=True) for t in load_texts(other).texts])
     device = pick_device(device)
     with Progress(console=console) as progress:
-        task = progress.add_task("capacity runs", total=len(cfg.exposures))
+        task = progress.add_task("capacity runs", total=len(cfg.exposures) * len(cfg.mix_fractions))
         return run_capacity(cfg, other_tokens, device, on_progress=lambda r: progress.advance(task))
 
 

@@ -167,7 +167,10 @@ class MupTransformer(nn.Module):
 
     def forward(self, idx: torch.Tensor, return_hidden: bool = False):
         t = idx.shape[1]
-        cos, sin = self.rope_cos[:t], self.rope_sin[:t]
+        if t > self.rope_cos.shape[0]:  # longer than trained on (e.g. a long probe): extend the tables
+            cos, sin = rotary_tables(self.cfg.head_dim, t, self.cfg.rope_theta, device=idx.device)
+        else:
+            cos, sin = self.rope_cos[:t], self.rope_sin[:t]
         x = self.embed(idx) * self.cfg.input_mult
         hidden = [x]
         for block in self.blocks:
