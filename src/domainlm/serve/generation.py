@@ -206,13 +206,31 @@ class ServedModel:
             def __call__(self, input_ids, scores, **kwargs):
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
+        class TokenStreamer(TextIteratorStreamer):
+            # transformers' streamer releases text only at spaces, newlines and CJK characters, so an answer
+            # without spaces ("ererer...", numbers, code) would arrive in one piece at the end. This one
+            # releases text after every token, like OpenAI's API, holding back only an unfinished UTF-8
+            # character (the decoded text then ends in U+FFFD).
+            def put(self, value):
+                if len(value.shape) > 1:
+                    value = value[0]
+                if self.skip_prompt and self.next_tokens_are_prompt:
+                    self.next_tokens_are_prompt = False
+                    return
+                self.token_cache.extend(value.tolist())
+                text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+                if text.endswith("\ufffd") or len(text) <= self.print_len:
+                    return
+                printable, self.print_len = text[self.print_len :], len(text)
+                self.on_finalized_text(printable)
+
         m = self.model
         prompt = m.render_chat(messages, params.tools)
         ids = m.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         limit = int(m.info.get("max_seq_len") or 1 << 30)
         ids = ids[-max(1, limit - params.max_new_tokens):]
         input_ids = torch.tensor([ids], device=m.device)
-        streamer = TextIteratorStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        streamer = TokenStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=params.max_new_tokens,
                       eos_token_id=m.stop_ids, pad_token_id=m.tokenizer.pad_token_id, streamer=streamer,
                       stopping_criteria=StoppingCriteriaList([Cancelled()]))
