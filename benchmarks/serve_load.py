@@ -25,7 +25,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -239,7 +238,7 @@ def main() -> None:
     if args.upstream:
         result["upstream"] = run_upstream_levels(args.upstream, levels, args)
         result["gateway"] = run_gateway_levels(args.upstream, levels, args, "domainlm gateway → upstream")
-        pairs = zip(result["gateway"]["levels"], result["upstream"]["levels"])
+        pairs = zip(result["gateway"]["levels"], result["upstream"]["levels"], strict=True)
         result["gateway_over_upstream_tokens_per_s"] = {str(g["concurrency"]): round(g["tokens_per_s"] / u["tokens_per_s"], 3)
                                                         for g, u in pairs if u["tokens_per_s"]}
     else:

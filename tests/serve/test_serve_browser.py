@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import KEY, LiveServer, make_state
 
 CHROMIUM = Path("/usr/bin/chromium")

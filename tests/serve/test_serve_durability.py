@@ -8,8 +8,8 @@ import threading
 import time
 
 import httpx
-
 from conftest import KEY, free_port
+
 from domainlm.serve.store import FeedbackStore
 
 

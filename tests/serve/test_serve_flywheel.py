@@ -26,7 +26,7 @@ def gate(tmp_path):
 
 
 def add_corrections(store, answers):
-    for (question, _), answer in zip(GATE, answers):
+    for (question, _), answer in zip(GATE, answers, strict=True):
         rid = store.add_response(model="tiny", request={"messages": [{"role": "user", "content": question}]},
                                  response="您好，我是海港银行的智能助手。")
         store.add_feedback(rid, rating="down", correction=answer)
@@ -34,7 +34,15 @@ def add_corrections(store, answers):
 
 def test_promote_a_better_model_refuse_a_worse_one_and_roll_back(tiny_dir, gate, tmp_path):
     pytest.importorskip("trl")
-    from domainlm.serve.flywheel import FlywheelConfig, flywheel_log, init_registry, read_registry, rollback, run_flywheel, serving_dir
+    from domainlm.serve.flywheel import (
+        FlywheelConfig,
+        flywheel_log,
+        init_registry,
+        read_registry,
+        rollback,
+        run_flywheel,
+        serving_dir,
+    )
     from domainlm.serve.store import FeedbackStore
 
     registry, db = tmp_path / "registry", f"sqlite:///{tmp_path / 'fb.db'}"

@@ -7,7 +7,6 @@ import json
 
 import httpx
 import pytest
-
 from conftest import KEY, LiveServer, make_state
 
 openai = pytest.importorskip("openai")

@@ -13,7 +13,6 @@ import subprocess
 import tempfile
 
 import pytest
-
 from conftest import free_port
 
 INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ([shutil.which("initdb")] if shutil.which("initdb") else [])

@@ -6,7 +6,6 @@ import shutil
 
 import httpx
 import pytest
-
 from conftest import KEY, LiveServer
 
 openai = pytest.importorskip("openai")
