@@ -126,3 +126,23 @@ def test_datacard_counts_match_outputs(sample):
     )
     md = (out / "datacard.md").read_text(encoding="utf-8")
     assert f"| kept | {result.kept} |" in md
+
+
+def test_clean_documents_kept_and_web_copies_deduplicated_to_their_source(sample, tmp_path):
+    """Cleaning docs/ and web/ together: every clean document survives with its text (the operators do
+    not eat clean content, and templated pages of different products are not merged), and every web
+    copy is recognised as a duplicate of the document it was made from."""
+    root = sample[0]
+    clean([root / "docs", root / "web"], tmp_path, {"workers": 2})
+    kept = {r["source"]: r for r in read_jsonl(tmp_path / "clean.jsonl")}
+    rejected = {r["source"]: r for r in read_jsonl(tmp_path / "rejected.jsonl")}
+    by_id = {r["id"]: source for source, r in kept.items()}
+    for doc in read_jsonl(root / "truth" / "documents.jsonl"):
+        assert doc["path"] in kept, rejected.get(doc["path"])
+        expected = redact_pii(_simplified(doc["text"])).text
+        lost = [line for line in expected.splitlines() if line.strip() and line.strip() not in kept[doc["path"]]["text"]]
+        assert not lost, (doc["path"], lost)
+    paths = {d["id"]: d["path"] for d in read_jsonl(root / "truth" / "documents.jsonl")}
+    for copy in read_jsonl(root / "truth" / "web.jsonl"):
+        assert rejected[copy["path"]]["stage"] == "dedup", copy["path"]
+        assert by_id[rejected[copy["path"]]["meta"]["duplicate_of"]] == paths[copy["source_doc"]], copy["path"]

@@ -20,7 +20,7 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def shingles(text: str, n: int = 5) -> set[bytes]:
+def shingles(text: str, n: int = 3) -> set[bytes]:
     toks = tokens(text)
     if len(toks) <= n:
         return {" ".join(toks).encode("utf-8")} if toks else set()
@@ -32,7 +32,7 @@ def exact_key(text: str) -> str:
     return hashlib.sha1(re.sub(r"\s+", "", text).lower().encode("utf-8")).hexdigest()
 
 
-def signature(text: str, num_perm: int = 128, n: int = 5, seed: int = 1):
+def signature(text: str, num_perm: int = 128, n: int = 3, seed: int = 1):
     """MinHash hash values (a numpy uint64 array) of the text's shingles."""
     from datasketch import MinHash
 
@@ -43,28 +43,46 @@ def signature(text: str, num_perm: int = 128, n: int = 5, seed: int = 1):
     return m.hashvalues
 
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def numbers_in(text: str) -> frozenset[str]:
+    """The figures a document states (rates, fees, dates, phone numbers), as strings."""
+    return frozenset(_NUMBER.findall(text))
+
+
+def number_overlap(a: frozenset, b: frozenset) -> float:
+    """Share of the smaller set of figures found in the other: 1.0 when a copy dropped some lines."""
+    return round(len(a & b) / min(len(a), len(b)), 4) if a and b else float(a == b)
+
+
 @dataclass(frozen=True)
 class DedupParams:
-    """The ``dedup`` recipe step: Jaccard threshold, MinHash permutations, shingle size, which checks."""
+    """The ``dedup`` recipe step: Jaccard threshold, MinHash permutations, shingle size, which checks,
+    and ``same_numbers``: the least share of the figures (numbers) of the shorter document that the
+    other must state too for a near duplicate (0 turns the check off)."""
 
-    threshold: float = 0.7
+    threshold: float = 0.5
     num_perm: int = 128
-    ngram: int = 5
+    ngram: int = 3
     exact: bool = True
     near: bool = True
+    same_numbers: float = 0.8
 
 
 @dataclass
 class Deduplicator:
     """Online dedup: ``check`` a document, get ``None`` (keep) or the evidence that it is a duplicate."""
 
-    threshold: float = 0.7
+    threshold: float = 0.5
     num_perm: int = 128
     near: bool = True
     exact: bool = True
+    same_numbers: float = 0.8
     _exact: dict[str, str] = field(default_factory=dict)
     _lsh: object = None
     _sigs: dict[str, object] = field(default_factory=dict)
+    _numbers: dict[str, frozenset] = field(default_factory=dict)
     clusters: dict[str, list[dict]] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -76,28 +94,34 @@ class Deduplicator:
             self._lsh = MinHashLSH(threshold=max(0.3, self.threshold - 0.15), num_perm=self.num_perm)
 
     def check(self, doc_id: str, text: str, hashvalues=None) -> dict | None:
-        if self.exact:
-            key = exact_key(text)
+        key = exact_key(text) if self.exact else None
+        if key is not None:
             first = self._exact.get(key)
             if first is not None:
                 return self._record(first, doc_id, {"type": "exact", "duplicate_of": first, "jaccard": 1.0})
-            self._exact[key] = doc_id
         if self.near and hashvalues is not None:
             from datasketch import MinHash
 
             # Rebuilt from the worker's hash values (same seed, hence the same permutations).
             m = MinHash(num_perm=self.num_perm, seed=1)
             m.hashvalues = hashvalues
+            numbers = numbers_in(text)
             candidates = sorted(self._lsh.query(m))
-            if candidates:
-                best = max(candidates, key=lambda c: (m.jaccard(self._sigs[c]), c))
-                score = round(float(m.jaccard(self._sigs[best])), 4)
-                if score >= self.threshold:
-                    return self._record(
-                        best, doc_id, {"type": "near", "duplicate_of": best, "jaccard": score}
-                    )
+            scored = sorted(((round(float(m.jaccard(self._sigs[c])), 4), c) for c in candidates), reverse=True)
+            for score, best in scored:
+                if score < self.threshold:
+                    break
+                # Templated pages (one per product or branch) share their sentences but state different
+                # figures; a copy of a page states the same ones.
+                same = number_overlap(numbers, self._numbers[best])
+                if same >= self.same_numbers:
+                    evidence = {"type": "near", "duplicate_of": best, "jaccard": score, "numbers_overlap": same}
+                    return self._record(best, doc_id, evidence)
             self._lsh.insert(doc_id, m)
             self._sigs[doc_id] = m
+            self._numbers[doc_id] = numbers
+        if key is not None:  # only kept documents: a later copy must point at the copy that was kept
+            self._exact[key] = doc_id
         return None
 
     def _record(self, first: str, doc_id: str, evidence: dict) -> dict:

@@ -238,6 +238,28 @@ def read_html(raw: bytes) -> tuple[str, dict]:
     return text, meta
 
 
+_SENTENCE_END = tuple("。！？；：.!?;:」）)")
+
+
+def unwrap_lines(page: str) -> str:
+    """Re-join the lines a PDF layout broke mid-sentence: a long line (70%+ of the page's longest) that
+    does not end a sentence continues on the next line (with a space between Latin words, nothing
+    between Han characters). Headings and list items are short and stay on their own lines."""
+    lines = [line.strip() for line in page.splitlines()]
+    longest = max((len(line) for line in lines), default=0)
+    out: list[str] = []
+    for line in lines:
+        if not line:
+            continue
+        previous = out[-1] if out else ""
+        if previous and len(previous) >= 0.7 * longest and not previous.endswith(_SENTENCE_END):
+            joiner = "" if previous[-1] >= "\u2e80" or line[0] >= "\u2e80" else " "
+            out[-1] = previous + joiner + line
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 def read_pdf(path: str) -> tuple[str, dict]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
@@ -257,7 +279,7 @@ def read_pdf(path: str) -> tuple[str, dict]:
         raise
     except (PdfReadError, OSError, ValueError, KeyError, TypeError) as exc:
         raise Rejected(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
-    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    text = "\n\n".join(unwrap_lines(p) for p in pages if p.strip())
     if not text:
         raise Rejected("PDF has no text layer (scanned?)")
     return text, {"pages": len(pages)}

@@ -57,6 +57,8 @@ _ADDRESS_LABEL = re.compile(
     r"(?:通讯|联系|家庭|居住|收货|邮寄)?(?:住址|地址|住在|家住|我家在|家在|居住在|位于|寄往|寄到|迁至|搬到)[:：]?"
 )
 
+_BUSINESS = re.compile(r"(支行|分行|网点|網點|营业部|營業部|营业厅|營業廳|公司|新址|办公|辦公|门店|門店|总部|總部|(?i:branch|office|headquarters))")
+
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -128,7 +130,11 @@ def find_pii(text: str, types: tuple[str, ...] = tuple(PLACEHOLDERS)) -> list[Pi
     for m in _addresses(text):
         # The Han-character prefix can swallow the label before the address ("住址上海市...").
         labels = list(_ADDRESS_LABEL.finditer(m.group()))
-        add(m.start() + (labels[-1].end() if labels else 0), m.end(), "address")
+        start = m.start() + (labels[-1].end() if labels else 0)
+        # A branch's or company's address is public business information, not personal data.
+        if _BUSINESS.search(text[max(0, start - 12) : start]):
+            continue
+        add(start, m.end(), "address")
     return sorted(found, key=lambda s: s.start)
 
 

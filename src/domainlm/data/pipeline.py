@@ -133,7 +133,7 @@ def process_unit(unit: Unit, recipe: Recipe, text_field: str = "text") -> Outcom
     if dedup is not None and dedup.params.get("near", True):
         from domainlm.data.dedup import signature as minhash
 
-        signature = minhash(text, dedup.params.get("num_perm", 128), dedup.params.get("ngram", 5))
+        signature = minhash(text, dedup.params.get("num_perm", 128), dedup.params.get("ngram", 3))
     trace["chars_out"] = len(text)
     return Outcome(unit.id, unit.source, text, meta, trace, signature=signature, input_chars=input_chars)
 
@@ -214,7 +214,11 @@ def clean(
         if dedup_step is not None:
             p = dedup_step.params
             dedup = Deduplicator(
-                p.get("threshold", 0.7), p.get("num_perm", 128), p.get("near", True), p.get("exact", True)
+                p.get("threshold", 0.5),
+                p.get("num_perm", 128),
+                p.get("near", True),
+                p.get("exact", True),
+                p.get("same_numbers", 0.8),
             )
         card = DataCard(recipe)
         units = iter_units(inputs, cfg.text_field)
