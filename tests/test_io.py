@@ -47,3 +47,11 @@ def test_non_utf8_and_missing_files(tmp_path):
     with pytest.raises(DomainlmError, match="file not found"):
         read_jsonl(tmp_path / "none.jsonl")
     assert not os.path.exists(tmp_path / "none.jsonl")
+
+
+def test_atomic_write_gives_normal_file_permissions(tmp_path):
+    path = tmp_path / "a.txt"
+    write_jsonl(path, [{"a": 1}])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)

@@ -182,19 +182,31 @@ def compressed_dir(ws: Workspace, target: str) -> Path:
 
 
 def run_compress(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
-    from domainlm.compress import compress_stage
+    from domainlm.compress import CompressConfig, compress
 
     details, touched = [], []
-    suites = eval_suites(ws)
+    suites = [str(s) for s in eval_suites(ws)]
     for target in ws.config.compress.targets:
         out = compressed_dir(ws, target)
-        gate = compress_stage(
-            str(tuned_model(ws)), target, out, gate=[str(s) for s in suites],
-            min_retention=ws.config.compress.min_retention, force=force,
+        cfg = CompressConfig(
+            target=target, suites=suites, min_retention=ws.config.compress.min_retention, seed=ws.config.seed,
+            batch_size=ws.config.eval.batch_size, data=[str(p) for p in train_data(ws, "sft")],
         )
-        details.append(f"{target} retention {gate.get('retention', float('nan')):.3f}")
+        metrics = compress(str(tuned_model(ws)), out, cfg, force=force)
+        retention = metrics.get("retention")
+        details.append(f"{target} retention {retention:.3f}" if isinstance(retention, float) else target)
         touched.append(out)
-    return "; ".join(details) or "no targets", touched
+    return "; ".join(details), touched
+
+
+def compressed_artifact(ws: Workspace, target: str) -> str | None:
+    """Where the compress stage put a target's promoted artifact (its manifest records it)."""
+    from domainlm.io import read_json
+
+    manifest = compressed_dir(ws, target) / MANIFEST_FILE
+    if not manifest.is_file():
+        return None
+    return read_json(manifest).get("metrics", {}).get("artifact")
 
 
 def eval_suites(ws: Workspace) -> list[Path]:
@@ -213,7 +225,10 @@ def variants(ws: Workspace) -> list[str]:
     if ws.config.train.stages:
         tuned = tuned_model(ws)
         out += [f"base={base_model(ws)}", f"tuned={tuned}", f"tuned+kb={tuned}@{kb}"]
-        out += [f"{target}={compressed_dir(ws, target) / 'model'}" for target in ws.config.compress.targets]
+        for target in ws.config.compress.targets:
+            artifact = compressed_artifact(ws, target)
+            if artifact:
+                out.append(f"{target}={artifact}")
     else:
         out += [f"base={ws.config.train.base}", f"base+kb={ws.config.train.base}@{kb}"]
     return out
