@@ -15,6 +15,8 @@ def test_tool_calls_are_parsed_and_bad_blocks_stay_text():
     assert [c["function"]["name"] for c in two.tool_calls] == ["a", "b"] and two.content is None
     unclosed = parse_tool_calls('<tool_call>\n{"name": "a", "arguments": {"x": 1}}')  # cut by max_tokens
     assert unclosed.tool_calls[0]["function"]["arguments"] == '{"x": 1}'
+    half_tag = parse_tool_calls('<tool_call>\n{"name": "a", "arguments": {"x": 1}}\n</tool_')
+    assert half_tag.tool_calls[0]["function"]["name"] == "a" and half_tag.content is None
     broken = parse_tool_calls("<tool_call>{name: a}</tool_call>")
     assert broken.tool_calls == [] and broken.content == "<tool_call>{name: a}</tool_call>"
 

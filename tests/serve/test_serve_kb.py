@@ -91,3 +91,32 @@ def test_chatfile_summary_and_question_on_an_uploaded_docx(kb_server, bank):
     assert bad.status_code == 400 and "unsupported file type" in bad.json()["error"]["message"]
     bad = httpx.post(kb_server.url + "/v1/chatfile", headers=headers, timeout=120, json={"filename": "x.txt", "content_base64": "%%%"})
     assert bad.status_code == 400 and "base64" in bad.json()["error"]["message"]
+
+
+def test_model_calls_kb_search_as_a_plugin_and_the_server_runs_it(tiny_dir, bank, tmp_path):
+    """A model taught to call kb_search: the server runs the search, feeds the passages back to the model,
+    records the exchange with the stored response and counts it in the metrics."""
+    import shutil
+
+    from conftest import teach
+    from domainlm.serve.plugins import KB_SEARCH_TOOL
+    from domainlm.serve.server import make_asgi
+
+    item = bank["qa"][0]  # 关于短信通知服务，月服务费具体是多少？
+    query = "短信通知服务 月服务费"
+    call = json.dumps({"name": "kb_search", "arguments": {"query": query}}, ensure_ascii=False)
+    model_dir = teach(shutil.copytree(tiny_dir, tmp_path / "searcher"), steps=150, lr=2e-2,
+                      lessons=[([{"role": "user", "content": item["question"]}], [KB_SEARCH_TOOL], f"<tool_call>\n{call}\n</tool_call>")])
+    state = make_state(model_dir, f"sqlite:///{tmp_path / 'f.db'}", kb=str(bank["kb"]))
+    with LiveServer(make_asgi(state)) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+        r = client.chat.completions.create(model=state.name, max_tokens=60, extra_body={"plugins": True},
+                                           messages=[{"role": "user", "content": item["question"]}])
+        stored = state.store.get_response(r.id)
+        calls = stored["request"].get("plugin_calls")
+        assert calls, f"no plugin call; the model said {r.choices[0].message}"
+        assert calls[0]["name"] == "kb_search" and json.loads(calls[0]["arguments"]) == {"query": query}
+        results = json.loads(calls[0]["result"])["results"]
+        assert any(item["evidence"] in hit["text"] for hit in results)
+        metrics = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+        assert 'domainlm_plugin_calls_total{tool="kb_search"}' in metrics

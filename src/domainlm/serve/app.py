@@ -504,6 +504,7 @@ def _answer(state: ServeState, messages: list[dict], params: GenParams, body: Ch
             return _kb_answer(state, messages, params, body)
         model, decision = _route(state, messages, params)
         conversation = list(messages)
+        plugin_log: list[dict] = []  # stored with the response: what the server looked up for this answer
         for _round in range(MAX_PLUGIN_ROUNDS + 1):
             if decision is not None and decision.edge_answer is not None and model is state.router.edge and _round == 0:
                 text = decision.edge_answer  # the edge already answered while deciding
@@ -519,15 +520,19 @@ def _answer(state: ServeState, messages: list[dict], params: GenParams, body: Ch
                                  "tool_calls": [{**c, "function": {**c["function"], "arguments": _json_args(c["function"]["arguments"])}}
                                                 for c in plugin_calls]})
             for call in plugin_calls:
-                conversation.append({"role": "tool", "tool_call_id": call["id"],
-                                     "content": run_plugin_tool(call["function"]["name"], call["function"]["arguments"], state.kb)})
+                name, arguments = call["function"]["name"], call["function"]["arguments"]
+                output = run_plugin_tool(name, arguments, state.kb)
+                state.metrics.plugin_calls.labels(name).inc()
+                plugin_log.append({"name": name, "arguments": arguments, "result": output})
+                conversation.append({"role": "tool", "tool_call_id": call["id"], "content": output})
         usage = _finish(state, model, messages, params, text, decision)
         if parsed is not None and parsed.tool_calls:
             return {"content": parsed.content, "tool_calls": parsed.tool_calls, "finish_reason": "tool_calls",
-                    "usage": usage, "citations": None, "route": _route_json(decision, model), "text": text}
+                    "usage": usage, "citations": None, "route": _route_json(decision, model), "text": text,
+                    "plugin_calls": plugin_log}
         content = _check_json(text, params)
         return {"content": content, "tool_calls": [], "finish_reason": "stop", "usage": usage, "citations": None,
-                "route": _route_json(decision, model), "text": content}
+                "route": _route_json(decision, model), "text": content, "plugin_calls": plugin_log}
     finally:
         state.metrics.in_flight.dec()
 
@@ -549,6 +554,8 @@ def _kb_answer(state: ServeState, messages: list[dict], params: GenParams, body:
 def _store_response(state: ServeState, cid: str, request_record: dict, result: dict, key: ApiKey) -> None:
     shown = result["text"] if not result["tool_calls"] else (result["content"] or "") + json.dumps(
         [c["function"] for c in result["tool_calls"]], ensure_ascii=False)
+    if result.get("plugin_calls"):
+        request_record = {**request_record, "plugin_calls": result["plugin_calls"]}
     state.store.add_response(model=state.name, request=request_record, response=shown, user=key.name, response_id=cid)
 
 

@@ -55,9 +55,11 @@ def parse_tool_calls(text: str) -> ParsedOutput:
     calls: list[dict] = []
     kept: list[str] = []
     last = 0
+    decoder = json.JSONDecoder()
     for m in _TOOL_CALL.finditer(text):
         try:
-            obj = json.loads(m.group(1))
+            # raw_decode: the object may be followed by a closing tag cut short by max_tokens ("</tool_").
+            obj, _ = decoder.raw_decode(m.group(1))
         except json.JSONDecodeError:
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
