@@ -99,6 +99,7 @@ def test_model_calls_kb_search_as_a_plugin_and_the_server_runs_it(tiny_dir, bank
     import shutil
 
     from conftest import teach
+
     from domainlm.serve.plugins import KB_SEARCH_TOOL
     from domainlm.serve.server import make_asgi
 
