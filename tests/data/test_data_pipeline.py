@@ -134,9 +134,7 @@ def test_every_format_ingested_and_noise_removed(cleaned):
     assert text.count("起存金额为50元") == 1  # repeated paragraph removed, first kept
     assert "到期后可选择自动转存，转存期限与原期限相同。" in text  # spam cut, sentence kept
     assert "[MOBILE]" in text and "[EMAIL]" in text
-    assert kept["raw/trad_big5.txt"]["text"].startswith(
-        "海港银行个人贷款的年利率"
-    )  # Big5 decoded, t2s applied
+    assert kept["raw/trad_big5.txt"]["text"].startswith("海港银行个人贷款的年利率")  # Big5 decoded, t2s applied
     assert "大额存单" in kept["raw/page.html"]["text"] and "版权所有" not in kept["raw/page.html"]["text"]
     assert "Savings accounts" in kept["raw/manual.docx"]["text"]
     assert "interest-free period" in kept["raw/cards.pdf"]["text"]
@@ -230,16 +228,12 @@ def _cli(*args, cwd):
 
 def test_cli_explain_errors_and_run(corpus, tmp_path):
     explain = _cli("clean", "--explain", "--recipe", "default-en", cwd=tmp_path)
-    assert (
-        explain.returncode == 0 and "remove_spam" in explain.stdout and "remove_pinyin" not in explain.stdout
-    )
+    assert explain.returncode == 0 and "remove_spam" in explain.stdout and "remove_pinyin" not in explain.stdout
     missing = _cli("clean", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert missing.returncode != 0 and "nope: no such file or folder" in missing.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("operators:\n  - op: remove_spam\n    wrods: [x]\n", encoding="utf-8")
-    typo = _cli(
-        "clean", str(corpus / "notes.md"), "--out", str(tmp_path / "o"), "--recipe", str(bad), cwd=tmp_path
-    )
+    typo = _cli("clean", str(corpus / "notes.md"), "--out", str(tmp_path / "o"), "--recipe", str(bad), cwd=tmp_path)
     assert typo.returncode != 0 and "operators[0] (remove_spam): unknown parameter 'wrods'" in typo.stderr
     assert not (tmp_path / "o" / "clean.jsonl").exists()
     ok = _cli(
@@ -254,3 +248,26 @@ def test_cli_explain_errors_and_run(corpus, tmp_path):
     )
     assert ok.returncode == 0, ok.stderr
     assert "kept 2, rejected 0, duplicates 0 of 2 documents" in ok.stdout
+
+
+def test_quality_scorer_command_trains_on_clean_and_rejected(tmp_path, capsys):
+    from domainlm.data.commands import quality_scorer_command
+    from domainlm.data.quality import load_scorer
+    from domainlm.io import write_jsonl
+
+    good = [{"text": t} for t in (PARA, LOAN, SAVINGS, CARDS, RECORD, ENGLISH)]
+    bad = [
+        {"text": t}
+        for t in ("注册送彩金 加微信 日赚千元", "| # | $ | @ |\n" * 5, "点击领取 免费领取 稳赚不赔", "$$$ ### !!!")
+    ]
+    write_jsonl(tmp_path / "kept.jsonl", good)
+    write_jsonl(tmp_path / "rejected.jsonl", bad)
+    quality_scorer_command(
+        kept=[tmp_path / "kept.jsonl"],
+        rejected=[tmp_path / "rejected.jsonl"],
+        out=tmp_path / "s.npz",
+        text_field="text",
+    )
+    assert "trained on 6 kept / 4 rejected" in capsys.readouterr().out
+    scorer = load_scorer(tmp_path / "s.npz")
+    assert scorer.predict(LOAN) > 0.5 > scorer.predict("注册送彩金 加微信 日赚千元")
