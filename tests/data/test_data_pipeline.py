@@ -271,3 +271,15 @@ def test_quality_scorer_command_trains_on_clean_and_rejected(tmp_path, capsys):
     assert "trained on 6 kept / 4 rejected" in capsys.readouterr().out
     scorer = load_scorer(tmp_path / "s.npz")
     assert scorer.predict(LOAN) > 0.5 > scorer.predict("注册送彩金 加微信 日赚千元")
+
+
+def test_ids_stable_and_unique_across_same_named_folders(tmp_path):
+    from domainlm.data.ingest import iter_units
+
+    for folder in ("a", "b"):
+        (tmp_path / folder / "web").mkdir(parents=True)
+        (tmp_path / folder / "web" / "x.txt").write_text(PARA, encoding="utf-8")
+    units = list(iter_units([tmp_path / "a" / "web", tmp_path / "b" / "web"]))
+    assert units[0].source == "web/x.txt" and len({u.id for u in units}) == 2
+    again = list(iter_units([tmp_path / "a" / "web", tmp_path / "b" / "web"]))
+    assert [u.id for u in again] == [u.id for u in units]

@@ -49,11 +49,15 @@ def doc_id(source: str, position: int) -> str:
 
 def iter_units(inputs: list[str | Path], text_field: str = "text") -> Iterator[Unit]:
     """Every unit of work in the inputs, in a deterministic order (files sorted, records in file order)."""
+    seen: set[str] = set()
     for item in inputs:
         item = Path(item)
         root = item.parent if item.is_dir() else None
         for path in expand_inputs([item]):
             source = path.relative_to(root).as_posix() if root is not None else path.name
+            if source in seen:  # two inputs with the same name (a/web, b/web): the path as given
+                source = path.as_posix()
+            seen.add(source)
             ext = path.suffix.lower()
             if ext == ".jsonl":
                 yield from _jsonl_units(path, source)
