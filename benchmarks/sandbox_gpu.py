@@ -35,7 +35,7 @@ SHAPES = {
                  scaling_lr_factors=[0.7, 1.0, 1.4], cap_people=2000, cap_exposures=[100, 300, 1000], cap_width=32,
                  cap_depth=2, sample="small", workers=4, threads=0),
     "quick": dict(w0=16, proxy_mults=[1, 2], wide_mult=4, depth=1, seq_len=32, batch_size=8,
-                  tokens=2_500, lrs=[0.01, 0.03, 0.09], token_mults=[1, 2, 4], scaling_lr_factors=[1.0],
+                  tokens=2_500, lrs=[0.01, 0.03, 0.09, 0.27], token_mults=[1, 2, 4], scaling_lr_factors=[1.0],
                   cap_people=4, cap_exposures=[1, 4], cap_width=16, cap_depth=1, sample="tiny", workers=1, threads=1),
 }
 
@@ -108,14 +108,18 @@ def main(argv=None) -> dict:
     scaling, _ = sweep("scaling", work, sources, shape, device,
                        {"width": proxy_widths, "tokens": [shape["tokens"] * m for m in shape["token_mults"]],
                         "lr": [round(lr0 * f, 6) for f in shape["scaling_lr_factors"]]}, {})
-    fit = fit_runs(proxies + scaling, n_boot=200, seed=0)
+    fit = fit_runs(proxies + scaling, n_boot=200, seed=0)  # loss laws: every size and token count
+    lr_fit = fit_runs(proxies, n_boot=200, seed=0)  # LR vs scale at the proxies' one token count: width only
 
     # 3. the wide model: predicted LR (fit on proxies) vs its own measured best
     wide_runs, _ = sweep("wide", work, sources, shape, device, {"lr": shape["lrs"], "width": [wide]}, {})
     wide_params = next(r["params"] for r in wide_runs)
-    predicted = predict(fit, wide_params, shape["tokens"])
+    predicted = predict(lr_fit, wide_params, shape["tokens"])
     lr_pred, lr_meas = predicted["lr"]["value"], best_lr(wide_runs, wide)
     lr_ratio = max(lr_pred / lr_meas, lr_meas / lr_pred)
+    # an optimum on the edge of the LR grid is a bound, not a measurement: say so in the result
+    lr_at_edge = {"wide": lr_meas in (min(shape["lrs"]), max(shape["lrs"])),
+                  "proxies": any(v in (min(shape["lrs"]), max(shape["lrs"])) for v in base_best.values())}
 
     # 4. loss at 10x the largest proxy compute: a 2x wider model trained on more tokens
     biggest = max(r["flops"] for r in scaling if r["status"] == "ok")
@@ -170,10 +174,11 @@ def main(argv=None) -> dict:
             "loss relative error at 10x compute (goal <= 0.01)": loss_err,
             "bits per param / published 2.0 (goal >= 0.8)": saturated["bits_per_param"] / PUBLISHED_BITS_PER_PARAM,
         },
-        "details": {"proxy_best_lr": base_best, "proxy_runs": len(proxies), "proxy_wall_s": proxy_wall,
+        "details": {"proxy_best_lr": base_best, "lr_optimum_at_grid_edge": lr_at_edge, "proxy_runs": len(proxies), "proxy_wall_s": proxy_wall,
                     "wide_width": wide, "wide_params": wide_params, "target": {"width": target_width,
                     "params": target_params, "tokens": target_tokens, "compute": 6 * target_params * target_tokens},
-                    "fit": {k: v["params"] for k, v in fit["fits"].items()}, "capacity": capacity,
+                    "fit": {k: v["params"] for k, v in fit["fits"].items()},
+                    "lr_fit": lr_fit["fits"]["lr"]["params"], "capacity": capacity,
                     "capacity_wall_s": cap_wall},
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
