@@ -7,7 +7,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+@pytest.mark.parametrize("launcher", ["torchrun", pytest.param("accelerate", marks=pytest.mark.slow)])
 def test_two_process_cpu_run(launcher, tmp_path, sample_model, sample_dir):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "domainlm", "train", "--launcher", launcher, "--nproc", "2",

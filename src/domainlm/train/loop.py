@@ -131,6 +131,10 @@ def train_loop(model, tokenizer, train: list[Example], held_out: list[Example], 
     eval_start = None
     checkpoint = _latest_checkpoint(out) if resume else None
     if checkpoint is not None:
+        saved = json.loads((checkpoint / "state.json").read_text(encoding="utf-8")).get("config")
+        if saved != cfg.model_dump():  # a checkpoint of another configuration is not this run's past
+            checkpoint = None
+    if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
         start_step, tokens_seen, history = state["step"], state["tokens"], state["history"]
