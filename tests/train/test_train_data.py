@@ -15,7 +15,7 @@ from domainlm.train.loop import step_indices
 
 
 def write_lines(path, lines):
-    path.write_text("".join((l if isinstance(l, str) else json.dumps(l, ensure_ascii=False)) + "\n" for l in lines),
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x, ensure_ascii=False)) + "\n" for x in lines),
                     encoding="utf-8")
     return path
 
@@ -99,7 +99,7 @@ def test_loss_only_on_assistant_turns_multi_turn_and_tools(sample_model):
     ]
     tools = [{"type": "function", "function": {"name": "check_balance", "parameters": {"type": "object"}}}]
     ids, labels = tokenize_chat(tok, messages, tools)
-    learned = tok.decode([i for i, y in zip(ids, labels) if y != -100])
+    learned = tok.decode([i for i, y in zip(ids, labels, strict=True) if y != -100])
     assert learned == '<tool_call>\n{"name": "check_balance", "arguments": {"a": 1}}\n</tool_call><|im_end|>\n余额100元。<|im_end|>\n'
     assert tok.decode(ids) == tok.apply_chat_template(messages, tools=tools, tokenize=False)
 

@@ -59,8 +59,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, sample_
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     base = load_file(sample_model / "model.safetensors")
     assert any(not (a[k] == base[k]).all() for k in a)  # training did change the weights
-    log_whole = [json.loads(l)["loss"] for l in (whole / "train_log.jsonl").open()]
-    log_parts = [json.loads(l)["loss"] for l in (parts / "train_log.jsonl").open()]
+    log_whole = [json.loads(line)["loss"] for line in (whole / "train_log.jsonl").open()]
+    log_parts = [json.loads(line)["loss"] for line in (parts / "train_log.jsonl").open()]
     assert log_whole == log_parts
 
 

@@ -10,7 +10,7 @@ from domainlm.train.data import task_to_messages
 
 def verdicts(model_dir, items) -> list[dict]:
     outputs = load_model(model_dir, batch_size=16).chat([task_to_messages(i)[0] for i in items], max_new_tokens=8)
-    return [score_item(item, output) for item, output in zip(items, outputs)]
+    return [score_item(item, output) for item, output in zip(items, outputs, strict=True)]
 
 
 def test_sft_beats_the_untrained_model_on_multiple_choice(tmp_path, sample_model, sample_dir):

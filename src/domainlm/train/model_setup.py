@@ -44,8 +44,8 @@ def load_for_training(base_dir: str | Path, cfg: TrainConfig):
         if not torch.cuda.is_available():
             raise DomainlmError("--method qlora needs an NVIDIA GPU (bitsandbytes 4-bit); use lora on CPU")
         try:
-            from transformers import BitsAndBytesConfig
             import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
         except ImportError:
             raise DomainlmError("--method qlora needs bitsandbytes: pip install bitsandbytes") from None
         kwargs["quantization_config"] = BitsAndBytesConfig(

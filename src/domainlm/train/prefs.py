@@ -58,14 +58,13 @@ def _progress_callback(total: int, label: str, console):
 def train_preferences(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, console=None) -> dict:
     import time
 
+    import torch
     from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
     from domainlm.train.loop import LoopResult, pick_mixed_precision, write_report
     from domainlm.train.model_setup import base_dtype, lora_config, save_trained
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     rows = preference_rows(loaded, cfg.stage)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
