@@ -1,7 +1,7 @@
 """Compression targets on the sample domain: size, tokens/s and domain-score retention, GGUF beside transformers.
 
 One run, one machine: a tiny Qwen2 model (the ``tiny`` recipe shape, tokenizer learned from the sample
-documents) is fine-tuned on the sample's training tasks with the train stage; then every target is built
+documents) is trained on the sample's training tasks and documents; then every target is built
 with ``domainlm.compress.compress`` and its quality gate scores source and result on the sample's
 ``tasks/eval``. The peer of a GGUF file is the same model run in transformers (the gate's "source" row):
 tokens/s of llama.cpp vs transformers on the same prompts, greedy, CPU threads as the machine has.
@@ -46,8 +46,11 @@ def main() -> None:
     from domainlm.compress.gate import default_suite
     from domainlm.errors import DomainlmError
     from domainlm.io import iter_jsonl, read_json
+    from domainlm.compress.data import training_examples
+    from domainlm.compress.distill import train_student
+    from domainlm.compress.merge import save_hf
+    from domainlm.models.hf import load_hf
     from domainlm.models.testing import make_tiny_model
-    from domainlm.train import TrainConfig, train
 
     work = Path(args.work or tempfile.mkdtemp(prefix="compress-bench-"))
     suite = default_suite()
@@ -56,18 +59,23 @@ def main() -> None:
     shape = (dict(vocab_size=1500, hidden_size=64, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=128)
              if args.quick else
              dict(vocab_size=4096, hidden_size=256, num_layers=4, num_heads=8, num_kv_heads=2, intermediate_size=768))
-    steps = args.train_steps or (60 if args.quick else 300)
+    steps = args.train_steps or (80 if args.quick else 300)
     started = time.perf_counter()
     base = make_tiny_model(work / "base", vocab_from=texts, **shape)
     train_files = sorted(str(p) for p in (root / "tasks" / "train").glob("*.jsonl"))
-    train(str(base), train_files, work / "expert", TrainConfig(stage="sft", max_steps=steps, batch_size=8, seq_len=256,
-                                                               lr=2e-3, eval_fraction=0))
+    documents = str(root / "truth" / "documents.jsonl")
+    model, tokenizer = load_hf(base, device="cpu", dtype="float32")
+    examples, _ = training_examples(train_files + [documents], tokenizer, 512)
+    # plain cross-entropy (the compress stage's loop without a teacher): the expert every target starts from
+    train_student(model, None, examples, CompressConfig(target="distill", steps=steps, lr=2e-3), tokenizer.pad_token_id,
+                  kd_weight=0.0)
+    save_hf(model, tokenizer, work / "expert")
     print(f"trained the expert in {time.perf_counter() - started:.0f}s", file=sys.stderr)
 
     rows = []
     for target in args.targets.split(","):
         cfg = CompressConfig(target=target, min_retention=0.0, steps=40 if args.quick else 150,
-                             data=train_files + [str(root / "truth" / "documents.jsonl")])
+                             data=train_files + [documents])
         t0 = time.perf_counter()
         try:
             compress(str(work / "expert"), work / target, cfg, force=True)

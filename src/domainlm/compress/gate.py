@@ -52,16 +52,38 @@ def _load(spec: str, batch_size: int):
     return load_model(spec)
 
 
-def tokens_per_second(lm, count, new_tokens: int = 48) -> float:
-    """Greedy decoding speed on a few fixed chats, output tokens counted with the source tokenizer."""
-    lm.chat(SPEED_PROMPTS[:1], max_new_tokens=4)  # warm-up: first-call allocations are not speed
+def decode_speed(lm, prompts: list[list[int]], new_tokens: int = 48) -> float:
+    """Greedy tokens/s, one request at a time (the edge case), exactly ``new_tokens`` per prompt.
+
+    End-of-turn tokens are ignored so every backend decodes the same number of tokens whatever the model
+    chose to say; prefill is included, as a user waits for it too."""
+    if hasattr(lm, "llm"):  # llama.cpp
+
+        def run(ids: list[int]) -> int:
+            n = 0
+            for _ in lm.llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+                n += 1
+                if n >= new_tokens:
+                    break
+            return n
+    else:  # transformers
+        import torch
+
+        def run(ids: list[int]) -> int:
+            batch = torch.tensor([ids], device=lm.device)
+            with torch.inference_mode():
+                out = lm.model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), do_sample=False,
+                                        max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                        pad_token_id=lm.tokenizer.pad_token_id)
+            return out.shape[1] - batch.shape[1]
+
+    run(prompts[0][:8])  # warm-up: first-call allocations are not speed
     started = time.perf_counter()
-    outputs = lm.chat(SPEED_PROMPTS, max_new_tokens=new_tokens)
-    elapsed = time.perf_counter() - started
-    return sum(count(o) for o in outputs) / max(elapsed, 1e-9)
+    produced = sum(run(ids) for ids in prompts)
+    return produced / max(time.perf_counter() - started, 1e-9)
 
 
-def score_model(spec: str, suites: list, *, batch_size: int = 8, seed: int = 0, count=None,
+def score_model(spec: str, suites: list, *, batch_size: int = 8, seed: int = 0, speed_prompts=None,
                 generate_mcq: bool = False) -> dict:
     """Score, load time, tokens/s and size of one model on the suites."""
     from domainlm.evals.runner import run_model
@@ -76,7 +98,7 @@ def score_model(spec: str, suites: list, *, batch_size: int = 8, seed: int = 0, 
         items = all_items(suites)
         predictions, usage = run_model(lm, items, configs, batch_size=batch_size, seed=seed)
         results = summarize(items, score_predictions(items, predictions), seed=seed)
-        speed = tokens_per_second(lm, count) if count else None
+        speed = decode_speed(lm, speed_prompts) if speed_prompts else None
     finally:
         lm.close()
     return {"spec": spec, "score": results["overall"]["score"], "ci95": results["overall"].get("ci95"),
@@ -102,13 +124,13 @@ def run_gate(source: str | Path, result: str | Path, suite_paths: list[str], *, 
 
     suites = [load_suite(p) for p in (suite_paths or [str(default_suite())])]
     tokenizer = AutoTokenizer.from_pretrained(str(source))
-
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    # the same prompt ids for both sides (parity has shown both tokenize them alike)
+    speed_prompts = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+                               add_special_tokens=False)["input_ids"] for c in SPEED_PROMPTS]
 
     generate_mcq = any(parse_spec(str(s)).kind in ("gguf", "openai") for s in (source, result))
-    src = score_model(str(source), suites, batch_size=batch_size, seed=seed, count=count, generate_mcq=generate_mcq)
-    res = score_model(str(result), suites, batch_size=batch_size, seed=seed, count=count, generate_mcq=generate_mcq)
+    src = score_model(str(source), suites, batch_size=batch_size, seed=seed, speed_prompts=speed_prompts, generate_mcq=generate_mcq)
+    res = score_model(str(result), suites, batch_size=batch_size, seed=seed, speed_prompts=speed_prompts, generate_mcq=generate_mcq)
     kept = retention(src["score"], res["score"])
     return {"suites": [str(s.path) for s in suites], "mcq_by_generation": generate_mcq,
             "source": src, "result": res, "retention": round(kept, 4), "min_retention": min_retention,

@@ -162,7 +162,8 @@ def prune_and_recover(source_dir, out, examples: list, cfg) -> dict:
     """Prune the model at ``source_dir`` by importance, recover it for ``cfg.steps`` steps, save to ``out``.
 
     The recovery fine-tune is distillation from the unpruned model (``kd_weight`` of KD, the rest plain
-    cross-entropy; Minitron, Sreenivas et al. 2024): the source is the best teacher for what the cut lost.
+    cross-entropy; Minitron, Sreenivas et al. 2024): the source is the best teacher for what the cut lost,
+    and the cross-entropy part lets the pruned model learn from the data where the source was weak.
     ``steps=0`` saves the pruned model without recovery."""
     import copy
 
