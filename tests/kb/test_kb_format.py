@@ -4,7 +4,7 @@ results, and accepting updates in every later version of domainlm."""
 import shutil
 from pathlib import Path
 
-from conftest import DOCS
+from kb_docs import DOCS
 
 from domainlm.kb import add_documents, open_kb
 

@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DOCS
+from kb_docs import DOCS
 
 from domainlm.errors import DomainlmError
 from domainlm.io import read_json, write_json
