@@ -22,9 +22,7 @@ def clean_command(
     ),
     engine: str = typer.Option(None, "--engine", help="local | ray"),
     workers: int = typer.Option(None, "--workers", help="Worker processes (0 = one per core)."),
-    text_field: str = typer.Option(
-        None, "--text-field", help="Text column of jsonl/csv inputs (default: text)."
-    ),
+    text_field: str = typer.Option(None, "--text-field", help="Text column of jsonl/csv inputs (default: text)."),
     explain: bool = typer.Option(False, "--explain", help="Print what the recipe will do and exit."),
     force: bool = typer.Option(False, "--force", help="Re-run even when inputs and config are unchanged."),
     config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),

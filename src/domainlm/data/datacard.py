@@ -245,9 +245,7 @@ class DataCard:
                 f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
             )
         page = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>"
-            + html.escape(title)
-            + "</title><style>"
+            "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
             "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
             "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
             "text-align:left;vertical-align:top;max-width:380px;word-break:break-all}th{background:#f3f3f3}"

@@ -191,7 +191,9 @@ _BLOCK_TAGS = {
     "title",
     "body",
 }
-_CHROME = "//script|//style|//noscript|//template|//nav|//header|//footer|//aside|//form|//iframe|//svg|//select|//button"
+_CHROME = (
+    "//script|//style|//noscript|//template|//nav|//header|//footer|//aside|//form|//iframe|//svg|//select|//button"
+)
 
 
 def html_to_text(html: str) -> tuple[str, str | None]:

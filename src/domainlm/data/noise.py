@@ -19,7 +19,9 @@ HAN = "\u3400-\u9fff\uf900-\ufaff"
 # --- Pinyin annotations after Han characters --------------------------------------------------
 
 _TONED = "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜ"
-_SYLLABLE = rf"[a-zü{_TONED}]{{1,6}}[1-5]?"
+# Atomic: a letter run is one candidate syllable group (validated by _is_pinyin), never re-split by
+# backtracking, which on long English phrases after a Han character would be exponential.
+_SYLLABLE = rf"(?>[a-zü{_TONED}]+[1-5]?)"
 # "(hǎi gǎng)", "（hai3 gang3）", "[yín háng]" right after a Han character.
 _PINYIN_BRACKETED = re.compile(
     rf"(?<=[{HAN}])\s?[(（\[【]\s*{_SYLLABLE}(?:[\s'·-]*{_SYLLABLE}){{0,11}}\s*[)）\]】]", re.IGNORECASE
@@ -213,9 +215,7 @@ def remove_spam(text: str, words: Sequence[str] = SPAM_WORDS_ZH + SPAM_WORDS_EN)
 
     # Traditional-script spam (時時彩) matches too: the word list is extended with its OpenCC forms.
     variants = set(words) | {_opencc("s2t").convert(w) for w in words}
-    pattern = re.compile(
-        "|".join(re.escape(w) for w in sorted(variants, key=len, reverse=True)), re.IGNORECASE
-    )
+    pattern = re.compile("|".join(re.escape(w) for w in sorted(variants, key=len, reverse=True)), re.IGNORECASE)
     spans = []
     cta = {w.lower() for w in CTA_WORDS} | {_opencc("s2t").convert(w).lower() for w in CTA_WORDS}
     matches = list(pattern.finditer(text))
@@ -262,9 +262,9 @@ def _spam_clause(
         lo -= 1
     if call_to_action:
         # The insert ends with the call to action and the handle or link right after it.
-        handle = re.compile(
-            r"\s?(?:" + _LINK.pattern + r")|(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{3,}"
-        ).match(text, end)
+        handle = re.compile(r"\s?(?:" + _LINK.pattern + r")|(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{3,}").match(
+            text, end
+        )
         hi = handle.end() if handle else end
         if hi < len(text) and text[hi] in "，,;；":
             hi += 1
@@ -432,9 +432,7 @@ def remove_offtopic_tail(
                 # A header followed only by link-title lines (short, no full stop) starts a tail; a header
                 # line anywhere else is page furniture and goes alone.
                 after = [text[a:b].strip() for a, b in lines[index + 1 :] if text[a:b].strip()]
-                if start >= min_position * len(text) and all(
-                    len(t) <= 40 and t[-1] not in "。！？.!?" for t in after
-                ):
+                if start >= min_position * len(text) and all(len(t) <= 40 and t[-1] not in "。！？.!?" for t in after):
                     return replace_spans(text, spans + [(start, len(text), "", "offtopic_tail")])
                 spans.append((start, end, "", "offtopic_tail"))
                 break
@@ -489,9 +487,7 @@ def _topic_words(text: str, counts: bool = False):
         grams.update(w for run in runs for w in jieba.lcut(run) if len(w) >= 2)
     text = re.sub(r"\S+@\S+|(?:https?://|www\.)\S+", " ", text)  # contact details are not topic words
     # Crude plural folding ("fees" ~ "fee") is enough to compare vocabularies.
-    grams.update(
-        w.rstrip("s") for w in (m.lower() for m in re.findall(r"[A-Za-z]{3,}", text)) if w not in _STOPWORDS
-    )
+    grams.update(w.rstrip("s") for w in (m.lower() for m in re.findall(r"[A-Za-z]{3,}", text)) if w not in _STOPWORDS)
     return grams if counts else set(grams)
 
 
@@ -504,12 +500,6 @@ def flag_censor(text: str, pattern: str = CENSOR_PATTERN, remove: bool = True) -
     """Flag censor marks ("***", "□□", "[已屏蔽]") so a reviewer sees where text was hidden; with
     ``remove`` the mark itself also goes (the sentence stays), since a model should not learn "***"."""
     matches = list(re.finditer(pattern, text, re.IGNORECASE))
-    result = (
-        replace_spans(text, [(m.start(), m.end(), "", "censor") for m in matches])
-        if remove
-        else OpResult(text)
-    )
-    result.flags = [
-        {"start": m.start(), "end": m.end(), "text": m.group(), "kind": "censor"} for m in matches
-    ]
+    result = replace_spans(text, [(m.start(), m.end(), "", "censor") for m in matches]) if remove else OpResult(text)
+    result.flags = [{"start": m.start(), "end": m.end(), "text": m.group(), "kind": "censor"} for m in matches]
     return result

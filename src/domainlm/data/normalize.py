@@ -146,6 +146,21 @@ def _try_redecode(island: str, codec: str) -> str | None:
     return fixed
 
 
+@functools.lru_cache(maxsize=4)
+def _island_starts(codecs: tuple[str, ...]) -> re.Pattern:
+    """A character class of every character whose code in one of ``codecs`` has a lead byte 0xE2-0xEF
+    (the lead bytes of UTF-8's 3-byte sequences): the only possible first characters of an island."""
+    chars = set()
+    for codec in codecs:
+        for lead in range(0xE2, 0xF0):
+            for trail in range(0x40, 0xFF):
+                try:
+                    chars.add(bytes((lead, trail)).decode(codec))
+                except UnicodeDecodeError:
+                    continue
+    return re.compile("[" + "".join(re.escape(ch) for ch in sorted(chars) if len(ch) == 1) + "]")
+
+
 def _best_island(run: str, start: int, codecs: tuple[str, ...]) -> tuple[int, str] | None:
     """Longest ``run[start:end]`` that re-decodes to clearly more common Chinese text, as (end, fixed)."""
     # UTF-8 encodes a CJK character as 3 bytes starting with 0xE3-0xE9; in GBK/Big5 that first byte is
@@ -183,29 +198,30 @@ def repair_cjk_mojibake(text: str, codecs: tuple[str, ...] = ("gbk", "big5"), mi
     for match in _CJK_RUN.finditer(text):
         run, base = match.group(), match.start()
         i = 0
-        while i < len(run):
-            found = _best_island(run, i, codecs) if len(run) - i >= min_len else None
+        starts = _island_starts(codecs)
+        for candidate in starts.finditer(run):
+            # Only a character whose GBK/Big5 code starts with a UTF-8 lead byte can open an island.
+            if candidate.start() < i or len(run) - candidate.start() < min_len:
+                continue
+            found = _best_island(run, candidate.start(), codecs)
             if found is not None:
                 end, fixed = found
-                spans.append((base + i, base + end, fixed, "mojibake_cjk"))
+                spans.append((base + candidate.start(), base + end, fixed, "mojibake_cjk"))
                 i = end
-            else:
-                i += 1
         # Damaged islands: replacement characters, 锟斤拷, or 3+ consecutive characters jieba never saw.
         for bad in re.finditer("(?:[\ufffd]|锟斤拷)+|[\u3400-\u9fff]{3,}", run):
             chunk = bad.group()
             if "\ufffd" in chunk or "锟斤拷" in chunk:
                 # The island around a replacement character is the rare characters next to it.
                 lo, hi = bad.start(), bad.end()
-                while (
-                    lo > 0
-                    and ranks.get(run[lo - 1], 10**6) >= _COMMON
-                    and not _repaired(spans, base + lo - 1)
-                ):
+                while lo > 0 and ranks.get(run[lo - 1], 10**6) >= _COMMON and not _repaired(spans, base + lo - 1):
                     lo -= 1
                 while hi < len(run) and ranks.get(run[hi], 10**6) >= _COMMON and run[hi] != "\ufffd":
                     hi += 1
                 flags.append({"start": base + lo, "end": base + hi, "text": run[lo:hi], "kind": "mojibake"})
+                continue
+            rare = sum(1 for ch in chunk if ranks.get(ch, 10**6) > 6000)
+            if rare < 3 or rare < 0.5 * len(chunk):
                 continue
             # Traditional characters are rare in jieba's (simplified) dictionary: judge their simplified form.
             simplified = _opencc("t2s").convert(chunk)

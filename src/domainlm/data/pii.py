@@ -57,7 +57,9 @@ _ADDRESS_LABEL = re.compile(
     r"(?:通讯|联系|家庭|居住|收货|邮寄)?(?:住址|地址|住在|家住|我家在|家在|居住在|位于|寄往|寄到|迁至|搬到)[:：]?"
 )
 
-_BUSINESS = re.compile(r"(支行|分行|网点|網點|营业部|營業部|营业厅|營業廳|公司|新址|办公|辦公|门店|門店|总部|總部|(?i:branch|office|headquarters))")
+_BUSINESS = re.compile(
+    r"(支行|分行|网点|網點|营业部|營業部|营业厅|營業廳|公司|新址|办公|辦公|门店|門店|总部|總部|(?i:branch|office|headquarters))"
+)
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -143,7 +145,5 @@ def redact_pii(text: str, types: tuple[str, ...] = tuple(PLACEHOLDERS)) -> OpRes
     spans = [(s.start, s.end, PLACEHOLDERS[s.type], s.type) for s in find_pii(text, types)]
     result = replace_spans(text, spans)
     if spans:
-        result.meta = {
-            "pii": {t: sum(1 for s in spans if s[3] == t) for t in types if any(s[3] == t for s in spans)}
-        }
+        result.meta = {"pii": {t: sum(1 for s in spans if s[3] == t) for t in types if any(s[3] == t for s in spans)}}
     return result

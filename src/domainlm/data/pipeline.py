@@ -206,9 +206,7 @@ def clean(
     with stage_run("clean", out_dir, inputs=inputs, config=stage_config, force=force) as run:
         if run.skipped:
             m = run.previous.metrics
-            return CleanResult(
-                out_dir, m.get("kept", 0), m.get("rejected", 0), m.get("duplicates", 0), m, skipped=True
-            )
+            return CleanResult(out_dir, m.get("kept", 0), m.get("rejected", 0), m.get("duplicates", 0), m, skipped=True)
         dedup_step = recipe.dedup
         dedup = None
         if dedup_step is not None:

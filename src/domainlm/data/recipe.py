@@ -44,12 +44,8 @@ def _furniture(text: str, extra_patterns: list[list[str]] = (), max_line_chars: 
     )
 
 
-def _tail(
-    text: str, extra_headers: list[str] = (), min_position: float = 0.3, max_overlap: float = 0.1
-) -> OpResult:
-    return noise.remove_offtopic_tail(
-        text, noise.TAIL_HEADERS + tuple(extra_headers), min_position, max_overlap
-    )
+def _tail(text: str, extra_headers: list[str] = (), min_position: float = 0.3, max_overlap: float = 0.1) -> OpResult:
+    return noise.remove_offtopic_tail(text, noise.TAIL_HEADERS + tuple(extra_headers), min_position, max_overlap)
 
 
 def _cjk(text: str, codecs: list[str] = ("gbk", "big5")) -> OpResult:
@@ -86,9 +82,7 @@ OPERATORS: dict[str, OpSpec] = {
         normalize.repair_latin_mojibake,
         "repair UTF-8-read-as-Latin-1/cp1252 mojibake (ftfy, encoding fixes only)",
     ),
-    "fix_cjk_mojibake": OpSpec(
-        _cjk, "repair UTF-8-read-as-GBK/Big5 islands; flag islands whose bytes did not survive"
-    ),
+    "fix_cjk_mojibake": OpSpec(_cjk, "repair UTF-8-read-as-GBK/Big5 islands; flag islands whose bytes did not survive"),
     "remove_pinyin": OpSpec(noise.remove_pinyin, "remove pinyin annotations after Han characters"),
     "to_simplified": OpSpec(normalize.to_simplified, "convert traditional to simplified Chinese (OpenCC)"),
     "remove_spam": OpSpec(_spam, "cut lottery/gambling/ad inserts out of sentences, keep the sentence"),
@@ -98,9 +92,7 @@ OPERATORS: dict[str, OpSpec] = {
     "remove_repeats": OpSpec(noise.remove_repeats, "remove paragraphs repeated inside a document"),
     "remove_offtopic_tail": OpSpec(_tail, "cut off-topic tails (相关阅读, 猜你喜欢, related articles)"),
     "flag_censor": OpSpec(noise.flag_censor, "flag censor marks (***, □□, [已屏蔽])"),
-    "redact_pii": OpSpec(
-        _pii, "replace ID numbers, mobiles, bank cards, emails, addresses by typed placeholders"
-    ),
+    "redact_pii": OpSpec(_pii, "replace ID numbers, mobiles, bank cards, emails, addresses by typed placeholders"),
     "language": OpSpec(_language, "identify the language; drop documents not in `keep`"),
     "quality": OpSpec(
         quality.quality_filter, "score quality (heuristics, optional learned scorer); drop under threshold"
@@ -142,22 +134,16 @@ class Recipe:
         return {"name": self.name, "operators": [{"op": s.op, **s.params} for s in self.steps]}
 
     def explain(self) -> str:
-        lines = [
-            f"recipe {self.name} ({self.source})" + (f": {self.description}" if self.description else "")
-        ]
+        lines = [f"recipe {self.name} ({self.source})" + (f": {self.description}" if self.description else "")]
         for i, step in enumerate(self.steps, start=1):
             params = _effective_params(step)
             shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
-            lines.append(
-                f"{i:2d}. {step.op}: {OPERATORS[step.op].what}" + (f"\n      {shown}" if shown else "")
-            )
+            lines.append(f"{i:2d}. {step.op}: {OPERATORS[step.op].what}" + (f"\n      {shown}" if shown else ""))
         return "\n".join(lines)
 
 
 def _effective_params(step: Step) -> dict:
-    params = {
-        p.name: p.default for p in OPERATORS[step.op].parameters() if p.default is not inspect.Parameter.empty
-    }
+    params = {p.name: p.default for p in OPERATORS[step.op].parameters() if p.default is not inspect.Parameter.empty}
     params.update(step.params)
     return params
 
@@ -178,9 +164,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     if not path.suffix and (RECIPES_DIR / f"{name_or_path}.yaml").is_file():
         path = RECIPES_DIR / f"{name_or_path}.yaml"
     elif not path.is_file():
-        raise DomainlmError(
-            f"recipe '{name_or_path}': not a built-in ({', '.join(builtin_recipes())}) nor a file"
-        )
+        raise DomainlmError(f"recipe '{name_or_path}': not a built-in ({', '.join(builtin_recipes())}) nor a file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -207,13 +191,9 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
         allowed = [p.name for p in OPERATORS[op].parameters()]
         for key in params:
             if key not in allowed:
-                raise DomainlmError(
-                    f"{where} ({op}): unknown parameter '{key}' (allowed: {', '.join(allowed)})"
-                )
+                raise DomainlmError(f"{where} ({op}): unknown parameter '{key}' (allowed: {', '.join(allowed)})")
         steps.append(Step(op, params))
     dedups = [i for i, s in enumerate(steps) if s.op == "dedup"]
     if dedups and dedups != [len(steps) - 1]:
         raise DomainlmError(f"{source}: 'dedup' compares whole documents and must be the last operator")
-    return Recipe(
-        str(data.get("name") or Path(source).stem), steps, str(data.get("description") or ""), source
-    )
+    return Recipe(str(data.get("name") or Path(source).stem), steps, str(data.get("description") or ""), source)
