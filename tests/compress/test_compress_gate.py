@@ -1,4 +1,5 @@
-"""The quality gate refuses a result that lost too much: non-zero exit, artifact kept aside, source untouched."""
+"""The quality gate refuses a result that lost too much (non-zero exit, artifact kept aside, source untouched);
+the parity check refuses a template that drifted."""
 
 from __future__ import annotations
 
@@ -38,3 +39,18 @@ def test_cli_errors_are_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "domainlm", "compress", "tiny", "--to", "int3",
                            "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert done.returncode != 0 and "int3" in done.stderr
+
+
+def test_a_template_that_drifts_fails_parity_with_the_first_difference(teacher, tmp_path):
+    import shutil
+
+    from domainlm.compress.parity import check_parity
+
+    drifted = tmp_path / "drifted"
+    shutil.copytree(teacher, drifted)
+    template = (drifted / "chat_template.jinja").read_text(encoding="utf-8")
+    (drifted / "chat_template.jinja").write_text(template.replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n\\n'"),
+                                                 encoding="utf-8")
+    report = check_parity(teacher, drifted, lossless=True)
+    assert not report["passed"] and not report["template_identical"]
+    assert "prompt 0" in report["failure"] and "character" in report["failure"]

@@ -55,18 +55,3 @@ def test_quantized_gguf_loads_and_keeps_the_tokenizer(teacher, converter, tmp_pa
     assert read_json(out / "parity.json")["tokens_identical"]
     assert path.stat().st_size < (teacher / "model.safetensors").stat().st_size
     assert load_model(str(path)).generate(["海港银行"], max_new_tokens=4)
-
-
-def test_a_template_that_drifts_fails_parity_with_the_first_difference(teacher, tmp_path):
-    import shutil
-
-    from domainlm.compress.parity import check_parity
-
-    drifted = tmp_path / "drifted"
-    shutil.copytree(teacher, drifted)
-    template = (drifted / "chat_template.jinja").read_text(encoding="utf-8")
-    (drifted / "chat_template.jinja").write_text(template.replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n\\n'"),
-                                                 encoding="utf-8")
-    report = check_parity(teacher, drifted, lossless=True)
-    assert not report["passed"] and not report["template_identical"]
-    assert "prompt 0" in report["failure"] and "character" in report["failure"]

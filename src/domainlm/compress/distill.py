@@ -96,10 +96,11 @@ def train_student(student, teacher, examples: list, cfg: CompressConfig, pad_id:
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
+            value = float(loss.detach())
             if step % 10 == 0 or step == cfg.steps:
-                history.append({"step": step, "loss": round(float(loss), 5), "ce": round(float(ce), 5),
-                                "kd": round(float(kd), 5)})
-            progress.update(bar, advance=1, loss=f"loss {float(loss):.3f}")
+                history.append({"step": step, "loss": round(value, 5), "ce": round(float(ce.detach()), 5),
+                                "kd": round(float(kd.detach()), 5)})
+            progress.update(bar, advance=1, loss=f"loss {value:.3f}")
     student.eval()
     return history
 
