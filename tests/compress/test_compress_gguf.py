@@ -16,8 +16,8 @@ def converter():
     from domainlm.compress.gguf_export import converter_dir
     from domainlm.errors import DomainlmError
 
-    try:
-        return converter_dir(fetch=False)
+    try:  # cached, $DOMAINLM_LLAMA_CPP, or fetched once from llama-cpp-python's sdist with pip
+        return converter_dir(fetch=True)
     except DomainlmError as exc:
         pytest.skip(str(exc))
 
