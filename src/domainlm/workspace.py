@@ -94,6 +94,7 @@ class EvalSection(Section):
     seed: int = 0
     batch_size: int = Field(8, ge=1)
     general: list[str] = Field(default_factory=list, description="Suites that form the general-ability panel.")
+    limit: int = Field(0, ge=0, description="At most this many items per task (a seeded sample); 0 = all.")
 
 
 class ServeSection(Section):

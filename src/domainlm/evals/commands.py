@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
         variants: list[str] = typer.Option(None, "--variants", help="NAME=MODEL or NAME=MODEL@KB; repeat to compare variants."),
         general: list[Path] = typer.Option(None, "--general", help="A --suite that is the general-ability panel."),
         kb_k: int = typer.Option(3, "--kb-k", min=1, help="Passages retrieved from --kb per item."),
+        limit: int = typer.Option(None, "--limit", min=0, help="At most N items per task, a seeded sample (default: eval.limit)."),
         batch_size: int = typer.Option(None, "--batch-size", help="Batch size (does not change greedy results)."),
         seed: int = typer.Option(None, "--seed"),
         config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
             suites=[str(s) for s in suite] if suite else list(cfg.tasks.eval),
             predictions=str(predictions) if predictions else None, variants=list(variants or []),
             general=[str(g) for g in general or []], kb_k=kb_k,
+            limit=cfg.eval.limit if limit is None else limit,
             seed=cfg.eval.seed if seed is None else seed,
             batch_size=cfg.eval.batch_size if batch_size is None else batch_size,
         )

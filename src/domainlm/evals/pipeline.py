@@ -29,6 +29,7 @@ class EvalConfig(BaseModel):
     seed: int = 0
     batch_size: int = Field(8, ge=1)
     kb_k: int = Field(3, ge=1, description="Passages retrieved from --kb for each item.")
+    limit: int = Field(0, ge=0, description="At most this many items per task (a seeded sample); 0 = all.")
 
 
 def parse_variant(text: str) -> tuple[str, str, str | None]:
@@ -45,14 +46,31 @@ def _progress() -> Progress:
                     transient=True)
 
 
+def limit_items(items: list[dict], limit: int, seed: int) -> list[dict]:
+    """At most ``limit`` items per task, drawn with ``seed``, in their original order (0 keeps all).
+    Like lm-eval's --limit, but per task, so every task of the suite stays in the table."""
+    if not limit:
+        return items
+    import random
+
+    by_task: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        by_task.setdefault(item["task"], []).append(index)
+    keep: set[int] = set()
+    for task, indexes in sorted(by_task.items()):
+        keep.update(indexes if len(indexes) <= limit else random.Random(f"{seed}:{task}").sample(indexes, limit))
+    return [item for index, item in enumerate(items) if index in keep]
+
+
 def run_once(suites: list[Suite], *, model: str | None, kb: str | None = None, predictions: str | None = None,
              general: set[str] = frozenset(), seed: int = 0, batch_size: int = 8, kb_k: int = 3,
-             label: str = "") -> tuple[dict, list[dict]]:
+             label: str = "", limit: int = 0) -> tuple[dict, list[dict]]:
     """Score one model (or one predictions file) on the suites: (results, prediction records)."""
-    items = all_items(suites)
+    every = all_items(suites)
+    items = limit_items(every, limit, seed)
     usage, info, judge = None, {}, None
     if predictions:
-        preds = read_predictions(predictions, {i["id"]: i for i in items})
+        preds = read_predictions(predictions, {i["id"]: i for i in every})
     else:
         from domainlm.evals.runner import run_model
         from domainlm.models import load_model
@@ -139,7 +157,8 @@ def evaluate(config: EvalConfig, out: str | Path, *, force: bool = False) -> dic
             from domainlm.io import read_json
 
             return read_json(out / "results.json")
-        common = {"general": general, "seed": config.seed, "batch_size": config.batch_size, "kb_k": config.kb_k}
+        common = {"general": general, "seed": config.seed, "batch_size": config.batch_size, "kb_k": config.kb_k,
+                  "limit": config.limit}
         if not config.variants:
             results, records = run_once(suites, model=config.model, kb=config.kb, predictions=config.predictions, **common)
             _write_run(out, results, records, run)

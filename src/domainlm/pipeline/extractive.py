@@ -15,14 +15,15 @@ ANSWERABLE_TYPES = {"qa", "refusal"}
 REFUSAL_TEXT = {"zh": "知识库中没有相关信息，无法回答。", "en": "The knowledge base does not say."}
 
 
-def extractive_predictions(kb_path: str | Path, suites: list[str]) -> list[dict]:
+def extractive_predictions(kb_path: str | Path, suites: list[str], *, limit: int = 0, seed: int = 0) -> list[dict]:
+    from domainlm.evals.pipeline import limit_items
     from domainlm.evals.scoring import all_items
     from domainlm.evals.tasks import load_suite
     from domainlm.kb import answer, open_kb
 
     kb = open_kb(kb_path)
     records = []
-    for item in all_items([load_suite(s) for s in suites]):
+    for item in limit_items(all_items([load_suite(s) for s in suites]), limit, seed):
         if item["type"] not in ANSWERABLE_TYPES:
             continue
         reply = answer(kb, item["question"])
@@ -32,16 +33,18 @@ def extractive_predictions(kb_path: str | Path, suites: list[str]) -> list[dict]
     return records
 
 
-def extractive_eval(kb_path: str | Path, suites: list[str], out: str | Path, *, seed: int = 0, force: bool = False) -> dict:
+def extractive_eval(kb_path: str | Path, suites: list[str], out: str | Path, *, seed: int = 0, limit: int = 0,
+                    force: bool = False) -> dict:
     """Answer the suites with the extractive reader and score them; returns ``results.json``'s content."""
     from domainlm.evals.pipeline import EvalConfig, evaluate
 
     out = Path(out)
     answers = out / "reader"
-    with stage_run("kb-extractive", answers, inputs=[kb_path, *suites], config={"types": sorted(ANSWERABLE_TYPES)},
+    with stage_run("kb-extractive", answers, inputs=[kb_path, *suites], config={"types": sorted(ANSWERABLE_TYPES), "limit": limit},
                    seed=seed, force=force) as run:
         if not run.skipped:
-            records = extractive_predictions(kb_path, suites)
+            records = extractive_predictions(kb_path, suites, limit=limit, seed=seed)
             write_jsonl(run.output("answers.jsonl"), records)
             run.metrics["answered"] = len(records)
-    return evaluate(EvalConfig(suites=suites, predictions=str(answers / "answers.jsonl"), seed=seed), out, force=force)
+    config = EvalConfig(suites=suites, predictions=str(answers / "answers.jsonl"), seed=seed, limit=limit)
+    return evaluate(config, out, force=force)

@@ -240,9 +240,11 @@ def run_eval(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
 
     suites = [str(s) for s in eval_suites(ws)]
     e = ws.config.eval
-    config = EvalConfig(suites=suites, variants=variants(ws), seed=e.seed, batch_size=e.batch_size, general=e.general)
+    config = EvalConfig(suites=suites, variants=variants(ws), seed=e.seed, batch_size=e.batch_size, general=e.general,
+                        limit=e.limit)
     results = evaluate(config, ws.stage_dir("eval"), force=force)
-    extractive = extractive_eval(ws.stage_dir("kb"), suites, ws.stage_dir("eval-kb-extractive"), seed=e.seed, force=force)
+    extractive = extractive_eval(ws.stage_dir("kb"), suites, ws.stage_dir("eval-kb-extractive"), seed=e.seed,
+                                 limit=e.limit, force=force)
     scores = {name: v["overall"]["score"] for name, v in results["variants"].items()}
     scores["kb-extractive"] = extractive["overall"]["score"]
     return ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), [ws.stage_dir("eval"), ws.stage_dir("eval-kb-extractive")]
