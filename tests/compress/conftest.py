@@ -7,6 +7,7 @@ something to lose.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,27 @@ pytest.importorskip("torch")
 pytest.importorskip("torchao")
 
 # unanswerable is left out: an untrained model that says nothing scores there, which would blur the gate tests
+# Tiny models gain nothing from intra-op threads, and on a busy 2-core machine torch's OpenMP threads
+# spin against each other (measured here: over 10 minutes with 2 threads, under 3 minutes with 1). The thread
+# count is restored after each module, so other packages' tests are unaffected.
+@contextlib.contextmanager
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_thread():
+        yield
+
+
 GATE_TASKS = ("mcq", "intent", "knowledge_qa")
 
 
@@ -62,6 +84,7 @@ def teacher(sample_root, train_files, tmp_path_factory) -> Path:
                            intermediate_size=128)
     model, tokenizer = load_hf(base, device="cpu", dtype="float32")
     examples, _ = training_examples([*train_files, documents], tokenizer, 256)
-    train_student(model, None, examples, CompressConfig(target="distill", steps=80, lr=3e-3), tokenizer.pad_token_id,
-                  kd_weight=0.0)
+    with one_thread():  # session fixtures are set up before the module-scoped thread limit applies
+        train_student(model, None, examples, CompressConfig(target="distill", steps=80, lr=3e-3),
+                      tokenizer.pad_token_id, kd_weight=0.0)
     return save_hf(model, tokenizer, root / "teacher")
