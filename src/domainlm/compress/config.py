@@ -16,6 +16,7 @@ class CompressConfig(BaseModel):
     gate: bool = Field(True, description="Score source and result on the gate suites; refuse below min_retention.")
     suites: list[str] = Field(default_factory=list, description="Gate suites; empty: the sample domain's tasks/eval.")
     min_retention: float = Field(0.9, ge=0, le=1, description="Result score / source score needed to promote.")
+    gate_limit: int = Field(0, ge=0, description="Gate on at most this many items per task (seeded sample); 0 = all.")
     parity: bool = Field(True, description="Template parity check (token ids and greedy outputs).")
     batch_size: int = Field(8, ge=1)
     # int4

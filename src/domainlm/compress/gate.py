@@ -84,8 +84,9 @@ def decode_speed(lm, prompts: list[list[int]], new_tokens: int = 48) -> float:
 
 
 def score_model(spec: str, suites: list, *, batch_size: int = 8, seed: int = 0, speed_prompts=None,
-                generate_mcq: bool = False) -> dict:
+                generate_mcq: bool = False, limit: int = 0) -> dict:
     """Score, load time, tokens/s and size of one model on the suites."""
+    from domainlm.evals.pipeline import limit_items
     from domainlm.evals.runner import run_model
     from domainlm.evals.scoring import all_items, score_predictions, summarize
 
@@ -95,7 +96,7 @@ def score_model(spec: str, suites: list, *, batch_size: int = 8, seed: int = 0, 
     try:
         configs = {s.name: (s.config.model_copy(update={"mcq_mode": "generate"}) if generate_mcq else s.config)
                    for s in suites}
-        items = all_items(suites)
+        items = limit_items(all_items(suites), limit, seed)
         predictions, usage = run_model(lm, items, configs, batch_size=batch_size, seed=seed)
         results = summarize(items, score_predictions(items, predictions), seed=seed)
         speed = decode_speed(lm, speed_prompts) if speed_prompts else None
@@ -115,8 +116,9 @@ def retention(source_score: float, result_score: float) -> float:
 
 
 def run_gate(source: str | Path, result: str | Path, suite_paths: list[str], *, min_retention: float,
-             batch_size: int = 8, seed: int = 0) -> dict:
-    """Score ``source`` and ``result``; the report says whether the result may be promoted."""
+             batch_size: int = 8, seed: int = 0, limit: int = 0) -> dict:
+    """Score ``source`` and ``result`` (on at most ``limit`` items per task, the same items for both);
+    the report says whether the result may be promoted."""
     from transformers import AutoTokenizer
 
     from domainlm.evals.tasks import load_suite
@@ -129,10 +131,12 @@ def run_gate(source: str | Path, result: str | Path, suite_paths: list[str], *, 
                                add_special_tokens=False)["input_ids"] for c in SPEED_PROMPTS]
 
     generate_mcq = any(parse_spec(str(s)).kind in ("gguf", "openai") for s in (source, result))
-    src = score_model(str(source), suites, batch_size=batch_size, seed=seed, speed_prompts=speed_prompts, generate_mcq=generate_mcq)
-    res = score_model(str(result), suites, batch_size=batch_size, seed=seed, speed_prompts=speed_prompts, generate_mcq=generate_mcq)
+    src = score_model(str(source), suites, batch_size=batch_size, seed=seed, speed_prompts=speed_prompts, generate_mcq=generate_mcq,
+                      limit=limit)
+    res = score_model(str(result), suites, batch_size=batch_size, seed=seed, speed_prompts=speed_prompts, generate_mcq=generate_mcq,
+                      limit=limit)
     kept = retention(src["score"], res["score"])
-    return {"suites": [str(s.path) for s in suites], "mcq_by_generation": generate_mcq,
+    return {"suites": [str(s.path) for s in suites], "mcq_by_generation": generate_mcq, "limit": limit,
             "source": src, "result": res, "retention": round(kept, 4), "min_retention": min_retention,
             "size_ratio": round(res["size_bytes"] / max(src["size_bytes"], 1), 4),
             "passed": kept >= min_retention}

@@ -120,7 +120,7 @@ def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool =
 
                 _say(console, "quality gate: scoring source and result")
                 gate = run_gate(source_dir, artifact, cfg.suites, min_retention=cfg.min_retention,
-                                batch_size=cfg.batch_size, seed=cfg.seed)
+                                batch_size=cfg.batch_size, seed=cfg.seed, limit=cfg.gate_limit)
                 gate["source"]["spec"], gate["target"] = source, cfg.target
                 if not gate["passed"]:
                     kept = _promote(artifact, out / "rejected" / artifact.name)

@@ -190,7 +190,8 @@ def run_compress(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
         out = compressed_dir(ws, target)
         cfg = CompressConfig(
             target=target, suites=suites, min_retention=ws.config.compress.min_retention, seed=ws.config.seed,
-            batch_size=ws.config.eval.batch_size, data=[str(p) for p in train_data(ws, "sft")],
+            batch_size=ws.config.eval.batch_size, gate_limit=ws.config.eval.limit,
+            data=[str(p) for p in train_data(ws, "sft")],
         )
         metrics = compress(str(tuned_model(ws)), out, cfg, force=force)
         retention = metrics.get("retention")
