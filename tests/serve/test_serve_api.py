@@ -8,7 +8,7 @@ import json
 import httpx
 import numpy as np
 import pytest
-from conftest import KEY, RATE_TOOL
+from serve_support import KEY, RATE_TOOL
 
 openai = pytest.importorskip("openai")
 
@@ -202,7 +202,7 @@ def test_metrics_are_prometheus_text_with_counts(client, live):
 
 
 def test_rate_limit_per_key(tiny_dir, tmp_path):
-    from conftest import OTHER_KEY, LiveServer, make_state
+    from serve_support import OTHER_KEY, LiveServer, make_state
 
     from domainlm.serve.server import make_asgi
 
@@ -218,7 +218,7 @@ def test_rate_limit_per_key(tiny_dir, tmp_path):
 
 def test_gateway_in_front_of_an_openai_compatible_upstream(live, tmp_path, monkeypatch):
     """`--model openai:URL#name`: whole answers and streams pass through from the upstream server."""
-    from conftest import LiveServer, make_state
+    from serve_support import LiveServer, make_state
 
     from domainlm.serve.server import make_asgi
 

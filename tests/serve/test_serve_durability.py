@@ -8,7 +8,7 @@ import threading
 import time
 
 import httpx
-from conftest import KEY, free_port
+from serve_support import KEY, free_port
 
 from domainlm.serve.store import FeedbackStore
 

@@ -7,7 +7,7 @@ import json
 
 import httpx
 import pytest
-from conftest import KEY, LiveServer, make_state
+from serve_support import KEY, LiveServer, make_state
 
 openai = pytest.importorskip("openai")
 
@@ -98,7 +98,7 @@ def test_model_calls_kb_search_as_a_plugin_and_the_server_runs_it(tiny_dir, bank
     records the exchange with the stored response and counts it in the metrics."""
     import shutil
 
-    from conftest import teach
+    from serve_support import teach
 
     from domainlm.serve.plugins import KB_SEARCH_TOOL
     from domainlm.serve.server import make_asgi

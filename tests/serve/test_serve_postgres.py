@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 
 import pytest
-from conftest import free_port
+from serve_support import free_port
 
 INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ([shutil.which("initdb")] if shutil.which("initdb") else [])
 pytestmark = pytest.mark.skipif(not INITDB, reason="needs PostgreSQL server binaries (apt-get install postgresql)")

@@ -6,7 +6,7 @@ import shutil
 
 import httpx
 import pytest
-from conftest import KEY, LiveServer
+from serve_support import KEY, LiveServer
 
 openai = pytest.importorskip("openai")
 
