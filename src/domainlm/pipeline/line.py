@@ -183,6 +183,7 @@ def compressed_dir(ws: Workspace, target: str) -> Path:
 
 def run_compress(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
     from domainlm.compress import CompressConfig, compress
+    from domainlm.compress.stage import GATE_REFUSED_EXIT
 
     details, touched = [], []
     suites = [str(s) for s in eval_suites(ws)]
@@ -193,7 +194,16 @@ def run_compress(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
             batch_size=ws.config.eval.batch_size, gate_limit=ws.config.eval.limit,
             data=[str(p) for p in train_data(ws, "sft")],
         )
-        metrics = compress(str(tuned_model(ws)), out, cfg, force=force)
+        try:
+            metrics = compress(str(tuned_model(ws)), out, cfg, force=force)
+        except DomainlmError as exc:
+            if exc.exit_code != GATE_REFUSED_EXIT:
+                raise
+            # A refusal is a result of the line, not a failure of it: the artifact stays aside, gate.json
+            # says why, the report shows it, and eval goes on without that variant. With no manifest
+            # written, the next build tries the target again.
+            details.append(f"{target} refused by the quality gate (see {out / 'gate.json'})")
+            continue
         retention = metrics.get("retention")
         details.append(f"{target} retention {retention:.3f}" if isinstance(retention, float) else target)
         touched.append(out)
@@ -353,7 +363,7 @@ def _stage_dirs(ws: Workspace, stage: str) -> list[Path]:
 # eval sample (items per task) that keeps four variants plus the compression gate affordable on a CPU.
 DEMO_SETTINGS = {
     "tiny": {"cpt_epochs": 3.0, "sft_epochs": 3.0, "eval_limit": 0},
-    "small": {"cpt_epochs": 3.0, "sft_epochs": 1.0, "eval_limit": 20},
+    "small": {"cpt_epochs": 3.0, "sft_epochs": 3.0, "eval_limit": 20},
     "medium": {"cpt_epochs": 2.0, "sft_epochs": 1.0, "eval_limit": 40},
 }
 
