@@ -119,8 +119,24 @@ def test_packing_keeps_conversations_whole_and_positions_restart():
              ([12] * 9, [-100] + [12] * 8)]
     blocks, cut = pack_examples(pairs, seq_len=6)
     assert cut == 1
-    assert [b.input_ids for b in blocks] == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12] * 6]
-    assert blocks[0].position_ids == [0, 1, 2, 0, 1]
+    # longest first, each into the fullest block with room: [4, 5] joins [1, 2, 3]
+    assert [b.input_ids for b in blocks] == [[6, 7, 8, 9, 10, 11], [12] * 6, [1, 2, 3, 4, 5]]
+    assert blocks[2].position_ids == [0, 1, 2, 0, 1]
+
+
+def test_packing_fills_blocks_far_better_than_reading_order():
+    import random
+
+    rng = random.Random(0)
+    # lengths like the sample's tasks at seq_len 384: 280-token prompts among 40-200-token ones
+    lengths = [rng.choice([44, 81, 87, 163, 191, 205, 274, 288]) for _ in range(2000)]
+    pairs = [(list(range(n)), [-100] + list(range(1, n))) for n in lengths]
+    blocks, _ = pack_examples(pairs, seq_len=384)
+    assert sum(len(b.input_ids) for b in blocks) == sum(lengths)  # nothing lost
+    assert all(len(b.input_ids) <= 384 for b in blocks)
+    fill = sum(lengths) / (384 * len(blocks))
+    assert fill > 0.95, fill
+    assert pack_examples(pairs, seq_len=384)[0] == blocks  # deterministic
 
 
 def test_documents_pack_into_full_blocks(sample_model):
@@ -138,3 +154,51 @@ def test_data_order_is_a_function_of_seed_and_step():
     assert step_indices(3, 10, 5, seed=1) == step_indices(3, 10, 5, seed=1)
     assert step_indices(0, 10, 5, seed=1) != step_indices(0, 10, 5, seed=2)
     assert len(step_indices(0, 3, 8, seed=0)) == 8  # a step larger than the data wraps into the next epoch
+
+
+def test_training_asks_exactly_what_evaluation_asks(sample_dir):
+    """The user turn of every sample item is the eval's prompt for it, with and without KB passages."""
+    from domainlm.evals.runner import build_jobs
+    from domainlm.evals.scoring import all_items
+    from domainlm.evals.tasks import load_suite
+
+    suite = load_suite(sample_dir / "tasks" / "eval")
+    items = all_items([suite])
+    passages = ["海港明珠定期存款的存期为3年。", "Harbor Tide Time Deposit pays 2.80%."]
+    checked = set()
+    for retrieve in (None, lambda question: passages):
+        jobs = build_jobs(items, {suite.name: suite.config}, supports_logprobs=False, retrieve=retrieve)
+        for job in jobs:
+            messages, _ = task_to_messages(job.item, job.retrieved)
+            assert messages[0]["content"] == job.conversation[-1]["content"], job.item["id"]
+            checked.add((job.item["type"], job.retrieved is not None))
+    assert {kind for kind, _ in checked} == {"intent", "json", "qa", "mcq", "ner", "tool_call", "refusal"}
+    assert {kind for kind, kb in checked if kb} == {"json", "qa", "mcq", "refusal"}
+
+
+def test_retrieval_copies_carry_the_passages_and_the_same_reply(sample_dir):
+    from domainlm.prompts import REFUSAL
+    from domainlm.train.data import with_passages
+
+    loaded = load_records([sample_dir / "tasks" / "train"], "sft")
+    asked = []
+
+    def retrieve(question):
+        asked.append(question)
+        return ["海港明珠定期存款的存期为3年。"]
+
+    copies = with_passages(loaded.records, retrieve)
+    originals = {r["id"]: r for r in loaded.records}
+    kinds = {originals[c["id"].removesuffix("+kb")]["item"]["type"] for c in copies}
+    assert kinds == {"qa", "mcq", "json", "refusal"}  # intent, ner and tool_call prompts have no context slot
+    assert len(asked) == len(copies)
+    for copy in copies:
+        original = originals[copy["id"].removesuffix("+kb")]
+        assert "参考资料：\n[1] 海港明珠定期存款的存期为3年。" in copy["messages"][0]["content"] or \
+            "Passages:\n[1] 海港明珠定期存款的存期为3年。" in copy["messages"][0]["content"]
+        assert copy["messages"][0]["content"].endswith(original["messages"][0]["content"].split("\n")[-1])
+        assert copy["messages"][1] == original["messages"][1]
+    refusals = [c for c in copies if originals[c["id"].removesuffix("+kb")]["item"]["type"] == "refusal"]
+    assert refusals and all(c["messages"][1]["content"] in REFUSAL.values() for c in refusals)
+    # no passages found: no copy
+    assert with_passages(loaded.records, lambda q: []) == []

@@ -118,3 +118,23 @@ def test_conversations_longer_than_seq_len_are_explained(tmp_path, sample_model,
     cfg = TrainConfig(stage="sft", seq_len=16, max_steps=1)
     with pytest.raises(DomainlmError, match="cut at --seq-len 16 lost their answers"):
         train(str(sample_model), [sample_dir / "tasks" / "train" / "tool_call.jsonl"], tmp_path / "out", cfg)
+
+
+def test_kb_adds_retrieval_augmented_copies_and_makes_the_kb_an_input(tmp_path, sample_model, sample_dir):
+    from domainlm.kb import KBConfig, build_kb
+
+    rows = [json.loads(x) for x in (sample_dir / "truth" / "documents.jsonl").open(encoding="utf-8")]
+    build_kb([{"id": r["id"], "text": r["text"], "source": r["path"], "meta": {}} for r in rows], tmp_path / "kb",
+             KBConfig(embedder="none", mine_terms=False))
+    data = [sample_dir / "tasks" / "train" / "knowledge_qa.jsonl", sample_dir / "tasks" / "train" / "intent.jsonl"]
+    n_qa = sum(1 for _ in data[0].open(encoding="utf-8"))
+    n_intent = sum(1 for _ in data[1].open(encoding="utf-8"))
+    out = tmp_path / "sft"
+    run = subprocess.run([sys.executable, "-m", "domainlm", "train", "--base", str(sample_model), "--data", str(data[0]),
+                          "--data", str(data[1]), "--out", str(out), "--stage", "sft", "--max-steps", "2", "--seq-len", "512",
+                          "--kb", str(tmp_path / "kb"), "--kb-k", "2"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    # every qa item once more with passages; intent prompts have no context slot
+    assert manifest["metrics"]["records"] == 2 * n_qa + n_intent
+    assert any(str(tmp_path / "kb") in path for path in manifest["inputs"])

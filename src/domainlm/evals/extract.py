@@ -18,8 +18,7 @@ import unicodedata
 from typing import Any
 
 from domainlm.evals.normalize import normalize_text
-
-LETTERS = "ABCDEFGH"
+from domainlm.prompts import LETTERS
 
 # ----------------------------------------------------------------------------------------------
 # Multiple choice

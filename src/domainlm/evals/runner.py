@@ -16,57 +16,11 @@ from typing import Any
 
 from domainlm.errors import DomainlmError
 from domainlm.evals.density import request_flops
-from domainlm.evals.extract import LETTERS
 from domainlm.evals.tasks import SuiteConfig
+from domainlm.prompts import CONTEXT_TYPES, LETTERS, TEMPLATES, render_answer, render_prompt
 
-DEFAULT_TEMPLATES = {
-    "mcq": "{context}{question}\n{choices}\n请只回答正确选项的字母。",
-    "yesno": "{context}{question}\n上述说法是否正确？请只回答“是”或“否”。",
-    "qa": "{context}{question}\n请简短回答。",
-    "intent": "从以下意图中选出用户的意图，只输出意图名称：{labels}\n用户：{question}",
-    "ner": "抽取下文中的实体（类型：{labels}），输出 JSON 列表，形如 [{{\"type\": \"类型\", \"text\": \"实体\"}}]。\n{question}",
-    "tool_call": "{question}\n如需调用工具，只输出 JSON：{{\"name\": 工具名, \"arguments\": {{参数}}}}。",
-    "json": "{context}{question}\n按以下 JSON Schema 只输出 JSON：{schema}",
-    "refusal": "{context}{question}\n如果资料中没有答案，请回答“无法回答”。",
-    "generation": "{context}{question}",
-}
-
-
-def item_context(item: dict, retrieved: list[str] | None = None) -> str:
-    parts = []
-    context = item.get("context") or (item.get("raw") or {}).get("context")
-    if context:
-        parts.append(f"资料：{context}\n")
-    if retrieved:
-        parts.append("参考资料：\n" + "\n".join(f"[{i + 1}] {t}" for i, t in enumerate(retrieved)) + "\n")
-    return "".join(parts)
-
-
-def render_prompt(item: dict, template: str, retrieved: list[str] | None = None) -> str:
-    choices = item.get("choices") or []
-    fields = {
-        "question": item.get("question", ""),
-        "context": item_context(item, retrieved),
-        # Lettered options for mcq; label sets (intents: 20+) are listed by name in {labels} instead.
-        "choices": "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)) if len(choices) <= len(LETTERS) else "",
-        "labels": "、".join(str(c) for c in choices),
-        "schema": json.dumps(item.get("schema") or {}, ensure_ascii=False),
-        "tools": json.dumps(item.get("tools") or [], ensure_ascii=False),
-    }
-    return template.format(**fields)
-
-
-def render_answer(item: dict) -> str:
-    """The gold answer as a model should write it (for few-shot examples)."""
-    answer = item["answer"]
-    if item["type"] == "refusal" and answer in ("", None):
-        return "无法回答"
-    if item["type"] == "ner":
-        spans = item.get("entities") or answer or []
-        return json.dumps([{"type": e["type"], "text": e["text"]} for e in spans], ensure_ascii=False)
-    if isinstance(answer, (dict, list)):
-        return json.dumps(answer, ensure_ascii=False)
-    return str(answer)
+# Kept for callers of the earlier name: the Chinese default templates.
+DEFAULT_TEMPLATES = TEMPLATES["zh"]
 
 
 def raw_prompt(conversation: list[dict]) -> str:
@@ -153,8 +107,9 @@ def build_jobs(items: list[dict], configs: dict[str, SuiteConfig], supports_logp
     for task_items in by_task.values():
         for item in task_items:
             cfg = configs[item["_suite"]]
-            template = cfg.templates.get(item["type"], DEFAULT_TEMPLATES[item["type"]])
-            retrieved = retrieve(item.get("question", "")) if retrieve else None
+            template = cfg.templates.get(item["type"])  # None: the default for the item's type and language
+            # Passages only where the prompt has room for them (the same rule as retrieval-augmented training).
+            retrieved = retrieve(item.get("question", "")) if retrieve and item["type"] in CONTEXT_TYPES else None
             conversation = []
             # Few-shot: the first k other items of the same task, as earlier turns.
             for shot in [x for x in task_items if x["id"] != item["id"]][: cfg.few_shot]:

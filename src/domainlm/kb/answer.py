@@ -21,11 +21,8 @@ from pydantic import BaseModel, Field
 from domainlm.errors import DomainlmError
 from domainlm.kb.index import Hit, KnowledgeBase
 from domainlm.kb.text import language, normalize, split_sentences
+from domainlm.prompts import REFUSAL
 
-REFUSAL = {
-    "zh": "知识库中没有相关信息，无法回答这个问题。",
-    "en": "The knowledge base does not say.",
-}
 _CITE = re.compile(r"\s*[\[［【](\d{1,2})[\]］】]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*%?")
 

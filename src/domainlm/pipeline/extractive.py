@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from domainlm.io import write_jsonl
+from domainlm.prompts import REFUSAL
 from domainlm.workspace import stage_run
 
 ANSWERABLE_TYPES = {"qa", "refusal"}
-REFUSAL_TEXT = {"zh": "知识库中没有相关信息，无法回答。", "en": "The knowledge base does not say."}
 
 
 def extractive_predictions(kb_path: str | Path, suites: list[str], *, limit: int = 0, seed: int = 0) -> list[dict]:
@@ -27,7 +27,7 @@ def extractive_predictions(kb_path: str | Path, suites: list[str], *, limit: int
         if item["type"] not in ANSWERABLE_TYPES:
             continue
         reply = answer(kb, item["question"])
-        output = REFUSAL_TEXT[reply.language if reply.language in REFUSAL_TEXT else "zh"] if reply.refused else reply.answer
+        output = REFUSAL[reply.language if reply.language in REFUSAL else "zh"] if reply.refused else reply.answer
         records.append({"id": item["id"], "output": output, "refused": reply.refused, "reason": reply.reason,
                         "citations": [c.chunk_id for c in reply.citations]})
     return records

@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
         seq_len: int = typer.Option(None, "--seq-len"),
         replay: list[Path] = typer.Option(None, "--replay", help="cpt: general-text Document JSONL to mix in."),
         replay_ratio: float = typer.Option(0.0, "--replay-ratio"),
+        kb: Path = typer.Option(None, "--kb", help="sft: also train items with the passages this KB retrieves for them."),
+        kb_k: int = typer.Option(3, "--kb-k", help="sft: passages per retrieval-augmented item."),
         save_every: int = typer.Option(0, "--save-every", help="Checkpoint every N steps."),
         grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing"),
         compile_model: bool = typer.Option(False, "--compile", help="torch.compile (GPU)."),
@@ -72,7 +74,7 @@ def register(app: typer.Typer) -> None:
         defaults = _train_defaults(overrides)
         given = dict(stage=stage, method=method, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
                      grad_accum=grad_accum, seq_len=seq_len, replay=[str(p) for p in replay or []],
-                     replay_ratio=replay_ratio, save_every=save_every, grad_checkpointing=grad_checkpointing,
+                     replay_ratio=replay_ratio, kb=str(kb) if kb else None, kb_k=kb_k, save_every=save_every, grad_checkpointing=grad_checkpointing,
                      compile=compile_model, seed=seed)
         values = {k: v for k, v in given.items() if v is not None}
         for key in ("method", "epochs", "lr", "batch_size", "seq_len"):

@@ -24,6 +24,10 @@ class TrainConfig(BaseModel):
     # data
     replay: list[str] = Field(default_factory=list, description="cpt: general-text Document JSONL files to mix in.")
     replay_ratio: float = Field(0.0, ge=0, le=1, description="cpt: replay sequences per domain sequence.")
+    kb: str | None = Field(
+        None, description="sft: a knowledge base folder; every item whose prompt has a context slot is also trained "
+        "with the passages this KB retrieves for its question, rendered as `domainlm eval --kb` renders them.")
+    kb_k: int = Field(3, ge=1, description="sft: passages per retrieval-augmented item (as eval's --kb).")
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of sequences held out for eval loss.")
     eval_max: int = Field(64, ge=0, description="At most this many held-out sequences.")
     # methods

@@ -17,23 +17,14 @@ from __future__ import annotations
 
 import json
 import random
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
+from domainlm.prompts import CONTEXT_TYPES, REFUSAL, TEMPLATES, render_answer, render_prompt  # noqa: F401 (REFUSAL re-exported)
 
-CJK = re.compile(r"[\u3400-\u9fff]")
-REFUSAL = {
-    "zh": "抱歉，根据现有资料无法回答这个问题。",
-    "en": "Sorry, I cannot answer this from the available documents.",
-}
 ROLES = {"system", "user", "assistant", "tool"}
-
-
-def lang_of(text: str) -> str:
-    return "zh" if CJK.search(text or "") else "en"
 
 
 @dataclass
@@ -130,63 +121,35 @@ def _check_messages(messages, tools) -> None:
         raise ValueError("tools: expected a list")
 
 
-def _choices_text(choices) -> str:
-    if isinstance(choices, dict):
-        return "\n".join(f"{k}. {v}" for k, v in choices.items())
-    return "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(choices))
-
-
-def task_to_messages(item: dict) -> tuple[list[dict], list[dict] | None]:
-    """A DESIGN.md task item as (messages, tools): the question (with its choices, context or schema) as
-    the user turn, the reference answer as the assistant turn. Evaluation can build prompts the same way."""
+def task_to_messages(item: dict, retrieved: list[str] | None = None) -> tuple[list[dict], list[dict] | None]:
+    """A DESIGN.md task item as (messages, tools): the user turn rendered by :mod:`domainlm.prompts` exactly
+    as ``domainlm eval`` asks it (with ``retrieved`` passages as a ``--kb`` variant shows them), the
+    reference answer as the assistant turn."""
     kind = item.get("type") or "qa"
-    question = _text_field(item, "question")
-    zh = lang_of(question) == "zh"
+    if kind not in TEMPLATES["zh"]:
+        raise ValueError(f"type: unknown task type {kind!r} (expected one of {', '.join(TEMPLATES['zh'])})")
+    _text_field(item, "question")
     answer = item.get("answer")
     tools = item.get("tools") if kind == "tool_call" else None
-    user = question
-    if item.get("context"):
-        user = (f"资料：\n{item['context']}\n\n问题：{question}" if zh else f"Context:\n{item['context']}\n\nQuestion: {question}")
-    if kind == "mcq":
-        if not item.get("choices"):
-            raise ValueError("choices: missing for an mcq item")
-        user += "\n" + _choices_text(item["choices"]) + ("\n请只回答选项字母。" if zh else "\nAnswer with the letter only.")
-    elif kind == "intent":
-        if not item.get("choices"):
-            raise ValueError("choices: missing for an intent item")
-        user += ("\n可选意图：" if zh else "\nIntents: ") + ", ".join(map(str, item["choices"]))
-    elif kind == "json" and item.get("schema") is not None:
-        schema = json.dumps(item["schema"], ensure_ascii=False)
-        user += ("\n按此 JSON Schema 输出 JSON：" if zh else "\nReply with JSON matching this schema: ") + schema
-    elif kind == "ner":
-        types = ", ".join(map(str, item.get("choices") or []))
-        if zh:
-            user += "\n请以 JSON 列出实体" + (f"（类型：{types}）" if types else "") + "。"
-        else:
-            user += "\nList the entities as JSON" + (f" (types: {types})" if types else "") + "."
+    if kind in ("mcq", "intent") and not item.get("choices"):
+        raise ValueError(f"choices: missing for an {kind} item")
+    user = render_prompt(item, retrieved=retrieved)
 
-    if kind == "refusal":
-        reply = answer if isinstance(answer, str) and answer.strip() else REFUSAL["zh" if zh else "en"]
-        assistant: dict = {"role": "assistant", "content": reply}
-    elif kind == "tool_call":
+    if kind == "tool_call":
         if not isinstance(answer, dict) or not isinstance(answer.get("name"), str):
             raise ValueError("answer: expected {\"name\", \"arguments\"} for a tool_call item")
         if tools is not None and not isinstance(tools, list):
             raise ValueError("tools: expected a list")
-        assistant = {"role": "assistant", "content": "", "tool_calls": [
+        assistant: dict = {"role": "assistant", "content": "", "tool_calls": [
             {"type": "function", "function": {"name": answer["name"], "arguments": answer.get("arguments") or {}}}]}
     elif kind == "ner":
-        entities = item.get("entities", answer)
-        if not isinstance(entities, list):
+        if not isinstance(item.get("entities", answer), list):
             raise ValueError("entities: expected a list for a ner item")
-        slim = [{"type": e.get("type"), "text": e.get("text")} for e in entities if isinstance(e, dict)]
-        assistant = {"role": "assistant", "content": json.dumps(slim, ensure_ascii=False)}
-    elif isinstance(answer, (dict, list)):
-        assistant = {"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)}
-    elif answer is None or (isinstance(answer, str) and not answer.strip()):
+        assistant = {"role": "assistant", "content": render_answer(item)}
+    elif kind != "refusal" and (answer is None or (isinstance(answer, str) and not answer.strip())):
         raise ValueError("answer: missing or empty")
     else:
-        assistant = {"role": "assistant", "content": str(answer)}
+        assistant = {"role": "assistant", "content": render_answer(item)}
     return [{"role": "user", "content": user}, assistant], tools
 
 
@@ -195,10 +158,29 @@ def check_chat(obj: dict) -> dict:
         messages, tools = obj["messages"], obj.get("tools")
     elif "question" in obj:
         messages, tools = task_to_messages(obj)
+        _check_messages(messages, tools)
+        return {"id": obj.get("id"), "messages": messages, "tools": tools, "item": obj}
     else:
         raise ValueError("messages: missing (expected chat rows {\"messages\"} or task items {\"question\", \"answer\"})")
     _check_messages(messages, tools)
     return {"id": obj.get("id"), "messages": messages, "tools": tools}
+
+
+def with_passages(records: list[dict], retrieve: Callable[[str], list[str]]) -> list[dict]:
+    """Retrieval-augmented copies of the task items whose prompt has room for reading material: the same
+    item asked with the passages ``retrieve`` finds for its question, as a ``--kb`` variant is asked at
+    evaluation. Trained beside the closed-book originals, they teach a model to read passages (and to
+    refuse when the passages do not say), which no amount of closed-book training does."""
+    copies = []
+    for record in records:
+        item = record.get("item")
+        if item is None or (item.get("type") or "qa") not in CONTEXT_TYPES:
+            continue
+        passages = retrieve(str(item.get("question", "")))
+        if passages:
+            messages, tools = task_to_messages(item, passages)
+            copies.append({"id": f"{record.get('id')}+kb", "messages": messages, "tools": tools})
+    return copies
 
 
 def check_preference(obj: dict) -> dict:
@@ -319,23 +301,38 @@ def tokenize_chat(tokenizer, messages: list[dict], tools=None) -> tuple[list[int
 def pack_examples(pairs: Iterable[tuple[list[int], list[int]]], seq_len: int) -> tuple[list[Example], int]:
     """sft packing: whole conversations side by side in ``seq_len`` blocks, position ids restarting at
     each one so attention stays inside a conversation (transformers builds the block mask from them).
-    A conversation longer than ``seq_len`` is cut. Returns the blocks and how many were cut."""
-    blocks: list[Example] = []
-    cur = Example([], [], [])
+
+    Best-fit decreasing: the longest conversation first, each into the fullest block it still fits. Filling
+    blocks in reading order wastes a third of the compute on padding when conversations are long (a 280-token
+    intent prompt leaves no room in a 384-token block for the next one); this wastes a few percent. A
+    conversation longer than ``seq_len`` is cut; one with no answer token left is dropped. Returns the blocks
+    (in a deterministic order) and how many conversations were cut."""
+    import bisect
+
+    kept: list[tuple[list[int], list[int]]] = []
     truncated = 0
     for ids, labels in pairs:
         if len(ids) > seq_len:
             ids, labels, truncated = ids[:seq_len], labels[:seq_len], truncated + 1
         if all(x == -100 for x in labels[1:]):
             continue  # nothing to learn after the cut
-        if cur.input_ids and len(cur.input_ids) + len(ids) > seq_len:
-            blocks.append(cur)
-            cur = Example([], [], [])
-        cur.input_ids += ids
-        cur.labels += labels
-        cur.position_ids += list(range(len(ids)))
-    if cur.input_ids:
-        blocks.append(cur)
+        kept.append((ids, labels))
+    blocks: list[Example] = []
+    room: list[tuple[int, int]] = []  # (free tokens, block index), sorted
+    for index in sorted(range(len(kept)), key=lambda i: (-len(kept[i][0]), i)):
+        ids, labels = kept[index]
+        at = bisect.bisect_left(room, (len(ids), -1))
+        if at == len(room):
+            blocks.append(Example([], [], []))
+            free, block = seq_len, len(blocks) - 1
+        else:
+            free, block = room.pop(at)
+        target = blocks[block]
+        target.input_ids += ids
+        target.labels += labels
+        target.position_ids += list(range(len(ids)))
+        if free - len(ids) > 0:
+            bisect.insort(room, (free - len(ids), block))
     return blocks, truncated
 
 

@@ -16,6 +16,7 @@ from domainlm.train.data import (
     pack_examples,
     split_holdout,
     tokenize_chat,
+    with_passages,
 )
 
 
@@ -59,6 +60,14 @@ def build_sequences(loaded: Loaded, tokenizer, cfg: TrainConfig):
     return pack_examples(pairs, cfg.seq_len)
 
 
+def retrieval_copies(loaded: Loaded, cfg: TrainConfig) -> list[dict]:
+    """The retrieval-augmented sft records (see :func:`domainlm.train.data.with_passages`)."""
+    from domainlm.kb import open_kb
+
+    kb = open_kb(cfg.kb)
+    return with_passages(loaded.records, lambda question: [hit.text for hit in kb.search(question, k=cfg.kb_k)])
+
+
 def replay_sequences(cfg: TrainConfig, tokenizer, n_domain: int) -> list:
     """General-text sequences mixed into cpt so the model keeps its general ability."""
     import random
@@ -82,6 +91,8 @@ def train(base: str, data: list[str | Path], out: str | Path, cfg: TrainConfig, 
     out = Path(out)
     loaded = load_records(data, cfg.stage)
     inputs = [str(p) for p in loaded.files] + list(cfg.replay)
+    if cfg.kb and cfg.stage == "sft":
+        inputs.append(cfg.kb)
     record = {"base": base, **cfg.model_dump()}
     main = _rank() == 0
     if main:
@@ -104,6 +115,8 @@ def _run(*, run_ctx, base, loaded, out, cfg, force, resume, stop_after, console,
             import shutil
 
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        if cfg.kb and cfg.stage == "sft":
+            loaded.records += retrieval_copies(loaded, cfg)
         base_dir = resolve_base(base, loaded, cfg.stage)
         if cfg.stage in ("dpo", "kto"):
             from domainlm.train.prefs import train_preferences
