@@ -116,3 +116,28 @@ def test_teacher_items_are_kept_only_when_grounded(kb_dir, tmp_path):
     rejected = read_jsonl(tmp_path / "rejected.jsonl")
     assert result.rejected == len(rejected) >= 1
     assert all(r["reason"] == "answer not found in the chunk" for r in rejected)
+
+
+def test_reading_items_can_only_be_answered_from_their_passages(tmp_path):
+    """Counterfactual reading items: the reply is a value swapped into one passage (another product's value
+    of the same attribute), never the true value, and never about an eval-only fact."""
+    docs = [{"id": f"card{i}", "source": f"card{i}.md", "meta": {}, "text": f"海港{name}卡\n\n海港{name}卡的年费为{fee}元。"
+             f"海港{name}卡的最长免息期为{days}天。\n"} for i, (name, fee, days) in
+            enumerate([("青春", 88, 50), ("白金", 600, 56), ("商务", 300, 45), ("金", 200, 40)])]
+    build_kb(docs, tmp_path / "kb", KBConfig(embedder="none"))
+    result = synthesize(tmp_path / "kb", tmp_path / "out", SynthConfig(seed=1, eval_only_fraction=0.25, reading_per_fact=2))
+    rows = read_jsonl(tmp_path / "out" / "train" / "synth_reading.jsonl")
+    assert result.counts["train/synth_reading"] == len(rows) > 0
+    evaluation = read_jsonl(tmp_path / "out" / "eval" / "synth_knowledge_qa.jsonl")
+    eval_only = {(i["meta"]["subject"], i["meta"]["attribute"]) for i in evaluation if not i["meta"]["seen_in_train"]}
+    truth = {(f.subject, f.attribute): f.value for d in docs for f in find_facts(d["text"], "zh")}
+    for row in rows:
+        prompt, reply = row["messages"][0]["content"], row["messages"][1]["content"]
+        assert prompt.startswith("参考资料：\n[1] ") and "[3] " in prompt  # rendered like a +kb eval prompt
+        (subject, attribute), = [key for key in truth if key[0] in prompt.split("\n")[-2] and key[1] in prompt.split("\n")[-2]]
+        assert (subject, attribute) not in eval_only
+        assert reply != truth[(subject, attribute)]
+        assert f"{subject}的{attribute}为{reply}" in prompt  # the swapped value is in the passages ...
+        assert f"{subject}的{attribute}为{truth[(subject, attribute)]}" not in prompt  # ... the true one is not
+    off = synthesize(tmp_path / "kb", tmp_path / "off", SynthConfig(seed=1, reading_passages=0))
+    assert off.counts["train/synth_reading"] == 0

@@ -28,6 +28,7 @@ TEMPLATES = {
 }
 # Task names are prefixed so that a synthesized suite sits beside a user's own tasks in one eval run.
 QA_TASK, REFUSAL_TASK = "synth_knowledge_qa", "synth_unanswerable"
+READING_FILE = "synth_reading"  # chat rows for sft (train only): answer from the passages, not from memory
 # Category names match the sample domain's taxonomy, so one report groups them together.
 CATEGORY = {"zh": ("knowledge", "hallucination"), "en": ("knowledge", "hallucination")}
 FICTIONAL_SUFFIX = {"zh": ["尊享版", "青春版", "至尊款"], "en": [" Plus", " Elite", " Junior"]}
@@ -49,6 +50,9 @@ class SynthConfig(BaseModel):
         0.2, ge=0, lt=1, description="Share of facts asked only in eval: answerable from the KB, never trained on."
     )
     refusal_per_subject: int = Field(1, ge=0, description="Unanswerable questions per subject.")
+    reading_passages: int = Field(
+        3, ge=0, description="Passages per reading item (match eval's --kb k); 0 writes no reading items.")
+    reading_per_fact: int = Field(3, ge=1, description="Reading items per trained fact (each with another swapped value).")
     teacher: str | None = Field(None, description="Model spec of a teacher that writes extra questions.")
     teacher_questions_per_chunk: int = Field(3, ge=1)
     max_chunks_for_teacher: int = Field(200, ge=1)
@@ -136,6 +140,37 @@ def _refusals(pairs: list[tuple[dict, Fact]], chunks: list[dict], config: SynthC
     return items
 
 
+def _reading_items(pairs: list[tuple[dict, Fact]], chunks: list[dict], eval_only: set[int], config: SynthConfig,
+                   rng: random.Random) -> list[dict]:
+    """Counterfactual reading practice: a trained fact's chunk with its value swapped for another product's
+    value of the same attribute, shown among other chunks as retrieved passages; the reply is the swapped
+    value. Only reading the passage gets it right, so a model learns to take answers from what it is given
+    (the skill a ``+kb`` variant needs) instead of reciting what it memorised. Eval-only facts are left out."""
+    from domainlm.prompts import render_prompt
+
+    values: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for _, fact in pairs:
+        if fact.value not in values[(fact.lang, fact.attribute)]:
+            values[(fact.lang, fact.attribute)].append(fact.value)
+    rows = []
+    for index, (chunk, fact) in enumerate(pairs):
+        others = [v for v in values[(fact.lang, fact.attribute)] if v != fact.value and fact.value not in v and v not in fact.value]
+        if index in eval_only or not others or chunk["text"].count(fact.sentence) != 1:
+            continue
+        for swapped in rng.sample(others, min(config.reading_per_fact, len(others))):
+            passage = chunk["text"].replace(fact.sentence, fact.sentence.replace(fact.value, swapped, 1))
+            distractors = rng.sample([c["text"] for c in chunks if c["id"] != chunk["id"]],
+                                     min(config.reading_passages - 1, len(chunks) - 1))
+            passages = [passage, *distractors]
+            rng.shuffle(passages)
+            question = rng.choice(TEMPLATES[fact.lang]["train"]).format(s=fact.subject, a=fact.attribute)
+            item = {"type": "qa", "question": question, "lang": fact.lang}
+            rows.append({"id": f"synth_reading-{sha256_text(question + swapped)[:12]}", "messages": [
+                {"role": "user", "content": render_prompt(item, retrieved=passages)},
+                {"role": "assistant", "content": swapped}]})
+    return rows
+
+
 def _parse_pairs(text: str) -> list[dict]:
     match = re.search(r"\[.*\]", text, flags=re.S)
     if not match:
@@ -205,6 +240,7 @@ def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | N
         question = rng.choice(templates["eval"]).format(s=fact.subject, a=fact.attribute)
         evaluation.append(_qa_item(fact, question, chunk, "eval", seen))
 
+    reading = _reading_items(pairs, kb.chunks, eval_only, config, rng) if config.reading_passages else []
     refusals = _refusals(pairs, kb.chunks, config, rng)
     half = len(refusals) // 2
     train_refusals, eval_refusals = refusals[:half], refusals[half:]
@@ -219,6 +255,7 @@ def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | N
     counts = {
         f"train/{QA_TASK}": write_jsonl(out_dir / "train" / f"{QA_TASK}.jsonl", train),
         f"train/{REFUSAL_TASK}": write_jsonl(out_dir / "train" / f"{REFUSAL_TASK}.jsonl", train_refusals),
+        f"train/{READING_FILE}": write_jsonl(out_dir / "train" / f"{READING_FILE}.jsonl", reading),
         f"eval/{QA_TASK}": write_jsonl(out_dir / "eval" / f"{QA_TASK}.jsonl", evaluation),
         f"eval/{REFUSAL_TASK}": write_jsonl(out_dir / "eval" / f"{REFUSAL_TASK}.jsonl", eval_refusals),
     }
