@@ -99,8 +99,18 @@ def _register_stages() -> None:
 _register_stages()
 
 
+def quiet_library_logs() -> None:
+    """torchao (imported by transformers whenever it is installed) logs that it cannot load its CUDA kernels,
+    and torch's pytree logs a deprecation for torchao's enums, on every CPU run: noise, not news, for a user."""
+    import logging
+
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and return its exit code; a DomainlmError becomes one line on stderr."""
+    quiet_library_logs()
     try:
         app(args=argv, prog_name="domainlm")
     except SystemExit as exc:  # click's standalone mode ends every run with SystemExit

@@ -81,6 +81,8 @@ class TrainSection(Section):
     lr: float = Field(5e-4, gt=0)
     batch_size: int = Field(8, ge=1)
     seq_len: int = Field(512, ge=16)
+    kb_k: int = Field(3, ge=0, description="sft: also train every knowledge item with this many passages the "
+                      "KB retrieves for it, as the tuned+kb variant is asked (0: closed-book training only).")
     cpt: StageTrainSection = Field(default_factory=StageTrainSection)
     sft: StageTrainSection = Field(default_factory=StageTrainSection)
 
@@ -88,6 +90,7 @@ class TrainSection(Section):
 class CompressSection(Section):
     targets: list[str] = Field(default_factory=lambda: ["int8"], description="Compression targets ([] for none).")
     min_retention: float = Field(0.9, ge=0, le=1, description="Refuse a compressed model below this score ratio.")
+    gate_limit: int | None = Field(None, ge=0, description="Items per task for the quality gate (default: eval.limit).")
 
 
 class EvalSection(Section):

@@ -89,3 +89,23 @@ def test_second_build_reruns_nothing(demo_run):
     again = build(out / "domainlm.yaml", ["compress.targets=[]"])
     assert {o.status for o in again.outcomes} <= {"cached", "off"}
     assert json.loads((out / "artifacts" / "report" / "summary.json").read_text())["name"] == "harbor-bank-demo"
+
+
+def test_a_gate_refusal_is_recorded_and_the_line_goes_on(demo_run, monkeypatch):
+    """A compression target the quality gate refuses: kept aside, gate.json and the report say so, no
+    variant is evaluated for it, and the build itself succeeds. (The gate's own decision is tested in
+    tests/compress; here it is forced, so the line's handling is what is under test.)"""
+    out, _ = demo_run
+    monkeypatch.setattr("domainlm.compress.gate.retention", lambda source, result: 0.0)
+    result = build(out / "domainlm.yaml", ["compress.targets=[int8]"], from_="compress")
+    outcome = {o.name: o for o in result.outcomes}
+    assert "int8 refused by the quality gate" in outcome["compress"].detail
+    target = out / "artifacts" / "compressed" / "int8"
+    gate = read_json(target / "gate.json")
+    assert not gate["passed"] and gate["retention"] == 0.0
+    assert (target / "rejected" / "model" / "config.json").is_file() and not (target / "model").exists()
+    assert not (target / "manifest.json").exists()  # the next build tries the target again
+    summary = read_json(out / "artifacts" / "report" / "summary.json")
+    assert "int8" not in summary["variants"]
+    assert summary["compression"]["int8"]["passed"] is False
+    assert "Compression retention" in result.report.read_text(encoding="utf-8")

@@ -111,7 +111,9 @@ def run_synth(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
 
     out = ws.stage_dir("synth")
     s = ws.config.synth
-    config = SynthConfig(seed=ws.config.seed, eval_only_fraction=s.eval_only_fraction, teacher=s.teacher)
+    # Reading items show as many passages as the tuned+kb variant and the retrieval-augmented sft (train.kb_k).
+    config = SynthConfig(seed=ws.config.seed, eval_only_fraction=s.eval_only_fraction, teacher=s.teacher,
+                         reading_passages=ws.config.train.kb_k)
     metrics, _ = synth_stage(ws.stage_dir("kb"), out, config, force=force)
     return ", ".join(f"{k} {v}" for k, v in metrics.items()), [out]
 
@@ -152,6 +154,8 @@ def run_train(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
             stage=stage, method=t.method, batch_size=t.batch_size, seq_len=t.seq_len, seed=ws.config.seed,
             epochs=own.epochs or t.epochs, lr=own.lr or t.lr,
             max_steps=own.max_steps if own.max_steps is not None else t.max_steps,
+            # Retrieval-augmented sft: the model learns to read the passages the tuned+kb variant is given.
+            kb=str(ws.stage_dir("kb")) if stage == "sft" and t.kb_k else None, kb_k=max(t.kb_k, 1),
         )
         out = model_dir(ws, stage)
         metrics = train(base, train_data(ws, stage), out, cfg, force=force)
@@ -191,7 +195,8 @@ def run_compress(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
         out = compressed_dir(ws, target)
         cfg = CompressConfig(
             target=target, suites=suites, min_retention=ws.config.compress.min_retention, seed=ws.config.seed,
-            batch_size=ws.config.eval.batch_size, gate_limit=ws.config.eval.limit,
+            batch_size=ws.config.eval.batch_size,
+            gate_limit=ws.config.compress.gate_limit if ws.config.compress.gate_limit is not None else ws.config.eval.limit,
             data=[str(p) for p in train_data(ws, "sft")],
         )
         try:
@@ -361,10 +366,12 @@ def _stage_dirs(ws: Workspace, stage: str) -> list[Path]:
 
 # Settings that let `tiny` learn the sample domain on 2 CPU cores inside the demo's time budget, and an
 # eval sample (items per task) that keeps four variants plus the compression gate affordable on a CPU.
+# seq_len 384 holds every sample task but tool calls (~1,900 tokens with their tool schemas) and JSON
+# extraction (~430), including the retrieval-augmented copies of knowledge items.
 DEMO_SETTINGS = {
-    "tiny": {"cpt_epochs": 3.0, "sft_epochs": 3.0, "eval_limit": 0},
-    "small": {"cpt_epochs": 3.0, "sft_epochs": 3.0, "eval_limit": 20},
-    "medium": {"cpt_epochs": 2.0, "sft_epochs": 1.0, "eval_limit": 40},
+    "tiny": {"cpt_epochs": 3.0, "sft_epochs": 3.0, "eval_limit": 0, "gate_limit": 0},
+    "small": {"cpt_epochs": 3.0, "sft_epochs": 1.5, "eval_limit": 20, "gate_limit": 10},
+    "medium": {"cpt_epochs": 2.0, "sft_epochs": 1.0, "eval_limit": 40, "gate_limit": 20},
 }
 
 
@@ -381,12 +388,13 @@ def demo_config(base: str, size: str, seed: int) -> dict[str, Any]:
         "train": {
             "base": base,
             "stages": ["cpt", "sft"],
-            "seq_len": 256,
+            "seq_len": 384,
             "batch_size": 8,
             "lr": 2e-3,
             "cpt": {"epochs": settings["cpt_epochs"]},
             "sft": {"epochs": settings["sft_epochs"]},
         },
+        "compress": {"gate_limit": settings["gate_limit"]},
         "eval": {"limit": settings["eval_limit"]},
     }
 

@@ -142,10 +142,15 @@ def render(ws, summary: dict) -> str:
 
 def write_line_report(ws, *, force: bool = False) -> Path:
     """Write ``artifacts/report/report.html`` and ``summary.json``; cached on the stages' manifests."""
+    from domainlm.pipeline.line import compressed_dir
+
     out = ws.artifacts / "report"
     inputs = sorted(p for p in ws.artifacts.rglob(MANIFEST_FILE) if p.parent != out)
     inputs += sorted(p for p in ws.artifacts.rglob("results.json"))
-    with stage_run("report", out, inputs=inputs, config={"name": ws.config.name}, force=force) as run:
+    # A refused compression target leaves gate.json but no manifest: the report must still show it.
+    inputs += [p for p in (compressed_dir(ws, t) / "gate.json" for t in ws.config.compress.targets) if p.is_file()]
+    config = {"name": ws.config.name, "targets": ws.config.compress.targets}
+    with stage_run("report", out, inputs=inputs, config=config, force=force) as run:
         if run.skipped:
             return out / "report.html"
         summary = collect(ws)
