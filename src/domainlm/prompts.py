@@ -28,7 +28,8 @@ TEMPLATES = {
     },
     "en": {
         "mcq": "{context}{question}\n{choices}\nAnswer with the letter of the correct option only.",
-        "yesno": "{context}{question}\nIs the statement correct? Answer only \"yes\" or \"no\".",
+        # The verdict words stay 是/否: the scorer and log-likelihood options read those in either language.
+        "yesno": "{context}{question}\nIs the statement correct? Answer only 是 (yes) or 否 (no).",
         "qa": "{context}{question}\nAnswer briefly.",
         "intent": "Pick the user's intent from: {labels}. Output the intent name only.\nUser: {question}",
         "ner": "Extract the entities (types: {labels}) from the text below as a JSON list like "
