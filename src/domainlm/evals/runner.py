@@ -17,10 +17,7 @@ from typing import Any
 from domainlm.errors import DomainlmError
 from domainlm.evals.density import request_flops
 from domainlm.evals.tasks import SuiteConfig
-from domainlm.prompts import CONTEXT_TYPES, LETTERS, TEMPLATES, render_answer, render_prompt
-
-# Kept for callers of the earlier name: the Chinese default templates.
-DEFAULT_TEMPLATES = TEMPLATES["zh"]
+from domainlm.prompts import CONTEXT_TYPES, LETTERS, render_answer, render_prompt
 
 
 def raw_prompt(conversation: list[dict]) -> str:
@@ -66,15 +63,6 @@ class TokenCounter:
             except DomainlmError:  # a model without a chat template: count the raw turns
                 pass
         return "\n".join(m["content"] for m in conversation)
-
-
-def _retriever(kb_path: str | None, k: int = 3) -> Callable[[str], list[str]] | None:
-    if not kb_path:
-        return None
-    from domainlm.kb.index import open_kb
-
-    kb = open_kb(kb_path)
-    return lambda question: [hit.text for hit in kb.search(question, k=k)]
 
 
 @dataclass
@@ -132,7 +120,12 @@ def run_model(model, items: list[dict], configs: dict[str, SuiteConfig], *, kb: 
     counter = TokenCounter(model)
     info = getattr(model, "info", {}) or {}
     started = time.perf_counter()
-    jobs = build_jobs(items, configs, getattr(model, "supports_logprobs", False), _retriever(kb, kb_k))
+    retrieve = None
+    if kb:
+        from domainlm.kb.index import passage_retriever
+
+        retrieve = passage_retriever(kb, kb_k)
+    jobs = build_jobs(items, configs, getattr(model, "supports_logprobs", False), retrieve)
     predictions: dict[str, dict] = {}
     usage = {"items": len(items), "tokens_in": 0, "tokens_out": 0, "flops": 0.0, "tokens_estimated": counter.estimated}
 

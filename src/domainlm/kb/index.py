@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -547,6 +548,14 @@ def open_kb(path: str | Path) -> KnowledgeBase:
             if attempt == 2:
                 raise DomainlmError(f"{exc.filename or path}: index file missing; rebuild with `domainlm kb build --force`") from None
     raise AssertionError("unreachable")
+
+
+
+def passage_retriever(path: str | Path, k: int = 3) -> Callable[[str], list[str]]:
+    """question -> the texts of the top ``k`` chunks (default hybrid search): the passages a ``+kb`` eval
+    variant is shown and retrieval-augmented training is given, from one function so they cannot drift."""
+    kb = open_kb(path)
+    return lambda question: [hit.text for hit in kb.search(question, k=k)]
 
 
 def kb_summary(kb: KnowledgeBase) -> dict[str, Any]:

@@ -62,10 +62,9 @@ def build_sequences(loaded: Loaded, tokenizer, cfg: TrainConfig):
 
 def retrieval_copies(loaded: Loaded, cfg: TrainConfig) -> list[dict]:
     """The retrieval-augmented sft records (see :func:`domainlm.train.data.with_passages`)."""
-    from domainlm.kb import open_kb
+    from domainlm.kb.index import passage_retriever
 
-    kb = open_kb(cfg.kb)
-    return with_passages(loaded.records, lambda question: [hit.text for hit in kb.search(question, k=cfg.kb_k)])
+    return with_passages(loaded.records, passage_retriever(cfg.kb, cfg.kb_k))
 
 
 def replay_sequences(cfg: TrainConfig, tokenizer, n_domain: int) -> list:
