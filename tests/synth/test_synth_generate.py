@@ -141,3 +141,23 @@ def test_reading_items_can_only_be_answered_from_their_passages(tmp_path):
         assert f"{subject}的{attribute}为{truth[(subject, attribute)]}" not in prompt  # ... the true one is not
     off = synthesize(tmp_path / "kb", tmp_path / "off", SynthConfig(seed=1, reading_passages=0))
     assert off.counts["train/synth_reading"] == 0
+
+
+def test_a_small_kb_swaps_in_values_of_the_same_shape(tmp_path):
+    """Where no other product states the same attribute (a small KB), the swapped value comes from another
+    attribute with the same shape: a fee for a fee-like amount, a rate for a rate, never a different kind."""
+    docs = [{"id": "d1", "source": "d1.md", "meta": {}, "text": "海港青春卡\n\n海港青春卡的年费为88元。海港青春卡的取现手续费率为0.50%。\n"},
+            {"id": "d2", "source": "d2.md", "meta": {}, "text": "海港安居贷\n\n海港安居贷的评估费为300元。海港安居贷的年利率为3.85%。\n"},
+            {"id": "d3", "source": "d3.md", "meta": {}, "text": "海港明珠存款\n\n海港明珠存款的起存金额为50元。海港明珠存款的存期为3年。\n"}]
+    build_kb(docs, tmp_path / "kb", KBConfig(embedder="none"))
+    result = synthesize(tmp_path / "kb", tmp_path / "out", SynthConfig(seed=0, eval_only_fraction=0.0))
+    rows = read_jsonl(tmp_path / "out" / "train" / "synth_reading.jsonl")
+    assert result.counts["train/synth_reading"] == len(rows) > 0
+    replies = {row["messages"][1]["content"] for row in rows}
+    assert replies <= {"88元", "300元", "50元", "0.50%", "3.85%"}  # "3年" has no other value of its shape
+    for row in rows:
+        prompt, reply = row["messages"][0]["content"], row["messages"][1]["content"]
+        question = prompt.split("\n")[-2]
+        truth = {f.attribute: f.value for d in docs for f in find_facts(d["text"], "zh") if f.subject in question}
+        (attribute, value), = [(a, v) for a, v in truth.items() if a in question]
+        assert reply != value and reply[-1] == value[-1]  # same shape: 元 for 元, % for %

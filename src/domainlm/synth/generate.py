@@ -140,21 +140,33 @@ def _refusals(pairs: list[tuple[dict, Fact]], chunks: list[dict], config: SynthC
     return items
 
 
+def _shape(value: str) -> str:
+    return re.sub(r"\d+", "0", value)
+
+
 def _reading_items(pairs: list[tuple[dict, Fact]], chunks: list[dict], eval_only: set[int], config: SynthConfig,
                    rng: random.Random) -> list[dict]:
     """Counterfactual reading practice: a trained fact's chunk with its value swapped for another product's
-    value of the same attribute, shown among other chunks as retrieved passages; the reply is the swapped
+    value of the same attribute (or of the same shape), shown among other chunks as retrieved passages; the reply is the swapped
     value. Only reading the passage gets it right, so a model learns to take answers from what it is given
     (the skill a ``+kb`` variant needs) instead of reciting what it memorised. Eval-only facts are left out."""
     from domainlm.prompts import render_prompt
 
-    values: dict[tuple[str, str], list[str]] = defaultdict(list)
+    # Swap candidates: other values of the same attribute; where a small KB has none, values of the same
+    # shape (digits aside: "2.70%" for "0.35%", "800元" for "50元") from any attribute.
+    by_attribute: dict[tuple[str, str], list[str]] = defaultdict(list)
+    by_shape: dict[tuple[str, str], list[str]] = defaultdict(list)
     for _, fact in pairs:
-        if fact.value not in values[(fact.lang, fact.attribute)]:
-            values[(fact.lang, fact.attribute)].append(fact.value)
+        for key, table in (((fact.lang, fact.attribute), by_attribute), ((fact.lang, _shape(fact.value)), by_shape)):
+            if fact.value not in table[key]:
+                table[key].append(fact.value)
     rows = []
     for index, (chunk, fact) in enumerate(pairs):
-        others = [v for v in values[(fact.lang, fact.attribute)] if v != fact.value and fact.value not in v and v not in fact.value]
+        def differing(candidates: list[str], value: str = fact.value) -> list[str]:
+            return [v for v in candidates if v != value and value not in v and v not in value]
+
+        others = (differing(by_attribute[(fact.lang, fact.attribute)])
+                  or differing(by_shape[(fact.lang, _shape(fact.value))]))
         if index in eval_only or not others or chunk["text"].count(fact.sentence) != 1:
             continue
         for swapped in rng.sample(others, min(config.reading_per_fact, len(others))):
