@@ -52,7 +52,7 @@ def real_texts() -> list[str]:
 
 def _id_number(rng: random.Random) -> str:
     body = f"{rng.choice([110105, 310104, 440305, 510107])}{rng.randint(1960, 2000)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{rng.randint(100, 999)}"
-    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, ID_WEIGHTS)) % 11]
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, ID_WEIGHTS, strict=True)) % 11]
 
 
 def make_corpus(n: int, seed: int = 0) -> tuple[list[dict], dict]:
@@ -174,7 +174,7 @@ def run_data_juicer(path: Path, work: Path) -> tuple[float, list[str]]:
         batch["__dj__stats__"] = [{} for _ in batch["text"]]
         batch = repetition.compute_stats_batched(batch)
         keep = list(repetition.process_batched(batch))
-        kept.update((doc, t) for doc, t, k in zip(ids, batch["text"], keep) if k)
+        kept.update((doc, t) for doc, t, k in zip(ids, batch["text"], keep, strict=True) if k)
     with (work / "data_juicer.jsonl").open("w", encoding="utf-8") as handle:
         for doc, text in kept.items():
             handle.write(json.dumps({"id": doc, "text": text}, ensure_ascii=False) + "\n")
@@ -227,7 +227,7 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "results": results,
         "ratios_docs_per_s": ratios,
-        "command": "python benchmarks/clean_throughput.py --docs %d" % args.docs,
+        "command": f"python benchmarks/clean_throughput.py --docs {args.docs}",
     }
     out = HERE / "results" / "clean_throughput.json"
     out.parent.mkdir(exist_ok=True)

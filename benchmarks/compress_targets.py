@@ -43,12 +43,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from domainlm.compress import CompressConfig, compress
-    from domainlm.compress.gate import default_suite
-    from domainlm.errors import DomainlmError
-    from domainlm.io import iter_jsonl, read_json
     from domainlm.compress.data import training_examples
     from domainlm.compress.distill import train_student
+    from domainlm.compress.gate import default_suite
     from domainlm.compress.merge import save_hf
+    from domainlm.errors import DomainlmError
+    from domainlm.io import iter_jsonl, read_json
     from domainlm.models.hf import load_hf
     from domainlm.models.testing import make_tiny_model
 

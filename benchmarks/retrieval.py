@@ -54,7 +54,7 @@ def load_cmrc(limit: int | None):
 
 def metrics(ranked_docs: list[list[str]], gold: list[str]) -> dict:
     r1 = r5 = mrr = 0.0
-    for docs, g in zip(ranked_docs, gold):
+    for docs, g in zip(ranked_docs, gold, strict=True):
         rank = docs.index(g) + 1 if g in docs else None
         r1 += rank == 1
         r5 += rank is not None and rank <= 5

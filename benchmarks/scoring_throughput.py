@@ -172,7 +172,7 @@ def main() -> None:
                                                         if seconds - fixed > 0.01 * seconds else None),
                    "score": round(score, 4)}
             if "gold_extraction" in items[0]:
-                correct = sum(1 for item, got in zip(items, extracted) if got == item["gold_extraction"])
+                correct = sum(1 for item, got in zip(items, extracted, strict=True) if got == item["gold_extraction"])
                 row["extraction_accuracy"] = round(correct / len(items), 4)
             results.append(row)
             marginal = row["items_per_s_excluding_fixed_cost"]

@@ -48,7 +48,7 @@ def test_ftfy_negative_cases_untouched_by_cjk_repair():
 
 
 def test_cjk_mojibake_island_repaired_in_place():
-    island = "利率期限".encode("utf-8").decode("gbk")  # 12 UTF-8 bytes that GBK decodes without loss
+    island = "利率期限".encode().decode("gbk")  # 12 UTF-8 bytes that GBK decodes without loss
     text = "海港银行" + island + "为1.75%。"
     result = normalize.repair_cjk_mojibake(text)
     assert result.text == "海港银行利率期限为1.75%。"
@@ -56,9 +56,9 @@ def test_cjk_mojibake_island_repaired_in_place():
 
 
 def test_cjk_mojibake_big5_repaired_and_damaged_island_flagged():
-    big5 = "个人贷款".encode("utf-8").decode("big5")
+    big5 = "个人贷款".encode().decode("big5")
     assert normalize.repair_cjk_mojibake("本行" + big5 + "说明。").text == "本行个人贷款说明。"
-    damaged = "海港银行，定期".encode("utf-8").decode("gbk", errors="replace")
+    damaged = "海港银行，定期".encode().decode("gbk", errors="replace")
     result = normalize.repair_cjk_mojibake("欢迎来到" + damaged + "存款。")
     assert any("\ufffd" in f["text"] for f in result.flags)
 

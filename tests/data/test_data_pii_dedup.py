@@ -12,7 +12,7 @@ CMRC = Path(__file__).resolve().parents[2] / ".." / "shared" / "benchmarks" / "c
 
 def _id_with_check(first17: str) -> str:
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    return first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights)) % 11]
+    return first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11]
 
 
 def test_id_card_check_digit_and_date():

@@ -32,7 +32,7 @@ def test_qa_exact_match_and_char_f1_with_chinese_normalisation():
 
 def test_intent_accuracy_and_macro_f1():
     items = [{"type": "intent", "choices": ["查余额", "转账"], "answer": a} for a in ["查余额", "查余额", "转账"]]
-    verdicts = [score_item(i, o) for i, o in zip(items, ["查余额", "转账", "转账"])]
+    verdicts = [score_item(i, o) for i, o in zip(items, ["查余额", "转账", "转账"], strict=True)]
     metrics = SCORERS["intent"].metrics(items, verdicts)
     # 查余额: tp1 fn1 → F1 2/3; 转账: tp1 fp1 → F1 2/3
     assert metrics["accuracy"] == pytest.approx(2 / 3)

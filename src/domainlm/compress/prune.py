@@ -113,7 +113,7 @@ def shrink_mlp(model, keep_fraction: float, importance: list[list[float]]) -> in
     new_width = max(8, int(round(width * keep_fraction / 8)) * 8) if keep_fraction < 1 else width
     if new_width >= width:
         return width
-    for layer, scores in zip(layers, importance):
+    for layer, scores in zip(layers, importance, strict=True):
         idx = torch.topk(torch.tensor(scores), new_width).indices.sort().values
         mlp = layer.mlp
         for name in ("gate_proj", "up_proj"):

@@ -131,7 +131,7 @@ def _by_option_text(text: str, choices: list[str]) -> str | None:
             continue
         found.append((letter, opt))
     # Drop options that are only matched as part of a longer matched option ("10%" inside "10%以上").
-    found = [(l, o) for l, o in found if not any(o != o2 and o in o2 for _, o2 in found)]
+    found = [(letter, o) for letter, o in found if not any(o != o2 and o in o2 for _, o2 in found)]
     if len(found) == 1:
         return found[0][0]
     return None

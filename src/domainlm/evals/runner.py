@@ -163,7 +163,7 @@ def run_model(model, items: list[dict], configs: dict[str, SuiteConfig], *, kb: 
             else:
                 outputs = model.generate([raw_prompt(j.conversation) for j in chunk], max_new_tokens=max_new,
                                          temperature=0.0, stop=RAW_STOP, seed=seed)
-            for job, output in zip(chunk, outputs):
+            for job, output in zip(chunk, outputs, strict=True):
                 prompt_tokens = counter.count(counter.chat_text(job.conversation, job.tools, chat=chat))
                 output_tokens = counter.count(output)
                 predictions[job.item["id"]] = _record(job, output, prompt_tokens, output_tokens)
@@ -190,7 +190,7 @@ def judge_generations(judge_model, items: list[dict], predictions: dict[str, dic
         conversations = [[{"role": "user", "content": prompt.format(
             question=i.get("question", ""), reference=i["answer"], output=predictions[i["id"]]["output"])}] for i in chunk]
         outputs = judge_model.chat(conversations, max_new_tokens=8, temperature=0.0)
-        for item, out in zip(chunk, outputs):
+        for item, out in zip(chunk, outputs, strict=True):
             match = _SCORE.search(out or "")
             pred = predictions[item["id"]]
             pred["judge_output"] = out

@@ -94,7 +94,7 @@ def _group_summary(task_names: list[str], tasks: dict[str, dict], boots: dict[st
 def summarize(items: list[dict], records: list[dict], *, seed: int = 0, general: set[str] = frozenset()) -> dict:
     """``results.json`` body: per task, per category / subcategory, overall, general-ability panel."""
     by_task: dict[str, list[tuple[dict, dict]]] = {}
-    for item, record in zip(items, records):
+    for item, record in zip(items, records, strict=True):
         by_task.setdefault(item["task"], []).append((item, record))
     tasks: dict[str, dict] = {}
     boots: dict[str, np.ndarray] = {}

@@ -102,8 +102,8 @@ def bar_plot(labels: Sequence[str], series: dict[str, Sequence[float]], *, title
         offsets = positions + (j - (k - 1) / 2) * width
         err = None
         if errors and name in errors:
-            lows = [v - lo for v, (lo, _) in zip(values, errors[name])]
-            highs = [hi - v for v, (_, hi) in zip(values, errors[name])]
+            lows = [v - lo for v, (lo, _) in zip(values, errors[name], strict=True)]
+            highs = [hi - v for v, (_, hi) in zip(values, errors[name], strict=True)]
             err = [np.clip(lows, 0, None), np.clip(highs, 0, None)]
         if horizontal:
             ax.barh(offsets, values, height=width, xerr=err, label=name, capsize=2)

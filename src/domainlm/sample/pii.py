@@ -16,7 +16,7 @@ _REGIONS = ("110105", "310115", "440305", "440106", "330106", "320106", "510107"
 
 def id_check_digit(first17: str) -> str:
     """GB 11643-1999 check digit of the first 17 digits."""
-    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS)) % 11]
+    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
 
 
 def valid_id_number(number: str) -> bool:

@@ -245,7 +245,8 @@ def run_capacity(cfg: CapacityConfig, other_text: np.ndarray | None = None, devi
         model = build_model(run_cfg, device=device)
         cursor = iter(range(steps))
 
-        def next_batch():
+        # Bound as defaults: the function is used within this iteration, with this iteration's rows.
+        def next_batch(cursor=cursor, steps=steps, rows=rows):
             i = next(cursor) % steps
             batch = rows[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             return batch if len(batch) else rows[: cfg.batch_size]

@@ -39,7 +39,7 @@ def coord_check(
         model = build_model(cfg)
         # same data for every width: the sampler is re-seeded for each model
         sampler = MixSampler(streams, {n: 1.0 for n in streams}, seq_len, seed)
-        train_batches(model, cfg, lambda: sampler.batch(batch_size), "cpu")
+        train_batches(model, cfg, lambda sampler=sampler: sampler.batch(batch_size), "cpu")
         probe = torch.from_numpy(MixSampler(streams, {n: 1.0 for n in streams}, seq_len, seed + 1).batch(batch_size))
         with torch.no_grad():
             logits, hidden = model(probe[:, :-1], return_hidden=True)

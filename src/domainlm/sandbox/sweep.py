@@ -125,7 +125,7 @@ def make_run(cfg: SweepConfig, point: dict[str, Any]) -> RunConfig:
 
 def grid_points(space: dict[str, list]) -> list[dict[str, Any]]:
     keys = list(space)
-    return [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(space[k] for k in keys))]
 
 
 def random_points(space: dict[str, list | Range], trials: int, seed: int) -> list[dict[str, Any]]:
@@ -328,7 +328,7 @@ def _bayes(cfg, pool, bar, runs_dir, out_dir, threads, force) -> list[dict]:
             points.append(point)
         done = _run_points(cfg, points, pool, bar, task, runs_dir, out_dir, threads, force)
         by_id = {r["id"]: r for r in done}
-        for trial, point in zip(trials, points):
+        for trial, point in zip(trials, points, strict=True):
             record = by_id.get(make_run(cfg, point).run_id())
             loss = record.get("val_loss") if record else None
             study.tell(trial, loss if loss is not None else None,

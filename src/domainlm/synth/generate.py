@@ -206,7 +206,7 @@ def _teacher_items(chunks: list[dict], config: SynthConfig, rng: random.Random) 
         conversations.append([{"role": "user", "content": prompt}])
     outputs = teacher.chat(conversations, max_new_tokens=512, temperature=0.0, seed=config.seed)
     kept, rejected = [], []
-    for chunk, output in zip(picked, outputs):
+    for chunk, output in zip(picked, outputs, strict=True):
         pairs = _parse_pairs(output)
         if not pairs:
             rejected.append({"chunk_id": chunk["id"], "output": output, "reason": "no JSON question/answer pairs"})

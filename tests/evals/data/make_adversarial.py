@@ -169,7 +169,7 @@ REFUSAL = [
 def main() -> None:
     rows = []
     letters = "ABCD"
-    for t_index, (template, gold) in enumerate(MCQ_TEMPLATES):
+    for template, gold in MCQ_TEMPLATES:
         # Rotate the gold letter and distractors through all four positions.
         for shift in range(4):
             X = letters[shift]
