@@ -86,6 +86,12 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
 
 def iter_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> Iterator[dict]:
     """Yield the objects of a JSONL file; a bad line raises an error naming the file and line."""
+    for _, record in numbered_jsonl(path, required=required):
+        yield record
+
+
+def numbered_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` of a JSONL file, for readers whose own checks name the line too."""
     path = Path(path)
     required = tuple(required)
     try:
@@ -107,7 +113,7 @@ def iter_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> Iterator[di
                 for key in required:
                     if key not in record:
                         raise DomainlmError(f"{path}:{line_no}: missing key '{key}'")
-                yield record
+                yield line_no, record
         except UnicodeDecodeError:
             raise DomainlmError(f"{path}:{line_no + 1}: not UTF-8 text") from None
 

@@ -15,6 +15,7 @@ from domainlm.errors import DomainlmError
 from domainlm.evals.scorers import SCORERS, score_item
 from domainlm.evals.stats import N_RESAMPLES, bootstrap_task, interval
 from domainlm.evals.tasks import Suite
+from domainlm.io import numbered_jsonl
 
 # Fields of a stored prediction that a re-run must keep (the raw output and what the runner measured).
 _KEEP = ("output", "judge_score", "judge_output", "loglikelihoods", "retrieved", "prompt_tokens", "output_tokens")
@@ -22,30 +23,16 @@ _KEEP = ("output", "judge_score", "judge_output", "loglikelihoods", "retrieved",
 
 def read_predictions(path: str | Path, items: dict[str, dict]) -> dict[str, dict]:
     """``{"id", "output", ...}`` lines keyed by id; an id the suites do not have is an error naming file:line."""
-    path = Path(path)
     out: dict[str, dict] = {}
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DomainlmError(f"{path}: predictions file not found") from None
-    with handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DomainlmError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or "id" not in record:
-                raise DomainlmError(f"{where}: expected an object with 'id' and 'output'")
-            if "output" not in record:
-                raise DomainlmError(f"{where}: prediction '{record['id']}' has no 'output'")
-            if record["id"] not in items:
-                raise DomainlmError(f"{where}: id '{record['id']}' is not in the suite(s)")
-            if record["id"] in out:
-                raise DomainlmError(f"{where}: duplicate prediction for id '{record['id']}'")
-            out[record["id"]] = record
+    for line_no, record in numbered_jsonl(path, required=["id"]):
+        where = f"{path}:{line_no}"
+        if "output" not in record:
+            raise DomainlmError(f"{where}: prediction '{record['id']}' has no 'output'")
+        if record["id"] not in items:
+            raise DomainlmError(f"{where}: id '{record['id']}' is not in the suite(s)")
+        if record["id"] in out:
+            raise DomainlmError(f"{where}: duplicate prediction for id '{record['id']}'")
+        out[record["id"]] = record
     return out
 
 

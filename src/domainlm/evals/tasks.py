@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domainlm.errors import DomainlmError
 from domainlm.evals.scorers import TYPES
+from domainlm.io import numbered_jsonl
 from domainlm.workspace import load_config
 
 
@@ -95,34 +96,25 @@ def infer_type(record: dict) -> str | None:
 
 def _read_items(path: Path, taxonomy: dict[str, tuple[str, str]]) -> list[dict]:
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DomainlmError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or "id" not in record:
-                raise DomainlmError(f"{where}: expected a task item object with an 'id'")
-            if "answer" not in record:
-                raise DomainlmError(f"{where}: item '{record['id']}' has no 'answer'")
-            kind = record.get("type") or infer_type(record)
-            if kind not in TYPES:
-                got = record.get("type")
-                raise DomainlmError(
-                    f"{where}: item '{record['id']}' has "
-                    + (f"unknown type '{got}'" if got else "no 'type' and none can be inferred")
-                    + f" (expected one of {', '.join(TYPES)})"
-                )
-            record["type"] = kind
-            record.setdefault("task", path.stem)
-            category, sub = taxonomy.get(record["task"], (None, None))
-            record["category"] = record.get("category") or category or record["task"]
-            record["subcategory"] = record.get("subcategory") or sub or record["task"]
-            record["_where"] = where
-            items.append(record)
+    for line_no, record in numbered_jsonl(path, required=["id"]):
+        where = f"{path}:{line_no}"
+        if "answer" not in record:
+            raise DomainlmError(f"{where}: item '{record['id']}' has no 'answer'")
+        kind = record.get("type") or infer_type(record)
+        if kind not in TYPES:
+            got = record.get("type")
+            raise DomainlmError(
+                f"{where}: item '{record['id']}' has "
+                + (f"unknown type '{got}'" if got else "no 'type' and none can be inferred")
+                + f" (expected one of {', '.join(TYPES)})"
+            )
+        record["type"] = kind
+        record.setdefault("task", path.stem)
+        category, sub = taxonomy.get(record["task"], (None, None))
+        record["category"] = record.get("category") or category or record["task"]
+        record["subcategory"] = record.get("subcategory") or sub or record["task"]
+        record["_where"] = where
+        items.append(record)
     return items
 
 
