@@ -144,11 +144,16 @@ def _shape(value: str) -> str:
     return re.sub(r"\d+", "0", value)
 
 
+def _differing(candidates: list[str], value: str) -> list[str]:
+    """Candidates that neither equal ``value`` nor contain it or sit inside it (a swap must be visible)."""
+    return [v for v in candidates if v != value and value not in v and v not in value]
+
+
 def _reading_items(pairs: list[tuple[dict, Fact]], chunks: list[dict], eval_only: set[int], config: SynthConfig,
                    rng: random.Random) -> list[dict]:
     """Counterfactual reading practice: a trained fact's chunk with its value swapped for another product's
-    value of the same attribute (or of the same shape), shown among other chunks as retrieved passages; the reply is the swapped
-    value. Only reading the passage gets it right, so a model learns to take answers from what it is given
+    value of the same attribute (or of the same shape), shown among other chunks as retrieved passages; the
+    reply is the swapped value. Only reading the passage gets it right, so a model learns to take answers from what it is given
     (the skill a ``+kb`` variant needs) instead of reciting what it memorised. Eval-only facts are left out."""
     from domainlm.prompts import render_prompt
 
@@ -162,11 +167,8 @@ def _reading_items(pairs: list[tuple[dict, Fact]], chunks: list[dict], eval_only
                 table[key].append(fact.value)
     rows = []
     for index, (chunk, fact) in enumerate(pairs):
-        def differing(candidates: list[str], value: str = fact.value) -> list[str]:
-            return [v for v in candidates if v != value and value not in v and v not in value]
-
-        others = (differing(by_attribute[(fact.lang, fact.attribute)])
-                  or differing(by_shape[(fact.lang, _shape(fact.value))]))
+        others = (_differing(by_attribute[(fact.lang, fact.attribute)], fact.value)
+                  or _differing(by_shape[(fact.lang, _shape(fact.value))], fact.value))
         if index in eval_only or not others or chunk["text"].count(fact.sentence) != 1:
             continue
         for swapped in rng.sample(others, min(config.reading_per_fact, len(others))):
