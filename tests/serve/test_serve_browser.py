@@ -102,7 +102,9 @@ def test_chatfile_upload_from_the_page(page_server, browser):
     truth = {d["id"]: d["text"] for d in read_jsonl(page_server.sample / "truth" / "documents.jsonl")}["notice-001-zh"]
     page.set_input_files("#file", str(page_server.sample / "docs" / "notice-001-zh.md"))
     page.click("#file-send")
-    page.wait_for_function("document.querySelector('.msg.assistant .content').textContent !== '…'", timeout=120_000)
+    # The reply bubble appears only once the upload is sent: wait for it to exist, then for its text.
+    page.wait_for_function("(() => { const el = document.querySelector('.msg.assistant .content');"
+                           " return el !== null && el.textContent !== '…'; })()", timeout=120_000)
     summary = page.locator(".msg.assistant .content").first.inner_text()
     # An extractive summary: its opening sentence is taken from the document.
     assert len(summary) > 10 and summary.split("。")[0] in truth
