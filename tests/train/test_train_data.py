@@ -3,8 +3,8 @@ import json
 import pytest
 
 from domainlm.errors import DomainlmError
+from domainlm.prompts import REFUSAL
 from domainlm.train.data import (
-    REFUSAL,
     load_records,
     pack_documents,
     pack_examples,

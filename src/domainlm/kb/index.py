@@ -550,7 +550,6 @@ def open_kb(path: str | Path) -> KnowledgeBase:
     raise AssertionError("unreachable")
 
 
-
 def passage_retriever(path: str | Path, k: int = 3) -> Callable[[str], list[str]]:
     """question -> the texts of the top ``k`` chunks (default hybrid search): the passages a ``+kb`` eval
     variant is shown and retrieval-augmented training is given, from one function so they cannot drift."""

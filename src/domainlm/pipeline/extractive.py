@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from domainlm.io import write_jsonl
-from domainlm.prompts import REFUSAL
 from domainlm.workspace import stage_run
 
 ANSWERABLE_TYPES = {"qa", "refusal"}
@@ -27,8 +26,8 @@ def extractive_predictions(kb_path: str | Path, suites: list[str], *, limit: int
         if item["type"] not in ANSWERABLE_TYPES:
             continue
         reply = answer(kb, item["question"])
-        output = REFUSAL[reply.language if reply.language in REFUSAL else "zh"] if reply.refused else reply.answer
-        records.append({"id": item["id"], "output": output, "refused": reply.refused, "reason": reply.reason,
+        # A refusal's answer is already domainlm.prompts.REFUSAL in the question's language.
+        records.append({"id": item["id"], "output": reply.answer, "refused": reply.refused, "reason": reply.reason,
                         "citations": [c.chunk_id for c in reply.citations]})
     return records
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domainlm.errors import DomainlmError
 from domainlm.io import sha256_text, write_jsonl, write_text
+from domainlm.prompts import render_prompt
 from domainlm.synth.facts import Fact, detect_lang, find_facts
 
 # Train and eval phrasings never overlap, so eval measures knowledge, not memorised wording.
@@ -155,8 +156,6 @@ def _reading_items(pairs: list[tuple[dict, Fact]], chunks: list[dict], eval_only
     value of the same attribute (or of the same shape), shown among other chunks as retrieved passages; the
     reply is the swapped value. Only reading the passage gets it right, so a model learns to take answers from what it is given
     (the skill a ``+kb`` variant needs) instead of reciting what it memorised. Eval-only facts are left out."""
-    from domainlm.prompts import render_prompt
-
     # Swap candidates: other values of the same attribute; where a small KB has none, values of the same
     # shape (digits aside: "2.70%" for "0.35%", "800元" for "50元") from any attribute.
     by_attribute: dict[tuple[str, str], list[str]] = defaultdict(list)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
-from domainlm.prompts import CONTEXT_TYPES, REFUSAL, TEMPLATES, render_answer, render_prompt  # noqa: F401 (REFUSAL re-exported)
+from domainlm.prompts import CONTEXT_TYPES, TEMPLATES, render_answer, render_prompt
 
 ROLES = {"system", "user", "assistant", "tool"}
 
@@ -142,28 +142,28 @@ def task_to_messages(item: dict, retrieved: list[str] | None = None) -> tuple[li
             raise ValueError("tools: expected a list")
         assistant: dict = {"role": "assistant", "content": "", "tool_calls": [
             {"type": "function", "function": {"name": answer["name"], "arguments": answer.get("arguments") or {}}}]}
-    elif kind == "ner":
-        if not isinstance(item.get("entities", answer), list):
-            raise ValueError("entities: expected a list for a ner item")
-        assistant = {"role": "assistant", "content": render_answer(item)}
-    elif kind != "refusal" and (answer is None or (isinstance(answer, str) and not answer.strip())):
-        raise ValueError("answer: missing or empty")
     else:
+        if kind == "ner" and not isinstance(item.get("entities", answer), list):
+            raise ValueError("entities: expected a list for a ner item")
+        if kind not in ("ner", "refusal") and (answer is None or (isinstance(answer, str) and not answer.strip())):
+            raise ValueError("answer: missing or empty")
         assistant = {"role": "assistant", "content": render_answer(item)}
     return [{"role": "user", "content": user}, assistant], tools
 
 
 def check_chat(obj: dict) -> dict:
+    """A chat row, or a task item as one (kept under ``item`` for its retrieval-augmented copy)."""
     if "messages" in obj:
         messages, tools = obj["messages"], obj.get("tools")
     elif "question" in obj:
         messages, tools = task_to_messages(obj)
-        _check_messages(messages, tools)
-        return {"id": obj.get("id"), "messages": messages, "tools": tools, "item": obj}
     else:
         raise ValueError("messages: missing (expected chat rows {\"messages\"} or task items {\"question\", \"answer\"})")
     _check_messages(messages, tools)
-    return {"id": obj.get("id"), "messages": messages, "tools": tools}
+    record = {"id": obj.get("id"), "messages": messages, "tools": tools}
+    if "messages" not in obj:
+        record["item"] = obj
+    return record
 
 
 def with_passages(records: list[dict], retrieve: Callable[[str], list[str]]) -> list[dict]:
