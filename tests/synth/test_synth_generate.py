@@ -89,8 +89,13 @@ class TeacherHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         prompt = body["messages"][-1]["content"]
-        grounded = "88元" if "88元" in prompt else ("3.85%" if "3.85%" in prompt else "2.80%")
-        content = json.dumps([{"question": "费用是多少？", "answer": grounded}, {"question": "编造？", "answer": "999元"}], ensure_ascii=False)
+        if "2.80%" in prompt:
+            pairs = [{"question": "What is the annual interest rate of Harbor Tide Deposit?", "answer": "2.80%"}]
+        else:
+            grounded = "88元" if "88元" in prompt else "3.85%"
+            pairs = [{"question": "这项产品的费用是多少？", "answer": grounded}, {"question": "年费是多少？", "answer": grounded}]
+        pairs.append({"question": "编造的费用是多少？", "answer": "999元"})
+        content = json.dumps(pairs, ensure_ascii=False)
         reply = {"id": "x", "object": "chat.completion", "model": "teacher", "choices": [
             {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}]}
         data = json.dumps(reply).encode()
@@ -115,7 +120,14 @@ def test_teacher_items_are_kept_only_when_grounded(kb_dir, tmp_path):
     assert from_teacher and all(i["answer"] != "999元" for i in from_teacher)
     rejected = read_jsonl(tmp_path / "rejected.jsonl")
     assert result.rejected == len(rejected) >= 1
-    assert all(r["reason"] == "answer not found in the chunk" for r in rejected)
+    # Every pair is held to the checks rule items pass: the made-up answer is not in the chunk, and a
+    # question that leans on a pronoun ("这项产品") cannot stand alone.
+    reasons = {r["output"]["question"]: r["checks"] for r in rejected}
+    assert "answer is not a span of the passage" in reasons["编造的费用是多少？"]
+    assert reasons["这项产品的费用是多少？"] == ["question leans on a pronoun"]
+    assert {i["question"] for i in from_teacher} == {"年费是多少？", "What is the annual interest rate of Harbor Tide Deposit?"}
+    quality = json.loads((tmp_path / "quality.json").read_text(encoding="utf-8"))
+    assert quality["teacher_cost"]["requests"] >= 3 and quality["dropped"]["teacher: answer is not a span of the passage"] >= 1
 
 
 def test_reading_items_can_only_be_answered_from_their_passages(tmp_path):

@@ -1,8 +1,9 @@
 """Attribute statements found in text: (subject, attribute, value, sentence).
 
-Written by hand because no library extracts these: product documents state facts in a few fixed shapes,
-and a small set of patterns per language finds them with no false subject (the subject must be a known
-title/heading or appear in the sentence itself).
+Written by hand because no library extracts these: documents state such facts in a few fixed shapes
+("X的Y为Z", "The Y of X is Z"), and one pattern per language finds them. In Chinese, jieba's part-of-speech
+tags then make sure the subject and the attribute are noun phrases that name something ("常用的节奏型称为…"
+has an adjective for a subject; "该行的总部为…" a pronoun), so a question about them can stand alone.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_ZH_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]?")
+import jieba.posseg as pseg
+
+_NOUNS = ("n", "nr", "ns", "nt", "nz", "j", "eng", "vn", "nrt")
+_PRONOUN_CHARS = tuple("他她它我你您这那该此其本")
+
+# A sentence ends at 。！？ (and keeps a closing quote or bracket that follows: “…。”).
+_ZH_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]?[”’」』）)]*")
 _EN_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 
 # 海港明珠定期存款的存期为3年。 / 年费是50元 / 起存金额：100元
@@ -60,8 +67,29 @@ def find_facts(text: str, lang: str | None = None) -> list[Fact]:
         value = match.group("value").strip().rstrip("。.")
         if lang == "en" and attribute.lower() in {"part", "one", "some", "all", "each", "most"}:
             continue
+        if lang == "zh" and not (_names_something(subject) and _names_something(attribute) and _plain(subject, attribute)):
+            continue
         if not value or value == subject or (subject, attribute) in seen:
             continue
         seen.add((subject, attribute))
         found.append(Fact(subject, attribute, value, sentence, lang))
     return found
+
+
+def _names_something(phrase: str) -> bool:
+    """A Chinese noun phrase that stands alone: it ends in a noun and holds no pronoun."""
+    tagged = [(w, f) for w, f in pseg.cut(phrase) if w.strip()]
+    if not tagged or any(f.startswith("r") and w[0] in _PRONOUN_CHARS for w, f in tagged):
+        return False
+    # A bare adjective or verb ("常用", "最新") names nothing. A name of several words may end in any tag:
+    # jieba does not know product names and tags their last character freely ("安居贷" → 安居/v 贷/v).
+    if len(tagged) == 1:
+        return tagged[0][1] in _NOUNS or not tagged[0][1].startswith(("a", "b", "v", "d", "p", "c", "u", "m", "q", "x"))
+    return not tagged[0][1].startswith(("p", "c", "u"))
+
+
+def _plain(subject: str, attribute: str) -> bool:
+    """No time word or adverb glued to the subject or the attribute ("最近莱索托", "退休年龄已经")."""
+    first = next((f for w, f in pseg.cut(subject) if w.strip()), "")
+    last = [f for w, f in pseg.cut(attribute) if w.strip()][-1:]
+    return not first.startswith(("t", "d", "r")) and last != ["d"]

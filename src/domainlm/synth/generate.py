@@ -5,40 +5,57 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jieba.posseg as pseg
 from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from domainlm.errors import DomainlmError
-from domainlm.io import sha256_text, write_jsonl, write_text
+from domainlm.io import sha256_text, write_json, write_jsonl, write_text
 from domainlm.prompts import render_prompt
-from domainlm.synth.facts import Fact, detect_lang, find_facts
+from domainlm.synth.checks import check_pair
+from domainlm.synth.facts import detect_lang, find_facts, sentences
+from domainlm.synth.questions import question_candidates
 
-# Train and eval phrasings never overlap, so eval measures knowledge, not memorised wording.
+# Train and eval phrasings never overlap, so eval measures knowledge, not memorised wording. The words are
+# the language's own, never a domain's: an attribute question is asked of whatever subject the text names.
 TEMPLATES = {
     "zh": {
-        "train": ["{s}的{a}是多少？", "请问{s}的{a}是什么？", "{s}的{a}是怎样规定的？"],
-        "eval": ["我想了解一下{s}的{a}。", "{s}这款产品的{a}是？"],
+        "train": ["{s}的{a}是{w}？", "请问{s}的{a}是{w}？", "{s}的{a}具体是{w}？"],
+        "eval": ["想了解一下，{s}的{a}是{w}？", "麻烦问一下，{s}的{a}是{w}？"],
     },
     "en": {
-        "train": ["What is the {a} of {s}?", "Could you tell me the {a} of {s}?", "{s}: what {a} applies?"],
-        "eval": ["I'd like to know the {a} for {s}.", "How about the {a} of {s}?"],
+        "train": ["What is the {a} of {s}?", "Could you tell me what the {a} of {s} is?", "{s}: what {a} applies?"],
+        "eval": ["I'd like to know: what is the {a} for {s}?", "How about the {a} of {s}, what is it?"],
     },
 }
+# A question made from a sentence (see synth.questions) is trained as written and asked in eval with a
+# lead-in, so train and eval wording differ there too.
+SPAN_TRAIN_PREFIX = {"zh": ["", "请问，"]}
+SPAN_EVAL_PREFIX = {"zh": ["想了解一下，", "麻烦问一下，"]}
 # Task names are prefixed so that a synthesized suite sits beside a user's own tasks in one eval run.
 QA_TASK, REFUSAL_TASK = "synth_knowledge_qa", "synth_unanswerable"
 READING_FILE = "synth_reading"  # chat rows for sft (train only): answer from the passages, not from memory
 # Category names match the sample domain's taxonomy, so one report groups them together.
 CATEGORY = {"zh": ("knowledge", "hallucination"), "en": ("knowledge", "hallucination")}
-FICTIONAL_SUFFIX = {"zh": ["尊享版", "青春版", "至尊款"], "en": [" Plus", " Elite", " Junior"]}
+# Below this many eval questions a score's 95% interval is wider than most differences worth reporting.
+FEW_ITEMS = 30
 
 TEACHER_PROMPT = {
-    "zh": "根据下面的资料写出{n}个问答对，答案必须原文出现在资料中。只输出JSON数组，"
+    "zh": "根据下面的资料写出{n}个问答对。要求：问题是完整的问句，点明所问的对象（不要用“他”“该”“这”等代词），"
+    "不看资料也能读懂；答案是简短的原文片段，必须一字不差地出现在资料中。只输出JSON数组，"
     '形如[{{"question": "...", "answer": "..."}}]。\n资料：\n{text}',
-    "en": "Write {n} question-answer pairs about the passage below; each answer must appear verbatim in "
-    'the passage. Output only a JSON array like [{{"question": "...", "answer": "..."}}].\nPassage:\n{text}',
+    "en": "Write {n} question-answer pairs about the passage below. Each question is complete, names what it asks "
+    "about (no bare pronouns) and makes sense without the passage; each answer is a short span copied verbatim "
+    'from the passage. Output only a JSON array like [{{"question": "...", "answer": "..."}}].\nPassage:\n{text}',
+}
+TEACHER_RETRY = {
+    "zh": "上次的输出不是所要求的JSON数组。请只输出JSON数组，不要任何其他文字。",
+    "en": "The last output was not the JSON array asked for. Output only the JSON array, nothing else.",
 }
 
 
@@ -57,6 +74,7 @@ class SynthConfig(BaseModel):
     teacher: str | None = Field(None, description="Model spec of a teacher that writes extra questions.")
     teacher_questions_per_chunk: int = Field(3, ge=1)
     max_chunks_for_teacher: int = Field(200, ge=1)
+    teacher_retries: int = Field(1, ge=0, description="Extra tries for a chunk whose teacher output was not JSON.")
 
 
 @dataclass
@@ -64,32 +82,61 @@ class SynthResult:
     out_dir: Path
     counts: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
+    quality: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Seed:
+    """One fact to ask about: where it is stated, its answer, and the questions that ask for it."""
+
+    chunk: dict
+    sentence: str
+    answer: str
+    lang: str
+    generator: str
+    kind: str
+    train_questions: list[str]
+    eval_question: str
+    subject: str = ""
+    attribute: str = ""
 
 
 def _item_id(task: str, question: str) -> str:
     return f"{task}-{sha256_text(question)[:12]}"
 
 
-def _qa_item(fact: Fact, question: str, chunk: dict, split: str, seen_in_train: bool) -> dict:
-    category, _ = CATEGORY[fact.lang]
+def _span(chunk: dict, sentence: str, answer: str) -> list[int] | None:
+    """Character offsets of the answer in the chunk, inside its sentence."""
+    at = chunk["text"].find(sentence)
+    if at < 0:
+        return None
+    inner = sentence.find(answer)
+    return [at + inner, at + inner + len(answer)] if inner >= 0 else None
+
+
+def _qa_item(seed: Seed, question: str, split: str, seen_in_train: bool) -> dict:
+    category, _ = CATEGORY[seed.lang]
+    chunk = seed.chunk
     return {
         "id": _item_id(QA_TASK, question),
         "task": QA_TASK,
         "category": category,
-        "subcategory": chunk.get("title") or fact.subject,
+        "subcategory": chunk.get("title") or seed.subject or "",
         "type": "qa",
         "question": question,
         "choices": None,
-        "answer": fact.value,
+        "answer": seed.answer,
         "doc_id": chunk["doc_id"],
         "chunk_id": chunk["id"],
-        "evidence": fact.sentence,
-        "meta": {"subject": fact.subject, "attribute": fact.attribute, "lang": fact.lang, "split": split,
-                 "seen_in_train": seen_in_train, "generator": "rules"},
+        "evidence": seed.sentence,
+        "span": _span(chunk, seed.sentence, seed.answer),
+        "meta": {"subject": seed.subject, "attribute": seed.attribute, "lang": seed.lang, "split": split,
+                 "seen_in_train": seen_in_train, "generator": seed.generator, "answer_kind": seed.kind},
     }
 
 
-def _refusal_item(subject: str, attribute: str, lang: str, question: str, reason: str) -> dict:
+def _refusal_item(subject: str, attribute: str, lang: str, question: str, reason: str, generator: str = "rules") -> dict:
     _, category = CATEGORY[lang]
     return {
         "id": _item_id(REFUSAL_TASK, question),
@@ -100,44 +147,132 @@ def _refusal_item(subject: str, attribute: str, lang: str, question: str, reason
         "question": question,
         "choices": None,
         "answer": "",
-        "meta": {"subject": subject, "attribute": attribute, "lang": lang, "generator": "rules"},
+        "meta": {"subject": subject, "attribute": attribute, "lang": lang, "generator": generator},
     }
 
 
-def _facts_by_chunk(chunks: list[dict]) -> list[tuple[dict, Fact]]:
-    pairs, seen = [], set()
+def _value_word(value: str, lang: str) -> str:
+    """The question word an attribute's value calls for: 多少 for amounts, 何时 for dates, else 什么."""
+    if lang != "zh":
+        return ""
+    if re.search(r"\d{4}年|\d{1,2}月\d{1,2}日", value):
+        return "何时"
+    return "多少" if re.search(r"\d", value) else "什么"
+
+
+@dataclass
+class _Tally:
+    """What the quality report counts: every candidate seen, and why each dropped one was dropped."""
+
+    sentences: int = 0
+    candidates: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    dropped_examples: dict = field(default_factory=dict)
+
+    def drop(self, reason: str, example: str) -> None:
+        self.dropped[reason] += 1
+        self.dropped_examples.setdefault(reason, example)
+
+
+def _seeds(chunks: list[dict], config: SynthConfig, rng: random.Random, tally: _Tally) -> list[Seed]:
+    """Facts to ask about, from attribute statements and from sentences with a typed span (Chinese)."""
+    seeds: list[Seed] = []
+    seen: set[tuple[str, str]] = set()
     for chunk in chunks:
-        for fact in find_facts(chunk["text"]):
-            key = (fact.subject, fact.attribute)
-            if key not in seen:
-                seen.add(key)
-                pairs.append((chunk, fact))
-    return pairs
+        lang = detect_lang(chunk["text"])
+        facts = {fact.sentence: fact for fact in find_facts(chunk["text"], lang)}
+        for sentence in sentences(chunk["text"], lang):
+            tally.sentences += 1
+            fact = facts.get(sentence)
+            if fact is not None:
+                tally.candidates += 1
+                if (fact.subject, fact.attribute) in seen:
+                    tally.drop("same fact already asked", sentence)
+                    continue
+                seen.add((fact.subject, fact.attribute))
+                word = _value_word(fact.value, lang)
+                fill = {"s": fact.subject, "a": fact.attribute, "w": word}
+                train = [t.format(**fill) for t in rng.sample(TEMPLATES[lang]["train"], config.train_phrasings)]
+                seeds.append(Seed(chunk, sentence, fact.value, lang, "rules:attribute", "attribute", train,
+                                  rng.choice(TEMPLATES[lang]["eval"]).format(**fill), fact.subject, fact.attribute))
+                continue
+            if lang != "zh":
+                continue  # English prose: attribute statements only (see docs/synth.md)
+            kept, dropped = question_candidates(sentence)
+            tally.candidates += len(kept) + sum(1 for d in dropped if d.answer)
+            for d in dropped:
+                tally.drop(d.reason, f"{d.sentence} → {d.answer}" if d.answer else d.sentence)
+            for candidate in kept:
+                if (candidate.question, candidate.answer) in seen:
+                    tally.drop("same fact already asked", candidate.question)
+                    continue
+                seen.add((candidate.question, candidate.answer))
+                prefixes = rng.sample(SPAN_TRAIN_PREFIX["zh"], min(config.train_phrasings, len(SPAN_TRAIN_PREFIX["zh"])))
+                seeds.append(Seed(chunk, sentence, candidate.answer, lang, f"rules:{candidate.kind}", candidate.kind,
+                                  [p + candidate.question for p in prefixes],
+                                  rng.choice(SPAN_EVAL_PREFIX["zh"]) + candidate.question))
+    return seeds
 
 
 def _mentioned_together(subject: str, attribute: str, chunks: list[dict]) -> bool:
     return any(subject in chunk["text"] and attribute in chunk["text"] for chunk in chunks)
 
 
-def _refusals(pairs: list[tuple[dict, Fact]], chunks: list[dict], config: SynthConfig, rng: random.Random) -> list[dict]:
-    """Questions the documents cannot answer: a real subject with an attribute no chunk mentions together
-    with it, and a fictional variant of a real subject (checked absent from every chunk)."""
-    corpus = "\n".join(chunk["text"] for chunk in chunks)
+def _refusals(seeds: list[Seed], chunks: list[dict], config: SynthConfig, rng: random.Random) -> list[dict]:
+    """Questions the documents cannot answer.
+
+    - an attribute the documents state for other subjects, asked of a subject no chunk mentions it with;
+    - a question made from a sentence, with its named place or organisation swapped for another of the same
+      kind from another document, kept only when no chunk mentions the new name together with the
+      question's verb (so the documents cannot answer it).
+    """
     attributes: dict[str, set[str]] = defaultdict(set)
     by_subject: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for _, fact in pairs:
-        attributes[fact.lang].add(fact.attribute)
-        by_subject[(fact.lang, fact.subject)].add(fact.attribute)
+    for seed in seeds:
+        if seed.attribute:
+            attributes[seed.lang].add(seed.attribute)
+            by_subject[(seed.lang, seed.subject)].add(seed.attribute)
     items = []
     for (lang, subject), has in sorted(by_subject.items()):
         missing = [a for a in sorted(attributes[lang] - has) if not _mentioned_together(subject, a, chunks)]
-        template = rng.choice(TEMPLATES[lang]["eval"])
         for attribute in rng.sample(missing, min(config.refusal_per_subject, len(missing))):
-            items.append(_refusal_item(subject, attribute, lang, template.format(s=subject, a=attribute), "missing_attribute"))
-        fictional = subject + rng.choice(FICTIONAL_SUFFIX[lang])
-        if config.refusal_per_subject and fictional not in corpus and has:
-            attribute = sorted(has)[0]
-            items.append(_refusal_item(fictional, attribute, lang, template.format(s=fictional, a=attribute), "unknown_product"))
+            fill = {"s": subject, "a": attribute, "w": "什么"}
+            question = rng.choice(TEMPLATES[lang]["eval"]).format(**fill)
+            items.append(_refusal_item(subject, attribute, lang, question, "missing_attribute"))
+    if config.refusal_per_subject:
+        items += _swapped_entity_refusals([s for s in seeds if not s.attribute], chunks, rng)
+    return items
+
+
+def _swapped_entity_refusals(seeds: list[Seed], chunks: list[dict], rng: random.Random) -> list[dict]:
+    """A question about a named person or place, asked of another name of the same kind.
+
+    The names come from the answers of person/organisation/place questions (spans the rules typed with
+    care), not from raw part-of-speech tags, which mix places, people and teams. "苏镜宇于哪一年加入…？" is
+    kept only when no chunk mentions 苏镜宇 together with the question's verbs: the documents cannot
+    answer it, and a model must say so."""
+    pools: dict[str, dict[str, str]] = defaultdict(dict)  # kind -> name -> doc_id
+    for seed in seeds:
+        if seed.kind in ("person", "place"):  # "organisation" spans hold teams and ministries alike
+            pools[seed.kind].setdefault(seed.answer, seed.chunk["doc_id"])
+    items = []
+    for seed in seeds:
+        for kind, pool in pools.items():
+            words = {w for w, _ in pseg.cut(seed.eval_question)}
+            named = [name for name in pool if name in words and name != seed.answer]  # whole words only
+            if not named:
+                continue
+            name = named[0]
+            others = sorted(n for n, doc in pool.items() if doc != seed.chunk["doc_id"] and n not in seed.eval_question)
+            verbs = [w for w, f in pseg.cut(seed.eval_question) if f.startswith("v") and len(w) >= 2]
+            if not others or not verbs:
+                continue
+            other = rng.choice(others)
+            if any(other in c["text"] and any(v in c["text"] for v in verbs) for c in chunks):
+                continue
+            question = seed.eval_question.replace(name, other, 1)
+            items.append(_refusal_item(other, kind, seed.lang, question, "swapped_entity"))
+            break
     return items
 
 
@@ -150,119 +285,163 @@ def _differing(candidates: list[str], value: str) -> list[str]:
     return [v for v in candidates if v != value and value not in v and v not in value]
 
 
-def _reading_items(pairs: list[tuple[dict, Fact]], chunks: list[dict], eval_only: set[int], config: SynthConfig,
+def _reading_items(seeds: list[Seed], chunks: list[dict], eval_only: set[int], config: SynthConfig,
                    rng: random.Random) -> list[dict]:
-    """Counterfactual reading practice: a trained fact's chunk with its value swapped for another product's
-    value of the same attribute (or of the same shape), shown among other chunks as retrieved passages; the
-    reply is the swapped value. Only reading the passage gets it right, so a model learns to take answers from what it is given
-    (the skill a ``+kb`` variant needs) instead of reciting what it memorised. Eval-only facts are left out."""
+    """Counterfactual reading practice: a trained fact's chunk with its answer swapped for another value of
+    the same attribute (or of the same kind and shape), shown among other chunks as retrieved passages; the
+    reply is the swapped value. Only reading the passage gets it right, so a model learns to take answers
+    from what it is given (the skill a ``+kb`` variant needs) instead of reciting what it memorised.
+    Eval-only facts are left out."""
     # Swap candidates: other values of the same attribute; where a small KB has none, values of the same
-    # shape (digits aside: "2.70%" for "0.35%", "800元" for "50元") from any attribute.
+    # kind and shape (digits aside: "2.70%" for "0.35%", "800元" for "50元").
     by_attribute: dict[tuple[str, str], list[str]] = defaultdict(list)
     by_shape: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for _, fact in pairs:
-        for key, table in (((fact.lang, fact.attribute), by_attribute), ((fact.lang, _shape(fact.value)), by_shape)):
-            if fact.value not in table[key]:
-                table[key].append(fact.value)
+    for seed in seeds:
+        keys = [((seed.lang, seed.attribute), by_attribute)] if seed.attribute else []
+        keys.append(((seed.lang, _shape(seed.answer)), by_shape))
+        for key, table in keys:
+            if seed.answer not in table[key]:
+                table[key].append(seed.answer)
     rows = []
-    for index, (chunk, fact) in enumerate(pairs):
-        others = (_differing(by_attribute[(fact.lang, fact.attribute)], fact.value)
-                  or _differing(by_shape[(fact.lang, _shape(fact.value))], fact.value))
-        if index in eval_only or not others or chunk["text"].count(fact.sentence) != 1:
+    for index, seed in enumerate(seeds):
+        chunk = seed.chunk
+        others = (_differing(by_attribute.get((seed.lang, seed.attribute), []), seed.answer) if seed.attribute else []) \
+            or _differing(by_shape[(seed.lang, _shape(seed.answer))], seed.answer)
+        if index in eval_only or not others or chunk["text"].count(seed.sentence) != 1:
             continue
         for swapped in rng.sample(others, min(config.reading_per_fact, len(others))):
-            passage = chunk["text"].replace(fact.sentence, fact.sentence.replace(fact.value, swapped, 1))
+            passage = chunk["text"].replace(seed.sentence, seed.sentence.replace(seed.answer, swapped, 1))
             distractors = rng.sample([c["text"] for c in chunks if c["id"] != chunk["id"]],
                                      min(config.reading_passages - 1, len(chunks) - 1))
             passages = [passage, *distractors]
             rng.shuffle(passages)
-            question = rng.choice(TEMPLATES[fact.lang]["train"]).format(s=fact.subject, a=fact.attribute)
-            item = {"type": "qa", "question": question, "lang": fact.lang}
+            question = rng.choice(seed.train_questions)
+            item = {"type": "qa", "question": question, "lang": seed.lang}
             rows.append({"id": f"synth_reading-{sha256_text(question + swapped)[:12]}", "messages": [
                 {"role": "user", "content": render_prompt(item, retrieved=passages)},
                 {"role": "assistant", "content": swapped}]})
     return rows
 
 
-def _parse_pairs(text: str) -> list[dict]:
+def _parse_pairs(text: str) -> list[dict] | None:
+    """Question/answer pairs from a teacher's reply; None when the reply holds no JSON array."""
     match = re.search(r"\[.*\]", text, flags=re.S)
     if not match:
-        return []
+        return None
     try:
         data = json.loads(match.group(0))
     except json.JSONDecodeError:
-        return []
+        return None
+    if not isinstance(data, list):
+        return None
     return [d for d in data if isinstance(d, dict) and isinstance(d.get("question"), str) and isinstance(d.get("answer"), str)]
 
 
-def _teacher_items(chunks: list[dict], config: SynthConfig, rng: random.Random) -> tuple[list[dict], list[dict]]:
+def _teacher_items(chunks: list[dict], config: SynthConfig, rng: random.Random, tally: _Tally,
+                   console: Console) -> tuple[list[dict], list[dict], dict]:
+    """Pairs a teacher model writes from chunks, each verified against its chunk before it is kept.
+
+    Returns (kept items, rejected records, cost): a chunk whose reply is not a JSON array is asked again
+    (``teacher_retries``), and the cost counts requests and tokens (the server's own count where it
+    reports one, else characters)."""
     from domainlm.models import load_model
 
     teacher = load_model(config.teacher)
     picked = rng.sample(chunks, min(config.max_chunks_for_teacher, len(chunks)))
-    conversations = []
-    for chunk in picked:
-        lang = detect_lang(chunk["text"])
-        prompt = TEACHER_PROMPT[lang].format(n=config.teacher_questions_per_chunk, text=chunk["text"])
-        conversations.append([{"role": "user", "content": prompt}])
-    outputs = teacher.chat(conversations, max_new_tokens=512, temperature=0.0, seed=config.seed)
+    cost = {"requests": 0, "retries": 0, "prompt_chars": 0, "completion_chars": 0}
     kept, rejected = [], []
-    for chunk, output in zip(picked, outputs, strict=True):
-        pairs = _parse_pairs(output)
-        if not pairs:
-            rejected.append({"chunk_id": chunk["id"], "output": output, "reason": "no JSON question/answer pairs"})
-        for pair in pairs:
-            question, answer = pair["question"].strip(), pair["answer"].strip()
-            if not question or not answer or answer not in chunk["text"]:
-                rejected.append({"chunk_id": chunk["id"], "output": pair, "reason": "answer not found in the chunk"})
-                continue
+    with Progress(TextColumn("synth: teacher"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("teacher", total=len(picked))
+        for chunk in picked:
             lang = detect_lang(chunk["text"])
-            kept.append({
-                "id": _item_id(QA_TASK, question), "task": QA_TASK, "category": CATEGORY[lang][0],
-                "subcategory": chunk.get("title") or "", "type": "qa", "question": question, "choices": None,
-                "answer": answer, "doc_id": chunk["doc_id"], "chunk_id": chunk["id"],
-                "meta": {"lang": lang, "generator": f"teacher:{config.teacher}", "split": "train"},
-            })
-    return kept, rejected
+            messages = [{"role": "user", "content": TEACHER_PROMPT[lang].format(
+                n=config.teacher_questions_per_chunk, text=chunk["text"])}]
+            pairs = None
+            for attempt in range(config.teacher_retries + 1):
+                output = teacher.chat([messages], max_new_tokens=512, temperature=0.0, seed=config.seed + attempt)[0]
+                cost["requests"] += 1
+                cost["retries"] += attempt > 0
+                cost["prompt_chars"] += sum(len(m["content"]) for m in messages)
+                cost["completion_chars"] += len(output)
+                pairs = _parse_pairs(output)
+                if pairs is not None:
+                    break
+                messages = [*messages, {"role": "assistant", "content": output},
+                            {"role": "user", "content": TEACHER_RETRY[lang]}]
+            progress.advance(task)
+            if pairs is None:
+                rejected.append({"chunk_id": chunk["id"], "output": output, "reason": "no JSON question/answer pairs"})
+                tally.drop("teacher: no JSON question/answer pairs", output[:200])
+                continue
+            for pair in pairs:
+                tally.candidates += 1
+                question, answer = pair["question"].strip(), pair["answer"].strip()
+                failed = check_pair(question, answer, chunk["text"], lang)
+                if failed:
+                    rejected.append({"chunk_id": chunk["id"], "output": pair, "reason": failed[0], "checks": failed})
+                    tally.drop(f"teacher: {failed[0]}", f"{question} → {answer}")
+                    continue
+                sentence = next((s for s in sentences(chunk["text"], lang) if answer in s), answer)
+                seed = Seed(chunk, sentence, answer, lang, f"teacher:{config.teacher}", "teacher", [question], question)
+                kept.append(_qa_item(seed, question, "train", True))
+    usage = getattr(teacher, "usage", None)
+    if usage:
+        cost.update(usage)
+    return kept, rejected, cost
 
 
-def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | None = None) -> SynthResult:
-    """Write ``train/synth_knowledge_qa.jsonl``, ``train/synth_unanswerable.jsonl``, the same under ``eval/``
-    (with a ``suite.yaml`` naming the suite), and ``rejected.jsonl`` (teacher items that failed the check)."""
+def _verified(seeds: list[Seed], tally: _Tally) -> list[Seed]:
+    """Seeds whose every question passes the checks a teacher's pairs pass (rules are held to the same bar)."""
+    out = []
+    for seed in seeds:
+        failed = next((f for q in [*seed.train_questions, seed.eval_question]
+                       for f in check_pair(q, seed.answer, seed.chunk["text"], seed.lang)), None)
+        if failed:
+            tally.drop(f"check: {failed}", f"{seed.eval_question} → {seed.answer}")
+            continue
+        out.append(seed)
+    return out
+
+
+def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | None = None,
+               console: Console | None = None) -> SynthResult:
+    """Write ``train/synth_knowledge_qa.jsonl``, ``train/synth_unanswerable.jsonl``, ``train/synth_reading.jsonl``,
+    the same QA and refusal files under ``eval/`` (with a ``suite.yaml`` naming the suite), ``rejected.jsonl``
+    (teacher pairs that failed a check) and ``quality.json`` / ``quality.md`` (what was seen, kept and
+    dropped, and why). Too few items is said plainly in ``warnings``, never padded."""
     from domainlm.kb import open_kb
 
     config = config or SynthConfig()
+    console = console or Console(stderr=True)
     kb = open_kb(kb_path)
     if not kb.chunks:
         raise DomainlmError(f"{kb_path}: the knowledge base is empty; nothing to synthesize from")
     rng = random.Random(config.seed)
-    pairs = _facts_by_chunk(kb.chunks)
-    if not pairs:
-        raise DomainlmError(f"{kb_path}: no attribute statements found in {len(kb.chunks)} chunks")
-    order = list(range(len(pairs)))
+    tally = _Tally()
+    seeds = _verified(_seeds(kb.chunks, config, rng, tally), tally)
+    order = list(range(len(seeds)))
     rng.shuffle(order)
-    eval_only = set(order[: int(len(pairs) * config.eval_only_fraction)])
+    eval_only = set(order[: int(len(seeds) * config.eval_only_fraction)])
 
     train, evaluation = [], []
-    for index, (chunk, fact) in enumerate(pairs):
-        templates = TEMPLATES[fact.lang]
+    for index, seed in enumerate(seeds):
         seen = index not in eval_only
         if seen:
-            for template in rng.sample(templates["train"], config.train_phrasings):
-                train.append(_qa_item(fact, template.format(s=fact.subject, a=fact.attribute), chunk, "train", True))
-        question = rng.choice(templates["eval"]).format(s=fact.subject, a=fact.attribute)
-        evaluation.append(_qa_item(fact, question, chunk, "eval", seen))
+            train.extend(_qa_item(seed, q, "train", True) for q in seed.train_questions)
+        evaluation.append(_qa_item(seed, seed.eval_question, "eval", seen))
 
-    reading = _reading_items(pairs, kb.chunks, eval_only, config, rng) if config.reading_passages else []
-    refusals = _refusals(pairs, kb.chunks, config, rng)
+    reading = _reading_items(seeds, kb.chunks, eval_only, config, rng) if config.reading_passages else []
+    refusals = _refusals(seeds, kb.chunks, config, rng)
     half = len(refusals) // 2
     train_refusals, eval_refusals = refusals[:half], refusals[half:]
 
     rejected: list[dict] = []
+    cost: dict = {}
     if config.teacher:
-        teacher_items, rejected = _teacher_items(kb.chunks, config, rng)
-        train_questions = {item["question"] for item in evaluation}
-        train.extend(item for item in teacher_items if item["question"] not in train_questions)
+        teacher_items, rejected, cost = _teacher_items(kb.chunks, config, rng, tally, console)
+        eval_questions = {item["question"] for item in evaluation}
+        train.extend(item for item in teacher_items if item["question"] not in eval_questions)
 
     out_dir = Path(out_dir)
     counts = {
@@ -275,7 +454,58 @@ def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | N
     # The eval folder is a suite of its own for `domainlm eval` (named, so it never clashes with another "eval").
     write_text(out_dir / "eval" / "suite.yaml", "name: synth\n")
     write_jsonl(out_dir / "rejected.jsonl", rejected)
-    return SynthResult(out_dir=out_dir, counts=counts, rejected=len(rejected))
+    warnings = _warnings(len(kb.chunks), len(seeds), len(evaluation), config)
+    quality = _quality(tally, seeds, train, evaluation, refusals, cost, warnings)
+    write_json(out_dir / "quality.json", quality)
+    write_text(out_dir / "quality.md", _quality_markdown(quality))
+    return SynthResult(out_dir=out_dir, counts=counts, rejected=len(rejected), quality=quality, warnings=warnings)
+
+
+def _warnings(n_chunks: int, n_facts: int, n_eval: int, config: SynthConfig) -> list[str]:
+    if n_facts == 0:
+        return [f"no question could be made from {n_chunks} chunks: the rules found no sentence stating a date, "
+                "quantity, named entity or attribute they could stand behind; add task files, or use --teacher"]
+    if n_eval < FEW_ITEMS:
+        return [f"only {n_eval} eval questions from {n_chunks} chunks (fewer than {FEW_ITEMS}): scores on them have "
+                "wide intervals; add documents or task files, or use --teacher"]
+    return []
+
+
+def _quality(tally: _Tally, seeds: list[Seed], train: list[dict], evaluation: list[dict], refusals: list[dict],
+             cost: dict, warnings: list[str]) -> dict:
+    examples = [{"question": item["question"], "answer": item["answer"], "evidence": item["evidence"],
+                 "generator": item["meta"]["generator"]} for item in evaluation[:10]]
+    return {
+        "sentences_seen": tally.sentences,
+        "candidates": tally.candidates,
+        "facts_kept": len(seeds),
+        "items": {"train_qa": len(train), "eval_qa": len(evaluation), "refusals": len(refusals)},
+        "by_generator": dict(Counter(seed.generator for seed in seeds).most_common()),
+        "dropped": dict(tally.dropped.most_common()),
+        "dropped_examples": tally.dropped_examples,
+        "teacher_cost": cost,
+        "warnings": warnings,
+        "examples": examples,
+    }
+
+
+def _quality_markdown(quality: dict) -> str:
+    lines = ["# synth quality report", "",
+             f"- sentences seen: {quality['sentences_seen']}",
+             f"- candidate questions: {quality['candidates']}",
+             f"- facts kept: {quality['facts_kept']} ({', '.join(f'{k} {v}' for k, v in quality['by_generator'].items()) or 'none'})",
+             f"- items: {', '.join(f'{k} {v}' for k, v in quality['items'].items())}"]
+    if quality["teacher_cost"]:
+        lines.append(f"- teacher: {', '.join(f'{k} {v}' for k, v in quality['teacher_cost'].items())}")
+    lines += ["", *[f"**Warning:** {w}" for w in quality["warnings"]], "", "## Dropped, by reason", "",
+              "| reason | count | example |", "|---|---|---|"]
+    for reason, count in quality["dropped"].items():
+        example = quality["dropped_examples"].get(reason, "").replace("|", "\\|").replace("\n", " ")[:120]
+        lines.append(f"| {reason} | {count} | {example} |")
+    lines += ["", "## Examples (eval)", "", "| question | answer | generator |", "|---|---|---|"]
+    for ex in quality["examples"]:
+        lines.append(f"| {ex['question']} | {ex['answer']} | {ex['generator']} |")
+    return "\n".join(lines) + "\n"
 
 
 def synth_stage(kb_path: str | Path, out_dir: str | Path, config: SynthConfig, *, force: bool = False) -> tuple[dict, bool]:
@@ -288,7 +518,9 @@ def synth_stage(kb_path: str | Path, out_dir: str | Path, config: SynthConfig, *
         if run.skipped:
             return dict(run.previous.metrics), True
         result = synthesize(kb_path, out_dir, config)
-        for name in [*result.counts, "rejected", "eval/suite"]:
-            run.output(f"{name}.yaml" if name == "eval/suite" else f"{name}.jsonl")
-        run.metrics.update(result.counts, rejected=result.rejected)
+        for name in [*result.counts, "rejected", "eval/suite", "quality"]:
+            run.output(f"{name}.yaml" if name == "eval/suite" else f"{name}.json" if name == "quality" else f"{name}.jsonl")
+        run.output("quality.md")
+        run.metrics.update(result.counts, rejected=result.rejected, facts=result.quality["facts_kept"],
+                           candidates=result.quality["candidates"], warnings=result.warnings)
     return dict(run.metrics), False
