@@ -169,3 +169,59 @@ def test_manifest_is_valid_json_with_unicode(tmp_path):
     text = (tmp_path / "manifest.json").read_text(encoding="utf-8")
     assert "海港银行" in text
     assert json.loads(text)["config"] == {"名称": "海港银行"}
+
+
+def _unreadable_file(path):
+    """A file whose read fails for every user, root included: a link to /proc/self/mem (reading it at
+    offset 0 raises EIO). chmod 000 would not do: root reads through it."""
+    import os
+
+    if not os.path.exists("/proc/self/mem"):
+        pytest.skip("needs Linux /proc")
+    path.symlink_to("/proc/self/mem")
+    return path
+
+
+def test_unreadable_inputs_are_hashed_as_errors_not_crashes(tmp_path):
+    import os
+
+    from domainlm.workspace import expand_inputs, hash_inputs
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.txt").write_text("one")
+    bad = _unreadable_file(src / "bad.txt")
+    (src / "dangling.txt").symlink_to(tmp_path / "gone")
+    os.mkfifo(src / "pipe.txt")  # reading it would block forever: never opened
+    problems = []
+    assert expand_inputs([src], problems) == [src / "a.txt", bad]
+    assert problems == [(src / "dangling.txt", f"broken symlink (-> {tmp_path / 'gone'})"),
+                        (src / "pipe.txt", "not a regular file (FIFO)")]
+    hashes = hash_inputs([src])
+    assert hashes[str(bad)] == "error: Input/output error"
+    assert hashes[str(src / "dangling.txt")].startswith("error: broken symlink")
+    assert hashes[str(src / "pipe.txt")] == "error: not a regular file (FIFO)"
+
+    out = tmp_path / "out"
+    run, calls = _run_stage(out, [src], {"k": 1})  # no crash: the stage runs, its ingest rejects the file
+    assert calls == [1]
+    assert read_json(out / "manifest.json")["inputs"][str(bad)] == "error: Input/output error"
+    assert _run_stage(out, [src], {"k": 1})[0].skipped
+    bad.unlink()
+    bad.write_text("readable now")  # once readable, the cache changes and the stage runs again
+    assert _run_stage(out, [src], {"k": 1})[1] == [1]
+
+
+def test_symlinked_folders_are_followed_and_a_loop_is_reported(tmp_path):
+    from domainlm.workspace import expand_inputs
+
+    src = tmp_path / "in"
+    (src / "real").mkdir(parents=True)
+    (src / "real" / "a.txt").write_text("one")
+    (src / "link").symlink_to(src / "real")
+    (src / "real" / "up").symlink_to(src)  # points back at a folder that contains it
+    (src / ".hidden").mkdir()
+    (src / ".hidden" / "x.txt").write_text("not a document")
+    problems = []
+    assert expand_inputs([src], problems) == [src / "link" / "a.txt", src / "real" / "a.txt"]
+    assert [(p.name, r) for p, r in problems] == [("up", "symlink loop (points to a folder that contains it)")] * 2

@@ -56,8 +56,10 @@ class KBSection(Section):
 
 
 class TasksSection(Section):
-    train: list[str] = Field(default_factory=lambda: ["sources/tasks/train"], description="Folders of task JSONL for fine-tuning.")
-    eval: list[str] = Field(default_factory=lambda: ["sources/tasks/eval"], description="Folders of task JSONL (eval suites).")
+    train: list[str] = Field(default_factory=lambda: ["sources/tasks/train"],
+                             description="Folders of task JSONL for fine-tuning (optional: absent or empty means synthesized tasks only).")
+    eval: list[str] = Field(default_factory=lambda: ["sources/tasks/eval"],
+                            description="Folders of task JSONL, eval suites (optional: absent or empty means synthesized tasks only).")
 
 
 class SynthSection(Section):
@@ -78,6 +80,8 @@ class TrainSection(Section):
     method: str = Field("full", pattern="^(full|lora|qlora)$", description="full | lora | qlora")
     epochs: float = Field(1.0, gt=0, description="Passes over the data (ignored when max_steps > 0).")
     max_steps: int = Field(0, ge=0, description="Optimizer steps per stage; 0 means from epochs.")
+    min_steps: int = Field(50, ge=0, description="At least this many optimizer steps per stage: a small corpus is "
+                           "passed over more often (up to 20 epochs) instead of training 3 steps.")
     lr: float = Field(5e-4, gt=0)
     batch_size: int = Field(8, ge=1)
     seq_len: int = Field(512, ge=16)
@@ -309,15 +313,16 @@ def init_workspace(folder: str | Path, name: str | None = None) -> Path:
     if config_path.exists():
         raise DomainlmError(f"{config_path}: already exists; not overwriting it")
     folder.mkdir(parents=True, exist_ok=True)
-    for sub in ("sources/docs", "sources/tasks", "artifacts"):
+    for sub in ("sources/docs", "sources/tasks/train", "sources/tasks/eval", "artifacts"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    # The project is named after its folder unless told otherwise ("." names it after the current folder).
+    name = name or folder.resolve().name
     header = (
         "# domainlm workspace. Every key is checked; run `domainlm <command> key=value` to override one.\n"
         "# Paths are relative to this file.\n"
     )
     body = config_template()
-    if name:
-        body = body.replace("name: my-domain", f"name: {name}", 1)
+    body = body.replace("name: my-domain", "name: " + yaml.safe_dump(name, allow_unicode=True).splitlines()[0], 1)
     from domainlm.io import write_text
 
     write_text(config_path, header + body + "\n")
@@ -342,24 +347,116 @@ def package_versions(names: Iterable[str] = _TRACKED_PACKAGES) -> dict[str, str]
     return versions
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, plus every file under named folders (sorted, hidden files skipped)."""
+def expand_inputs(inputs: Iterable[str | Path], problems: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Files named directly, plus every file under named folders (sorted, hidden names inside a folder skipped).
+
+    Symlinked files and folders are followed. What cannot be read as a file is not returned: a folder
+    that cannot be listed, a broken symlink, a symlink loop, a FIFO, socket or device (reading one could
+    block forever). Each is appended to ``problems`` as ``(path, reason)`` when a list is given, so the
+    caller reports it (a rejected record) instead of dropping it without a word.
+    """
     files: list[Path] = []
+    found: list[tuple[Path, str]] = []
     for item in inputs:
         item = Path(item)
-        if item.is_dir():
-            files.extend(
-                p for p in sorted(item.rglob("*")) if p.is_file() and not any(s.startswith(".") for s in p.relative_to(item).parts)
-            )
-        elif item.exists():
+        try:
+            is_dir, is_file = item.is_dir(), item.is_file()
+        except OSError as exc:  # e.g. a parent folder the process may not enter
+            found.append((item, f"unreadable ({exc.strerror or exc})"))
+            continue
+        if is_dir:
+            inside: list[Path] = []
+            _walk_folder(item, inside, found, {item.resolve()})
+            files.extend(sorted(inside))
+        elif is_file:
             files.append(item)
+        elif item.exists():
+            found.append((item, _not_a_file(item)))
         else:
             raise DomainlmError(f"{item}: no such file or folder")
+    if problems is not None:
+        problems.extend(sorted(found))
     return files
 
 
+def _walk_folder(folder: Path, files: list[Path], problems: list[tuple[Path, str]], ancestors: set[Path]) -> None:
+    """Collect the files under ``folder`` into ``files`` and what cannot be read into ``problems``.
+
+    Written on os.scandir rather than Path.rglob because rglob skips a folder it cannot list without a
+    word, and a user must be told which of their folders was not read.
+    """
+    import os
+
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError as exc:
+        problems.append((folder, f"unreadable folder ({exc.strerror or exc})"))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue  # hidden files and folders (.git, editor backups) are not documents
+        path = folder / entry.name
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()  # both follow symlinks
+        except OSError as exc:
+            problems.append((path, f"unreadable ({exc.strerror or exc})"))
+            continue
+        if is_dir:
+            real = path.resolve()
+            if real in ancestors:  # a symlink to a folder that contains it would recurse forever
+                problems.append((path, "symlink loop (points to a folder that contains it)"))
+            else:
+                _walk_folder(path, files, problems, ancestors | {real})
+        elif is_file:
+            files.append(path)
+        else:
+            problems.append((path, _not_a_file(path)))
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` (which exists, or is a dangling symlink) is not read as a document."""
+    import os
+    import stat
+
+    if path.is_symlink() and not path.exists():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"broken symlink (-> {target})"
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISFIFO(mode):
+        kind = "FIFO"
+    elif stat.S_ISSOCK(mode):
+        kind = "socket"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "device"
+    else:
+        kind = "special file"
+    return f"not a regular file ({kind})"
+
+
 def hash_inputs(inputs: Iterable[str | Path]) -> dict[str, str]:
-    return {str(p): sha256_file(p) for p in expand_inputs(inputs)}
+    """Input path -> sha256 of its bytes.
+
+    An input that cannot be read (a file whose read fails, a folder that cannot be listed, a broken
+    symlink) does not stop the stage: it is recorded as ``"error: <reason>"``, the stage's ingest turns it
+    into a rejected record, and the manifest still changes (so the stage re-runs) once it becomes readable.
+    """
+    hashes: dict[str, str] = {}
+    problems: list[tuple[Path, str]] = []
+    for path in expand_inputs(inputs, problems):
+        try:
+            hashes[str(path)] = sha256_file(path)
+        except OSError as exc:
+            hashes[str(path)] = f"error: {exc.strerror or exc}"
+    for path, reason in problems:
+        hashes[str(path)] = f"error: {reason}"
+    return hashes
 
 
 def _jsonable(config: Any) -> Any:

@@ -28,3 +28,22 @@ def test_eval_command_rescoring_prints_scores(tmp_path, capsys):
     results = json.loads((tmp_path / "o" / "results.json").read_text(encoding="utf-8"))
     assert results["tasks"]["t"]["n"] == 4 and results["tasks"]["t"]["score"] == 0.75
     assert "density" not in results  # no model ran: no compute to report
+
+
+def test_failed_eval_leaves_no_empty_output_folder(tmp_path, capsys):
+    from domainlm.cli import main
+
+    suite = tmp_path / "s"
+    suite.mkdir()
+    (suite / "t.jsonl").write_text(json.dumps({"id": "0", "type": "mcq", "choices": ["a", "b"], "answer": "A"}) + "\n",
+                                   encoding="utf-8")
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("{broken\n", encoding="utf-8")
+    out = tmp_path / "o"
+    assert main(["eval", "--suite", str(suite), "--predictions", str(preds), "--out", str(out)]) == 2
+    assert f"{preds}:1: not valid JSON" in capsys.readouterr().err
+    assert not out.exists()  # created by the failed run: removed
+    out.mkdir()  # a folder that existed before stays
+    assert main(["eval", "--suite", str(suite), "--predictions", str(preds), "--out", str(out)]) == 2
+    assert out.is_dir()
+    capsys.readouterr()

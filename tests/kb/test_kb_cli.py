@@ -115,3 +115,123 @@ def test_map_reduce_summary_reads_every_part(tmp_path):
     assert result.summary
     extractive = summarize_file(long, max_sentences=4)
     assert extractive.mode == "extractive" and 1 <= len(extractive.sentences) <= 4
+
+
+def _unreadable_file(path):
+    """A file whose read fails for every user, root included (reading /proc/self/mem at offset 0 raises
+    EIO); chmod 000 would not do, root reads through it."""
+    import os
+
+    import pytest
+
+    if not os.path.exists("/proc/self/mem"):
+        pytest.skip("needs Linux /proc")
+    path.symlink_to("/proc/self/mem")
+
+
+RATE = "海港银行定期存款的年利率为1.75%，起存金额为50元，期限为三个月至五年。"
+LOAN = "个人住房贷款最长期限为三十年，首付比例不低于百分之二十。"
+
+
+def test_build_from_a_messy_folder_indexes_the_rest(tmp_path, capsys):
+    from domainlm.data.ingest import doc_id
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "rate.md").write_text(RATE, encoding="utf-8")
+    _unreadable_file(docs / "locked.txt")
+    (docs / "records.jsonl").write_text(
+        json.dumps({"id": "r1", "text": LOAN}, ensure_ascii=False) + "\n"
+        + "{not json\n"
+        + json.dumps({"text": "没有编号的记录：活期存款年利率为0.2%。"}, ensure_ascii=False) + "\n"  # no id, as clean accepts
+        + json.dumps(["a list"]) + "\n"
+        + json.dumps({"id": "r5", "text": "  "}) + "\n",
+        encoding="utf-8")
+    kb = tmp_path / "kb"
+    assert main(["kb", "build", str(docs), "--out", str(kb), "--embedder", "none"]) == 0
+    err = capsys.readouterr().err
+    assert "3 documents" in err and "4 inputs skipped" in err and "Traceback" not in err
+    rejected = {r["source"]: r["reason"] for r in map(json.loads, (kb / "rejected.jsonl").read_text("utf-8").splitlines())}
+    records = str(docs / "records.jsonl")
+    assert rejected == {
+        str(docs / "locked.txt"): "unreadable file (Input/output error)",
+        f"{records}:2": "not valid JSON (Expecting property name enclosed in double quotes)",
+        f"{records}:4": "expected a JSON object, got list",
+        f"{records}:5": "record needs a non-empty string 'text'",
+    }
+    for source, reason in rejected.items():
+        assert f"skipped {source}: {reason}" in err
+    generation = kb / json.loads((kb / "kb.json").read_text("utf-8"))["generation"]
+    documents = {json.loads(x)["id"] for x in (generation / "documents.jsonl").read_text("utf-8").splitlines()}
+    no_id = doc_id("docs/records.jsonl", 3)  # the id `domainlm clean docs` gives that record
+    assert documents == {"rate", "r1", no_id}
+
+    # `clean` of the same folder gives the id-less record that same id, and its output indexes as well.
+    assert main(["clean", str(docs), "--out", str(tmp_path / "clean"), "--workers", "1"]) == 0
+    capsys.readouterr()
+    cleaned = [json.loads(x) for x in (tmp_path / "clean" / "clean.jsonl").read_text("utf-8").splitlines()]
+    assert no_id in {r["id"] for r in cleaned}
+    assert main(["kb", "build", str(tmp_path / "clean" / "clean.jsonl"), "--out", str(tmp_path / "kb-clean"),
+                 "--embedder", "none"]) == 0
+    assert f"{tmp_path / 'kb-clean'}: {len(cleaned)} documents" in capsys.readouterr().err
+
+
+def test_build_reports_an_unreadable_subfolder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    if os.geteuid() == 0:  # root lists anything; setpriv drops the capabilities that allow it
+        import shutil
+
+        prefix = [shutil.which("setpriv") or "setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+        if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+            pytest.skip("running as root without a working setpriv")
+    else:
+        prefix = []
+    docs = tmp_path / "docs"
+    (docs / "private").mkdir(parents=True)
+    (docs / "rate.md").write_text(RATE, encoding="utf-8")
+    (docs / "private" / "loan.md").write_text(LOAN, encoding="utf-8")
+    os.chmod(docs / "private", 0)
+    try:
+        result = subprocess.run([*prefix, sys.executable, "-m", "domainlm", "kb", "build", str(docs), "--out",
+                                 str(tmp_path / "kb"), "--embedder", "none"], capture_output=True, text=True)
+    finally:
+        os.chmod(docs / "private", 0o755)
+    assert result.returncode == 0, result.stderr
+    assert f"skipped {docs / 'private'}: unreadable folder (Permission denied)" in result.stderr
+    rejected = [json.loads(x) for x in (tmp_path / "kb" / "rejected.jsonl").read_text("utf-8").splitlines()]
+    assert rejected == [{"source": str(docs / "private"), "reason": "unreadable folder (Permission denied)"}]
+
+
+def test_failed_build_leaves_no_empty_folder(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n", encoding="utf-8")
+    kb = tmp_path / "kb"
+    assert main(["kb", "build", str(bad), "--out", str(kb), "--embedder", "none"]) == 2
+    err = capsys.readouterr().err
+    assert f"skipped {bad}:1: not valid JSON" in err and "no documents to index" in err
+    assert not kb.exists()  # created by the failed run, so removed
+    kb.mkdir()  # a folder that existed before is left alone
+    assert main(["kb", "build", str(bad), "--out", str(kb), "--embedder", "none"]) == 2
+    assert kb.is_dir() and list(kb.iterdir()) == []
+    capsys.readouterr()
+
+
+def test_build_takes_over_a_killed_builds_leftovers_and_drops_a_stale_rejected_list(tmp_path, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "rate.md").write_text(RATE, encoding="utf-8")
+    (docs / "broken.docx").write_bytes(b"PK\x03\x04garbage")
+    kb = tmp_path / "kb"
+    (kb / ".gen-000001.k1ll3d").mkdir(parents=True)  # what a build killed while writing leaves
+    (kb / ".lock").touch()
+    assert main(["kb", "build", str(docs), "--out", str(kb), "--embedder", "none"]) == 0
+    assert sorted(p.name for p in kb.iterdir()) == [".lock", "gen-000001", "kb.json", "manifest.json", "rejected.jsonl"]
+    (docs / "broken.docx").unlink()
+    assert main(["kb", "build", str(docs), "--out", str(kb), "--embedder", "none"]) == 0
+    assert not (kb / "rejected.jsonl").exists()  # nothing was rejected this time: the old list would lie
+    capsys.readouterr()

@@ -129,8 +129,9 @@ def test_bad_knowledge_bases_give_clear_errors(tmp_path, small_kb):
         open_kb(broken)
     data.write_bytes(good)
     (gen / "chunks.jsonl").unlink()
-    with pytest.raises(DomainlmError, match="index file missing"):
+    with pytest.raises(DomainlmError) as missing:
         open_kb(broken)
+    assert str(missing.value).startswith(f"{gen / 'chunks.jsonl'}: index file missing")  # names the file
     newer = tmp_path / "newer"
     shutil.copytree(small_kb, newer)
     info = read_json(newer / "kb.json")
@@ -168,3 +169,37 @@ def test_rerank_reorders_the_first_n_by_sentence_coverage(small_kb):
     assert sorted(h.chunk_id for h in plain) == sorted(h.chunk_id for h in reranked)
     assert [h.rank for h in reranked] == list(range(1, len(reranked) + 1))
     assert reranked[0].doc_id == "card"
+
+
+def test_a_killed_writers_temp_folders_are_removed_by_later_runs(tmp_path):
+    import fcntl
+
+    kb = tmp_path / "kb"
+    build_kb(DOCS[:2], kb, KBConfig(embedder="none"))
+
+    def leave(name):  # what `kb add` killed while writing its new generation leaves behind
+        (kb / name).mkdir()
+        (kb / name / "chunks.jsonl").write_text("{}\n", encoding="utf-8")
+
+    # A reader does not touch a temp folder while a writer holds the lock (it may be that writer's)...
+    leave(".gen-000002.live")
+    with open(kb / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert len(open_kb(kb)) and (kb / ".gen-000002.live").is_dir()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    # ...and removes it once no writer runs: its writer is gone (a dead process holds no lock).
+    open_kb(kb)
+    assert not (kb / ".gen-000002.live").exists()
+
+    leave(".gen-000002.k1ll3d")
+    leave("gen-000002")  # killed after renaming its generation into place, before writing kb.json
+    add_documents(kb, DOCS[2:3])  # would otherwise fail to rename its own gen-000002 into place
+    assert sorted(p.name for p in kb.iterdir() if "gen-" in p.name) == ["gen-000002"]
+    assert {d["id"] for d in open_kb(kb).documents} == {d["id"] for d in DOCS[:3]}
+
+    leave(".gen-000003.k1ll3d")
+    remove_documents(kb, [DOCS[0]["id"]])
+    assert sorted(p.name for p in kb.iterdir() if "gen-" in p.name) == ["gen-000003"]
+    leave(".gen-000004.k1ll3d")
+    build_kb(DOCS, kb, KBConfig(embedder="none"))
+    assert sorted(p.name for p in kb.iterdir() if "gen-" in p.name) == ["gen-000004"]

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,31 +48,59 @@ def doc_id(source: str, position: int) -> str:
     return hashlib.sha1(f"{source}#{position}".encode()).hexdigest()[:16]
 
 
-def iter_units(inputs: list[str | Path], text_field: str = "text") -> Iterator[Unit]:
-    """Every unit of work in the inputs, in a deterministic order (files sorted, records in file order)."""
+def named_inputs(inputs: list[str | Path]) -> Iterator[tuple[Path, str, str | None]]:
+    """``(path, source, problem)`` for every input file, in a deterministic order (files sorted).
+
+    ``source`` is the stable name a document gets: the input folder's name + the path inside it, or the
+    file name. ``problem`` is why the path cannot be read at all (a folder that cannot be listed, a broken
+    symlink, a FIFO), else None: such a path is reported by the caller, never dropped without a word.
+    Shared with the knowledge base's reader so that both name (and so id) a document alike.
+    """
     seen: set[str] = set()
     for item in inputs:
         item = Path(item)
-        root = item.parent if item.is_dir() else None
-        for path in expand_inputs([item]):
+        root = item.parent if os.path.isdir(item) else None
+        problems: list[tuple[Path, str]] = []
+        files = expand_inputs([item], problems)
+        entries = sorted([(path, None) for path in files] + problems, key=lambda entry: entry[0])
+        for path, problem in entries:
             source = path.relative_to(root).as_posix() if root is not None else path.name
+            if path == item and problem is not None:  # a named input that cannot be read: as the user wrote it
+                source = path.as_posix()
             if source in seen:  # two inputs with the same name (a/web, b/web): the path as given
                 source = path.as_posix()
             seen.add(source)
-            ext = path.suffix.lower()
-            if ext == ".jsonl":
-                yield from _jsonl_units(path, source)
-            elif ext == ".csv":
-                yield from _csv_units(path, source, text_field)
-            else:
-                yield Unit(source, 0, str(path))
+            yield path, source, problem
+
+
+def iter_units(inputs: list[str | Path], text_field: str = "text") -> Iterator[Unit]:
+    """Every unit of work in the inputs, in a deterministic order (files sorted, records in file order).
+
+    A path that cannot be read becomes a unit that is rejected with the reason."""
+    for path, source, problem in named_inputs(inputs):
+        if problem is not None:
+            yield Unit(source, 0, str(path), record={"__error__": problem})
+            continue
+        ext = path.suffix.lower()
+        if ext == ".jsonl":
+            yield from _jsonl_units(path, source)
+        elif ext == ".csv":
+            yield from _csv_units(path, source, text_field)
+        else:
+            yield Unit(source, 0, str(path))
 
 
 def _jsonl_units(path: Path, source: str) -> Iterator[Unit]:
-    with path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if raw.strip():
-                yield Unit(source, line_no, str(path), record=raw.decode("utf-8", errors="replace"))
+    line_no = 0
+    try:
+        with path.open("rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                if raw.strip():
+                    yield Unit(source, line_no, str(path), record=raw.decode("utf-8", errors="replace"))
+    except OSError as exc:
+        # Position 0 is free (records count from line 1); the lines read before the failure are kept.
+        after = f" after line {line_no}" if line_no else ""
+        yield Unit(source, 0, str(path), record={"__error__": f"unreadable file{after} ({exc.strerror or exc})"})
 
 
 def _csv_units(path: Path, source: str, text_field: str) -> Iterator[Unit]:
@@ -79,6 +108,9 @@ def _csv_units(path: Path, source: str, text_field: str) -> Iterator[Unit]:
         text = decode_bytes(path.read_bytes())[0]
     except Rejected as exc:
         yield Unit(source, 0, str(path), record={"__error__": str(exc)})
+        return
+    except OSError as exc:
+        yield Unit(source, 0, str(path), record={"__error__": f"unreadable file ({exc.strerror or exc})"})
         return
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or text_field not in reader.fieldnames:
@@ -361,5 +393,9 @@ def _read_record(unit: Unit, text_field: str) -> tuple[str, dict]:
 def check_inputs(inputs: list[str | Path]) -> None:
     """Fail early (before any work) when an input does not exist."""
     for item in inputs:
-        if not Path(item).exists():
-            raise DomainlmError(f"{item}: no such file or folder")
+        try:
+            Path(item).stat()
+        except FileNotFoundError:
+            raise DomainlmError(f"{item}: no such file or folder") from None
+        except OSError:
+            continue  # exists but cannot be read (a parent folder it may not enter): rejected with the reason

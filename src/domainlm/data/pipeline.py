@@ -226,6 +226,7 @@ def clean(
             outcomes = run_ray(units, recipe, cfg.text_field, workers)
         else:
             outcomes = run_local(units, recipe, cfg.text_field, workers)
+        unread: list[tuple[str, str]] = []  # inputs that could not become documents, for the warning lines
         with contextlib.ExitStack() as stack:
             clean_f = stack.enter_context(atomic_write(run.output("clean.jsonl")))
             rejected_f = stack.enter_context(atomic_write(run.output("rejected.jsonl")))
@@ -264,7 +265,10 @@ def clean(
                     )
                 elif outcome.reject_stage != "dedup":
                     rejected_f.write(dumps(_rejected_record(outcome, outcome.rejected_text)) + "\n")
+                    if outcome.reject_stage == "ingest":
+                        unread.append((outcome.source, outcome.reject_reason))
                 trace_f.write(dumps(outcome.trace) + "\n")
+        _warn_unread(unread, run.out_dir / "rejected.jsonl")
         if dedup is not None:
             card.clusters = dedup.clusters
         card.write(run.output("datacard.md"), run.output("datacard.html"), out_dir)
@@ -272,6 +276,21 @@ def clean(
         metrics = card.summary()
         run.metrics.update(metrics)
     return CleanResult(out_dir, metrics["kept"], metrics["rejected"], metrics["duplicates"], metrics)
+
+
+def _warn_unread(unread: list[tuple[str, str]], rejected_path: Path, show: int = 5) -> None:
+    """A warning line for each input that could not be read (the first few, then a count): an unreadable
+    file or folder must not pass unnoticed, though the run goes on and rejected.jsonl holds every one."""
+    if not unread:
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True)
+    for source, reason in unread[:show]:
+        console.print(f"[yellow]skipped[/] {escape(source)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if len(unread) > show:
+        console.print(f"[yellow]skipped[/] {len(unread) - show} more (see {escape(str(rejected_path))})", highlight=False, soft_wrap=True)
 
 
 def _rejected_record(outcome: Outcome, text: str | None) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -152,6 +153,21 @@ def evaluate(config: EvalConfig, out: str | Path, *, force: bool = False) -> dic
     inputs = list(config.suites) + [p for p in (config.predictions, config.kb) if p]
     inputs += [Path(parse_variant(v)[2]) for v in config.variants if parse_variant(v)[2]]
     inputs += [p for p in [config.model, *(parse_variant(v)[1] for v in config.variants)] if p and Path(p).exists()]
+    created = not out.exists()
+    try:
+        results = _run_stage(config, out, suites, general, inputs, force)
+    except BaseException:
+        # A failed run leaves no empty output folder behind; rmdir refuses a folder with anything in it,
+        # so outputs already written (an earlier variant's) and a folder that existed before stay.
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    return results
+
+
+def _run_stage(config: EvalConfig, out: Path, suites: list[Suite], general: set[str], inputs: list, force: bool) -> dict:
+    """The cached part of :func:`evaluate`: run every model or variant and write the outputs."""
     with stage_run("eval", out, inputs=inputs, config=config, seed=config.seed, force=force) as run:
         if run.skipped:
             from domainlm.io import read_json

@@ -21,9 +21,11 @@ A writer (build/add/remove) holds ``.lock``, writes a complete new generation, t
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -90,15 +92,105 @@ class _Generation:
     vectors: np.ndarray | None
 
 
+LOCK_FILE = ".lock"
+_GENERATION = re.compile(r"gen-\d{6}")
+
+
 @contextlib.contextmanager
 def _writer_lock(kb_dir: Path):
     kb_dir.mkdir(parents=True, exist_ok=True)
-    with open(kb_dir / ".lock", "w") as handle:
+    with open(kb_dir / LOCK_FILE, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            _remove_leftovers(kb_dir)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(kb_dir: Path) -> list[str]:
+    """Remove what a killed writer left in the KB; call only while holding the writer lock.
+
+    Why this is safe: only a writer holding ``.lock`` creates ``.gen-*`` temp folders and ``gen-*``
+    folders, and the kernel drops a flock when its process dies (even on SIGKILL). So while we hold the
+    lock, any temp folder belongs to a writer that is gone, never to one still writing. A ``gen-*``
+    folder that ``kb.json`` does not name is unreferenced: either older than the current one (a writer
+    finishes by removing those too; a reader that has it memory-mapped keeps its data, and one that is
+    just opening it retries with the new kb.json) or newer (a writer died between renaming it into place
+    and writing kb.json; no reader ever saw it, and it would block the next writer's rename). When
+    kb.json exists but cannot be read, only the temp folders go: we cannot tell which generation is live.
+    Returns the names removed.
+    """
+    info_path = kb_dir / KB_FILE
+    current, known = None, True  # no kb.json: no generation is referenced
+    if info_path.exists():
+        try:
+            current = read_json(info_path)["generation"]
+        except (DomainlmError, OSError, KeyError, TypeError):
+            known = False  # unreadable description: keep every generation
+    removed = []
+    for entry in kb_dir.iterdir():
+        stale_temp = entry.name.startswith(".gen-")
+        unreferenced = known and bool(_GENERATION.fullmatch(entry.name)) and entry.name != current
+        if entry.is_dir() and (stale_temp or unreferenced):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
+def _remove_leftovers_if_idle(kb_dir: Path) -> None:
+    """For readers: remove a killed writer's leftovers when no writer is running right now (the lock is
+    free), else leave them to that writer. Never fails: a read-only KB (no write permission, read-only
+    disk) is simply left as it is."""
+    try:
+        if not any(e.name.startswith(".gen-") for e in kb_dir.iterdir()):
+            return  # the common case: nothing to do, and no lock file is touched
+        with open(kb_dir / LOCK_FILE, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a writer is running; it cleans up itself
+            try:
+                _remove_leftovers(kb_dir)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return
+
+
+def only_build_leftovers(kb_dir: str | Path) -> bool:
+    """Whether ``kb_dir`` holds nothing but what a KB build writes before its kb.json (the lock file, temp
+    and finished generation folders, terms.txt): the folder of a build that was killed or failed, which a
+    new build may take over. An empty folder counts too."""
+    for entry in Path(kb_dir).iterdir():
+        name = entry.name
+        if not (name in _BUILD_FILES or name.startswith(".gen-") or _GENERATION.fullmatch(name)):
+            return False
+    return True
+
+
+_BUILD_FILES = {LOCK_FILE, USER_TERMS}
+
+
+def remove_unbuilt(kb_dir: str | Path) -> bool:
+    """Remove ``kb_dir`` after a failed first build, when it holds no ``kb.json`` (no KB was ever written
+    there), nothing but a writer's own files (:func:`only_build_leftovers`), and no other writer holds the
+    lock. The caller knows the folder did not exist before its run. Returns whether it was removed."""
+    kb_dir = Path(kb_dir)
+    try:
+        if not kb_dir.is_dir() or (kb_dir / KB_FILE).exists() or not only_build_leftovers(kb_dir):
+            return False
+        with open(kb_dir / LOCK_FILE, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # another build is writing here now
+            if (kb_dir / KB_FILE).exists():
+                return False
+            shutil.rmtree(kb_dir)
+    except OSError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -366,7 +458,8 @@ class KnowledgeBase:
         for rel, digest in info.get("files", {}).items():
             file = gdir / rel
             if not file.is_file():
-                raise FileNotFoundError(file)
+                # errno + filename, so open_kb's message names the missing file
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(file))
             if sha256_file(file) != digest:
                 raise DomainlmError(f"{file}: corrupted (checksum mismatch); rebuild with `domainlm kb build --force`")
         try:
@@ -541,6 +634,8 @@ def open_kb(path: str | Path) -> KnowledgeBase:
     path = Path(path)
     for attempt in range(3):
         info = _read_info(path)
+        if attempt == 0:
+            _remove_leftovers_if_idle(path)
         try:
             return KnowledgeBase(path, info)
         except FileNotFoundError as exc:

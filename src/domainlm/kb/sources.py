@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
-from domainlm.io import iter_jsonl
-from domainlm.workspace import expand_inputs
 
 RAW_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".html", ".htm", ".docx", ".pdf"}
 
@@ -86,7 +84,7 @@ def read_file(path: str | Path) -> str:
     except Rejected as exc:
         raise DomainlmError(f"{path}: {exc}") from None
     except OSError as exc:
-        raise DomainlmError(f"{path}: unreadable ({exc.strerror or exc})") from None
+        raise DomainlmError(f"{path}: unreadable file ({exc.strerror or exc})") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise DomainlmError(f"{path}: no text")
@@ -104,33 +102,72 @@ def _title(text: str) -> str:
 def iter_documents(inputs: list[str | Path], rejected: list[Rejected] | None = None) -> Iterator[dict]:
     """Documents ``{"id","text","source","meta"}`` from JSONL files and raw files (folders expanded).
 
-    A document that cannot be read is appended to ``rejected`` (when given) instead of stopping the run.
-    Raw files are named by their file name without extension (the path relative to the folder when two
-    files share a stem).
+    Nothing in the inputs stops the run: an unreadable file or folder, a broken symlink, a JSONL line that
+    is not a JSON object with a non-empty ``text`` is appended to ``rejected`` (when given) with the reason.
+    A JSONL record without an ``id`` gets the id the clean stage would give it (from its file and line),
+    so raw JSONL and the clean stage's output are read alike. Raw files are named by their file name
+    without extension (the path relative to the folder when two files share a stem).
     """
-    files = expand_inputs(inputs)
-    raw = [p for p in files if p.suffix.lower() in RAW_SUFFIXES]
-    stems = [p.stem for p in raw]
-    for path in files:
+    from domainlm.data.ingest import named_inputs
+
+    entries = list(named_inputs(inputs))
+    stems = [p.stem for p, _, problem in entries if problem is None and p.suffix.lower() in RAW_SUFFIXES]
+    for path, source, problem in entries:
         suffix = path.suffix.lower()
-        if suffix == ".jsonl":
-            for n, record in enumerate(iter_jsonl(path), start=1):
-                where = f"{path}:{n}"
-                text, doc_id = record.get("text"), record.get("id")
-                if not isinstance(text, str) or not text.strip() or not isinstance(doc_id, (str, int)):
-                    if rejected is not None:
-                        rejected.append(Rejected(where, "record needs a string 'id' and a non-empty 'text'"))
-                    continue
-                meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
-                yield {"id": str(doc_id), "text": text, "source": str(record.get("source") or where), "meta": meta}
+        if problem is not None:
+            _reject(rejected, str(path), problem)
+        elif suffix == ".jsonl":
+            yield from _jsonl_documents(path, source, rejected)
         elif suffix in RAW_SUFFIXES:
             try:
                 text = read_file(path)
             except (DomainlmError, OSError) as exc:
-                if rejected is not None:
-                    rejected.append(Rejected(str(path), str(exc).removeprefix(f"{path}: ")))
+                _reject(rejected, str(path), str(exc).removeprefix(f"{path}: "))
                 continue
             doc_id = path.stem if stems.count(path.stem) == 1 else path.with_suffix("").as_posix()
             yield {"id": doc_id, "text": text, "source": str(path), "meta": {"title": _title(text)}}
-        elif rejected is not None:
-            rejected.append(Rejected(str(path), f"unsupported file type '{suffix}'"))
+        else:
+            _reject(rejected, str(path), f"unsupported file type '{suffix}'")
+
+
+def _reject(rejected: list[Rejected] | None, source: str, reason: str) -> None:
+    if rejected is not None:
+        rejected.append(Rejected(source, reason))
+
+
+def _jsonl_documents(path: Path, source: str, rejected: list[Rejected] | None) -> Iterator[dict]:
+    """The documents of one JSONL file; each bad line is rejected as ``file:line`` with the reason, and
+    the other lines are still read (one broken line never costs the whole file)."""
+    import json
+
+    from domainlm.data.ingest import doc_id
+
+    line_no = 0
+    try:
+        with path.open("rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                where = f"{path}:{line_no}"
+                try:
+                    record = json.loads(raw.decode("utf-8", errors="replace"))  # as the clean stage reads it
+                except json.JSONDecodeError as exc:
+                    _reject(rejected, where, f"not valid JSON ({exc.msg})")
+                    continue
+                if not isinstance(record, dict):
+                    _reject(rejected, where, f"expected a JSON object, got {type(record).__name__}")
+                    continue
+                text, given_id = record.get("text"), record.get("id")
+                if not isinstance(text, str) or not text.strip():
+                    _reject(rejected, where, "record needs a non-empty string 'text'")
+                    continue
+                if given_id is None:
+                    given_id = doc_id(source, line_no)  # the clean stage's id for this record
+                elif isinstance(given_id, bool) or not isinstance(given_id, (str, int)) or not str(given_id).strip():
+                    _reject(rejected, where, f"'id' must be a non-empty string or a number, got {given_id!r}")
+                    continue
+                meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+                yield {"id": str(given_id), "text": text, "source": str(record.get("source") or where), "meta": meta}
+    except OSError as exc:
+        after = f" after line {line_no}" if line_no else ""
+        _reject(rejected, str(path), f"unreadable file{after} ({exc.strerror or exc})")
