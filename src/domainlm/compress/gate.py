@@ -3,6 +3,11 @@
 Scoring is the eval stage's own (``domainlm.evals``: suites, prompts, scorers), so a gate score is the
 number ``domainlm eval`` would print. Both sides are prompted the same way: where one backend gives no
 log-probabilities (llama.cpp), multiple-choice items are answered by generation on both sides.
+
+Retention (result score / source score) comes with a 95% interval from a paired bootstrap over the items:
+on a few dozen items, int8 "retaining 1.08" of its source is noise, and ``gate.json`` says so rather than
+calling it a gain. The gate refuses a result whose outputs are mostly empty or degenerate, and a source
+that scores 0 (then there is nothing to retain, and no ratio to measure).
 """
 
 from __future__ import annotations
@@ -84,8 +89,9 @@ def decode_speed(lm, prompts: list[list[int]], new_tokens: int = 48) -> float:
 
 
 def score_model(spec: str, suites: list, *, batch_size: int = 8, seed: int = 0, speed_prompts=None,
-                generate_mcq: bool = False, limit: int = 0) -> dict:
-    """Score, load time, tokens/s and size of one model on the suites."""
+                generate_mcq: bool = False, limit: int = 0) -> tuple[dict, list[dict], list[dict]]:
+    """Score, load time, tokens/s and size of one model on the suites; with the items and their verdicts,
+    which the paired bootstrap of :func:`gate_verdict` needs."""
     from domainlm.evals.pipeline import limit_items
     from domainlm.evals.runner import run_model
     from domainlm.evals.scoring import all_items, score_predictions, summarize
@@ -98,21 +104,89 @@ def score_model(spec: str, suites: list, *, batch_size: int = 8, seed: int = 0, 
                    for s in suites}
         items = limit_items(all_items(suites), limit, seed)
         predictions, usage = run_model(lm, items, configs, batch_size=batch_size, seed=seed)
-        results = summarize(items, score_predictions(items, predictions), seed=seed)
+        records = score_predictions(items, predictions)
+        results = summarize(items, records, seed=seed)
         speed = decode_speed(lm, speed_prompts) if speed_prompts else None
     finally:
         lm.close()
-    return {"spec": spec, "score": results["overall"]["score"], "ci95": results["overall"].get("ci95"),
-            "n": results["overall"]["n"], "tasks": {t: b["score"] for t, b in results.get("tasks", {}).items()},
-            "load_s": round(load_s, 3), "tokens_per_s": round(speed, 2) if speed else None,
-            "eval_wall_s": round(usage.get("wall_s", 0.0), 3), "size_bytes": size_on_disk(spec)}
+    overall = results["overall"]
+    summary = {"spec": spec, "score": overall["score"], "ci95": overall.get("ci95"), "n": overall["n"],
+               "degenerate": overall["degenerate"], "empty": overall["empty"],
+               "tasks": {t: b["score"] for t, b in results.get("tasks", {}).items()},
+               "load_s": round(load_s, 3), "tokens_per_s": round(speed, 2) if speed else None,
+               "eval_wall_s": round(usage.get("wall_s", 0.0), 3), "size_bytes": size_on_disk(spec)}
+    return summary, items, records
 
 
-def retention(source_score: float, result_score: float) -> float:
-    """result / source; a source scoring 0 retains fully when the result does not fall below it."""
+# A result more than half of whose outputs are empty, punctuation or loops is broken, whatever its score
+# ratio: its few real answers cannot stand for the model (the int8 of a model that answered "" to 33 of
+# 34 questions "retained 1.083").
+MAX_DEGENERATE_SHARE = 0.5
+
+
+def retention(source_score: float, result_score: float) -> float | None:
+    """result / source, or None when the source scores 0: there is nothing to retain, so no ratio."""
     if source_score <= 0:
-        return 1.0 if result_score >= source_score else 0.0
+        return None
     return result_score / source_score
+
+
+def describe_retention(kept: float | None, ci: list[float] | None) -> tuple[str | None, str]:
+    """(note, sentence) for a retention and its interval. The note is "within noise" whenever the interval
+    holds 1: then the result is neither better nor worse than the source as far as these items can tell,
+    and a ratio above 1 is no gain."""
+    if kept is None:
+        return None, "retention cannot be measured: the source scores 0"
+    text = f"retention {kept:.3f}"
+    if ci is None:
+        return None, text
+    text += f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})"
+    if ci[0] <= 1 <= ci[1]:
+        note = "within noise"
+        return note, f"{text}: within noise of the source (these items cannot tell the two apart)"
+    note = "above the source" if ci[0] > 1 else "below the source"
+    return note, f"{text}: {note} beyond noise"
+
+
+def gate_verdict(items: list[dict], source_records: list[dict], result_records: list[dict], *, min_retention: float,
+                 seed: int = 0) -> dict:
+    """Retention, its paired-bootstrap interval, and whether the result may be promoted (with the reason if
+    not), from both sides' verdicts on the same items."""
+    from domainlm.evals.scoring import count_silent, task_counts
+    from domainlm.evals.stats import paired_bootstrap, ratio_interval
+
+    if [r["id"] for r in source_records] != [r["id"] for r in result_records]:
+        raise DomainlmError("gate: source and result were not scored on the same items")
+    tasks_src, tasks_res = task_counts(items, source_records), task_counts(items, result_records)
+
+    def overall(tasks: dict) -> float:
+        # the macro mean over tasks, as results.json's overall score
+        return sum(float(main(counts.sum(axis=0))) for counts, main in tasks.values()) / len(tasks) if tasks else 0.0
+
+    src_score, res_score = overall(tasks_src), overall(tasks_res)
+    kept = retention(src_score, res_score)
+    ci = None
+    if kept is not None:
+        samples_src, samples_res = paired_bootstrap(tasks_src, tasks_res, seed=seed)
+        ci = ratio_interval(samples_src, samples_res)
+    n = len(items)
+    silent_src, silent_res = count_silent(source_records)["degenerate"], count_silent(result_records)["degenerate"]
+    reasons = []
+    if kept is None:
+        reasons.append("the source scores 0 on the gate suites, so retention cannot be measured "
+                       "(check that the suites fit the model, and the source's own outputs)")
+    if n and silent_res / n > MAX_DEGENERATE_SHARE:
+        reasons.append(f"{silent_res} of {n} result outputs are empty or degenerate (source: {silent_src} of {n})")
+    if kept is not None and kept < min_retention:
+        reasons.append(f"retention {kept:.3f} < {min_retention}")
+    note, sentence = describe_retention(kept, ci)
+    passed = not reasons
+    reason = "; ".join(reasons) if reasons else None
+    return {"retention": round(kept, 4) if kept is not None else None, "retention_ci95": ci, "retention_note": note,
+            "passed": passed, "reason": reason,
+            "message": f"{sentence}; {'passed' if passed else 'refused: ' + reason}",
+            "degenerate_share": {"source": round(silent_src / n, 4) if n else 0.0,
+                                 "result": round(silent_res / n, 4) if n else 0.0}}
 
 
 def run_gate(source: str | Path, result: str | Path, suite_paths: list[str], *, min_retention: float,
@@ -131,12 +205,11 @@ def run_gate(source: str | Path, result: str | Path, suite_paths: list[str], *, 
                                add_special_tokens=False)["input_ids"] for c in SPEED_PROMPTS]
 
     generate_mcq = any(parse_spec(str(s)).kind in ("gguf", "openai") for s in (source, result))
-    src = score_model(str(source), suites, batch_size=batch_size, seed=seed, speed_prompts=speed_prompts, generate_mcq=generate_mcq,
-                      limit=limit)
-    res = score_model(str(result), suites, batch_size=batch_size, seed=seed, speed_prompts=speed_prompts, generate_mcq=generate_mcq,
-                      limit=limit)
-    kept = retention(src["score"], res["score"])
+    src, items, src_records = score_model(str(source), suites, batch_size=batch_size, seed=seed,
+                                          speed_prompts=speed_prompts, generate_mcq=generate_mcq, limit=limit)
+    res, _, res_records = score_model(str(result), suites, batch_size=batch_size, seed=seed,
+                                      speed_prompts=speed_prompts, generate_mcq=generate_mcq, limit=limit)
+    verdict = gate_verdict(items, src_records, res_records, min_retention=min_retention, seed=seed)
     return {"suites": [str(s.path) for s in suites], "mcq_by_generation": generate_mcq, "limit": limit,
-            "source": src, "result": res, "retention": round(kept, 4), "min_retention": min_retention,
-            "size_ratio": round(res["size_bytes"] / max(src["size_bytes"], 1), 4),
-            "passed": kept >= min_retention}
+            "source": src, "result": res, "min_retention": min_retention,
+            "size_ratio": round(res["size_bytes"] / max(src["size_bytes"], 1), 4), **verdict}

@@ -127,11 +127,14 @@ def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool =
                     gate["rejected_artifact"] = str(kept)
                     write_json(run.output("gate.json"), gate)
                     raise DomainlmError(
-                        f"quality gate refused {cfg.target}: retention {gate['retention']:.3f} < {cfg.min_retention} "
+                        f"quality gate refused {cfg.target}: {gate['reason']} "
                         f"(source {gate['source']['score']:.4f}, result {gate['result']['score']:.4f}); "
                         f"artifact kept aside in {kept}, see {out / 'gate.json'}", exit_code=GATE_REFUSED_EXIT)
                 write_json(run.output("gate.json"), gate)
-                report.update(retention=gate["retention"], source_score=gate["source"]["score"],
+                # The sentence says "within noise" when the interval holds 1, so a ratio above 1 never reads as a gain.
+                _say(console, f"quality gate: {gate['message']}")
+                report.update(retention=gate["retention"], retention_ci95=gate["retention_ci95"],
+                              retention_note=gate["retention_note"], source_score=gate["source"]["score"],
                               result_score=gate["result"]["score"], size_bytes=gate["result"]["size_bytes"],
                               tokens_per_s=gate["result"]["tokens_per_s"])
             final = _promote(artifact, out / artifact.name)

@@ -316,9 +316,12 @@ _REFUSAL_DENIED = re.compile(r"(?:并非|不是|并不是|not that|isn't that)\s
 
 
 def is_refusal(output: str) -> bool:
-    """Whether the output declines to answer. An empty output is not an answer and counts as a refusal."""
+    """Whether the output says that it cannot answer.
+
+    An empty or whitespace output is no refusal: a refusal must say so. Otherwise a model that says
+    nothing would be scored as perfectly cautious on every unanswerable question."""
     if not output or not output.strip():
-        return True
+        return False
     text = unicodedata.normalize("NFKC", output)
     for m in _REFUSAL.finditer(text):
         if _REFUSAL_DENIED.search(text[max(0, m.start() - 10) : m.start()]):

@@ -1,7 +1,9 @@
 """One scorer per task type: item + model output → verdict; verdicts → task metrics.
 
 A verdict is a plain dict stored in ``predictions.jsonl``: the extracted answer, the gold, the
-item's ``score`` in [0, 1] and whether the output was ``unparseable``. Each scorer also turns a
+item's ``score`` in [0, 1], whether the output was ``unparseable``, and ``degenerate``: why the output
+says nothing (empty, whitespace, punctuation only, a loop; see :mod:`domainlm.evals.degenerate`) or
+None. A degenerate output earns nothing on any task type, refusals included. Each scorer also turns a
 verdict into a few additive ``counts`` and computes its main score from summed counts; that is what
 makes bootstrap confidence intervals for corpus-level metrics (NER span F1) a vectorised sum.
 """
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from domainlm.evals import extract
+from domainlm.evals.degenerate import degenerate_reason
 from domainlm.evals.normalize import normalize_answer, normalize_text, units
 
 TYPES = ("mcq", "yesno", "qa", "intent", "ner", "tool_call", "json", "refusal", "generation")
@@ -31,9 +34,22 @@ class Scorer:
 
     type = ""
     count_names = ("score", "n")
+    # Verdict fields besides ``score`` that give credit (exact match, schema validity, ...).
+    credit_fields: tuple[str, ...] = ()
 
     def score(self, item: dict, output: str) -> dict:
         raise NotImplementedError
+
+    def void(self, verdict: dict, reason: str) -> dict:
+        """The verdict for a degenerate output: no credit of any kind, and the reason.
+
+        ``extracted`` goes too: "B B B B B B ..." reads as "B", but a loop that happens to start with
+        the right letter has not answered (and intent's macro-F1 counts extracted labels)."""
+        voided = {**verdict, "extracted": None, "score": 0.0, "degenerate": reason}
+        for name in self.credit_fields:
+            if name in voided:
+                voided[name] = 0.0
+        return voided
 
     def counts(self, verdict: dict) -> list[float]:
         return [verdict["score"], 1.0]
@@ -95,6 +111,7 @@ def char_f1(prediction: str, gold: str) -> float:
 class QA(Scorer):
     type = "qa"
     count_names = ("f1", "n")
+    credit_fields = ("em", "contains")
 
     def score(self, item, output):
         golds = _golds(item["answer"])
@@ -133,10 +150,15 @@ class Intent(Scorer):
 
 
 class NER(Scorer):
-    """Span-level P/R/F1: a predicted (type, text) counts when it equals a gold span's type and text."""
+    """Span-level P/R/F1: a predicted (type, text) counts when it equals a gold span's type and text.
+
+    An item with no gold entity is answered correctly only by a readable "no entities" ("[]", "无实体"):
+    an unreadable or degenerate output there scores 0, not the F1 of "nothing to find, nothing found".
+    F1 ignores such items, so the counts also carry ``answered`` (readable, not degenerate) and ``n``:
+    a task (or a bootstrap resample) with nothing to find at all scores the share of items answered."""
 
     type = "ner"
-    count_names = ("tp", "fp", "fn")
+    count_names = ("tp", "fp", "fn", "answered", "n")
 
     def score(self, item, output):
         gold_spans = item.get("entities")
@@ -147,27 +169,35 @@ class NER(Scorer):
         pred = Counter((normalize_text(t), normalize_text(x)) for t, x in pairs or [])
         tp = sum((gold & pred).values())
         fp, fn = sum(pred.values()) - tp, sum(gold.values()) - tp
-        f1 = 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+        if tp + fp + fn == 0:
+            f1 = 0.0 if pairs is None else 1.0  # nothing to find: only a readable "none found" is right
+        else:
+            f1 = 2 * tp / (2 * tp + fp + fn)
         return {"extracted": [list(p) for p in pairs] if pairs is not None else None,
                 "gold": [[e["type"], e["text"]] for e in gold_spans], "score": f1,
                 "tp": tp, "fp": fp, "fn": fn, "unparseable": pairs is None}
 
+    def void(self, verdict, reason):
+        # Nothing readable was predicted: every gold span is missed, and the item is not answered.
+        return {**super().void(verdict, reason), "tp": 0, "fp": 0, "fn": len(verdict.get("gold") or [])}
+
     def counts(self, verdict):
-        return [verdict.get("tp", 0), verdict.get("fp", 0), verdict.get("fn", 0)]
+        answered = not verdict.get("unparseable") and not verdict.get("degenerate")
+        return [verdict.get("tp", 0), verdict.get("fp", 0), verdict.get("fn", 0), float(answered), 1.0]
 
     @staticmethod
     def main(sums):
-        tp, fp, fn = sums[..., 0], sums[..., 1], sums[..., 2]
+        tp, fp, fn, answered, n = (sums[..., i] for i in range(5))
         denom = 2 * tp + fp + fn
-        return np.divide(2 * tp, denom, out=np.ones(sums.shape[:-1]), where=denom > 0)
+        share = np.divide(answered, n, out=np.zeros(sums.shape[:-1]), where=n > 0)
+        return np.divide(2 * tp, denom, out=share, where=denom > 0)
 
     def metrics(self, items, verdicts):
-        tp = sum(v.get("tp", 0) for v in verdicts)
-        fp = sum(v.get("fp", 0) for v in verdicts)
-        fn = sum(v.get("fn", 0) for v in verdicts)
+        sums = np.array([self.counts(v) for v in verdicts], dtype=float).sum(axis=0) if verdicts else np.zeros(5)
+        tp, fp, fn = (float(x) for x in sums[:3])
         p = tp / (tp + fp) if tp + fp else 0.0
         r = tp / (tp + fn) if tp + fn else 0.0
-        return {"precision": p, "recall": r, "f1": float(self.main(np.array([tp, fp, fn], dtype=float)))}
+        return {"precision": p, "recall": r, "f1": float(self.main(sums))}
 
 
 def normalize_value(value: Any) -> Any:
@@ -192,6 +222,7 @@ def normalize_value(value: Any) -> Any:
 
 class ToolCall(Scorer):
     type = "tool_call"
+    credit_fields = ("name_match",)
 
     def score(self, item, output):
         gold = item["answer"]
@@ -211,6 +242,7 @@ class ToolCall(Scorer):
 
 class JSONOutput(Scorer):
     type = "json"
+    credit_fields = ("schema_valid", "exact")
 
     def score(self, item, output):
         import jsonschema
@@ -256,6 +288,10 @@ class Refusal(Scorer):
         return {"extracted": "refused" if refused else "answered", "gold": "refuse" if should else "answer",
                 "score": float(refused == should), "unparseable": False}
 
+    def void(self, verdict, reason):
+        # Neither a refusal nor an answer: it counts against refusal recall, and is no false refusal.
+        return {**super().void(verdict, reason), "extracted": "degenerate"}
+
     def metrics(self, items, verdicts):
         should = [v for v in verdicts if v["gold"] == "refuse"]
         shouldnt = [v for v in verdicts if v["gold"] == "answer"]
@@ -297,6 +333,8 @@ class Generation(Scorer):
     """ROUGE-L against the reference(s); a judge score (in [0, 1]) when the item was judged replaces it."""
 
     type = "generation"
+    # A judge may be lenient with a loop that starts well; the judge's own words stay in ``judge_output``.
+    credit_fields = ("rouge_l", "judge_score")
 
     def score(self, item, output, judge_score: float | None = None):
         refs = _golds(item["answer"])
@@ -320,12 +358,18 @@ SCORERS: dict[str, Scorer] = {s.type: s for s in (MCQ(), YesNo(), QA(), Intent()
 
 
 def score_item(item: dict, output: str | None, **extra: Any) -> dict:
-    """Verdict for one item; a scorer crash on a malformed item becomes an unparseable zero, not a dead batch."""
+    """Verdict for one item; a scorer crash on a malformed item becomes an unparseable zero, not a dead batch.
+
+    A degenerate output (empty, whitespace, punctuation only, a loop) scores 0 whatever the type and
+    records why in ``degenerate``; every other verdict has ``degenerate: None``."""
     scorer = SCORERS[item["type"]]
+    reason = degenerate_reason(output)
     try:
         if item["type"] == "generation":
-            return scorer.score(item, output or "", judge_score=extra.get("judge_score"))
-        return scorer.score(item, output or "")
+            verdict = scorer.score(item, output or "", judge_score=extra.get("judge_score"))
+        else:
+            verdict = scorer.score(item, output or "")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return {"extracted": None, "gold": item.get("answer"), "score": 0.0, "unparseable": True,
-                "error": f"{type(exc).__name__}: {exc}"}
+                "degenerate": reason, "error": f"{type(exc).__name__}: {exc}"}
+    return scorer.void(verdict, reason) if reason else {**verdict, "degenerate": None}

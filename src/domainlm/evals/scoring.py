@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from domainlm.errors import DomainlmError
+from domainlm.evals.degenerate import NOTHING
 from domainlm.evals.scorers import SCORERS, score_item
-from domainlm.evals.stats import N_RESAMPLES, bootstrap_task, interval
+from domainlm.evals.stats import N_RESAMPLES, TaskCounts, bootstrap_task, interval
 from domainlm.evals.tasks import Suite
 from domainlm.io import numbered_jsonl
 
@@ -68,6 +69,33 @@ def score_predictions(items: list[dict], predictions: dict[str, dict]) -> list[d
     return records
 
 
+def task_counts(items: list[dict], records: list[dict]) -> TaskCounts:
+    """Per task, in order of first appearance: (the items' additive counts, shape (items, k); the function
+    that turns summed counts into the task's main score). The bootstraps resample rows of these."""
+    by_task: dict[str, list[tuple[dict, dict]]] = {}
+    for item, record in zip(items, records, strict=True):
+        by_task.setdefault(item["task"], []).append((item, record))
+    out = {}
+    for task, pairs in by_task.items():
+        kinds = {item["type"] for item, _ in pairs}
+        if len(kinds) == 1:
+            scorer = SCORERS[next(iter(kinds))]
+            counts = [scorer.counts(record) for _, record in pairs]
+        else:  # a task mixing types (rare) is scored per item and averaged
+            scorer = SCORERS["mcq"]
+            counts = [[record["score"], 1.0] for _, record in pairs]
+        out[task] = (np.array(counts, dtype=float), scorer.main)
+    return out
+
+
+def count_silent(verdicts: list[dict]) -> dict[str, int]:
+    """How many outputs said nothing: ``degenerate`` (any reason) and, among them, ``empty`` (nothing, or
+    only whitespace). An item with no prediction at all is counted in ``missing`` instead: the kb-extractive
+    variant answers only some types on purpose, and that is no failure of the model to speak."""
+    reasons = [v.get("degenerate") for v in verdicts if not v.get("missing")]
+    return {"degenerate": sum(1 for r in reasons if r), "empty": sum(1 for r in reasons if r in NOTHING)}
+
+
 def _group_summary(task_names: list[str], tasks: dict[str, dict], boots: dict[str, np.ndarray]) -> dict:
     """Macro mean over tasks: every task weighs the same, whatever its size."""
     n = sum(tasks[t]["n"] for t in task_names)
@@ -75,7 +103,9 @@ def _group_summary(task_names: list[str], tasks: dict[str, dict], boots: dict[st
     samples = np.mean([boots[t] for t in task_names], axis=0)
     unparseable = sum(tasks[t]["unparseable"] * tasks[t]["n"] for t in task_names) / n if n else 0.0
     return {"n": n, "score": round(sum(scores) / len(scores), 6), "ci95": interval(samples),
-            "unparseable": round(unparseable, 6), "tasks": task_names}
+            "unparseable": round(unparseable, 6), "degenerate": sum(tasks[t]["degenerate"] for t in task_names),
+            "empty": sum(tasks[t]["empty"] for t in task_names), "missing": sum(tasks[t]["missing"] for t in task_names),
+            "tasks": task_names}
 
 
 def summarize(items: list[dict], records: list[dict], *, seed: int = 0, general: set[str] = frozenset()) -> dict:
@@ -83,18 +113,17 @@ def summarize(items: list[dict], records: list[dict], *, seed: int = 0, general:
     by_task: dict[str, list[tuple[dict, dict]]] = {}
     for item, record in zip(items, records, strict=True):
         by_task.setdefault(item["task"], []).append((item, record))
+    counted = task_counts(items, records)
     tasks: dict[str, dict] = {}
     boots: dict[str, np.ndarray] = {}
     for index, (task, pairs) in enumerate(by_task.items()):
         task_items = [p[0] for p in pairs]
         verdicts = [p[1] for p in pairs]
         kinds = {i["type"] for i in task_items}
-        # A task mixing types (rare) is scored per item and averaged.
-        scorer = SCORERS[task_items[0]["type"]] if len(kinds) == 1 else SCORERS["mcq"]
-        counts = np.array([scorer.counts(v) if len(kinds) == 1 else [v["score"], 1.0] for v in verdicts], dtype=float)
-        main = float(scorer.main(counts.sum(axis=0)))
-        boots[task] = bootstrap_task(counts, scorer.main, seed=seed + index)
-        metrics = scorer.metrics(task_items, verdicts) if len(kinds) == 1 else {}
+        counts, main_of = counted[task]
+        main = float(main_of(counts.sum(axis=0)))
+        boots[task] = bootstrap_task(counts, main_of, seed=seed + index)
+        metrics = SCORERS[task_items[0]["type"]].metrics(task_items, verdicts) if len(kinds) == 1 else {}
         first = task_items[0]
         tasks[task] = {
             "n": len(pairs),
@@ -102,6 +131,8 @@ def summarize(items: list[dict], records: list[dict], *, seed: int = 0, general:
             "ci95": interval(boots[task]),
             "metrics": {k: round(v, 6) for k, v in metrics.items()},
             "unparseable": round(sum(1 for v in verdicts if v["unparseable"]) / len(verdicts), 6),
+            # counts, not shares: "12 of 34 outputs were empty" is what a reader needs to see
+            **count_silent(verdicts),
             "missing": sum(1 for v in verdicts if v.get("missing")),
             "type": first["type"] if len(kinds) == 1 else "mixed",
             "category": first["category"],

@@ -7,9 +7,20 @@ generator is seeded: same verdicts, same intervals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+# Per task: (additive counts of its items, shape (items, k); summed counts → the task's main score).
+TaskCounts = dict[str, tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
+
 N_RESAMPLES = 1000
+
+
+def resample_indices(n: int, seed: int = 0, n_resamples: int = N_RESAMPLES) -> np.ndarray:
+    """(n_resamples, n) item indices drawn with replacement, seeded."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, size=(n_resamples, n))
 
 
 def bootstrap_task(counts: np.ndarray, main, seed: int = 0, n_resamples: int = N_RESAMPLES) -> np.ndarray:
@@ -17,9 +28,42 @@ def bootstrap_task(counts: np.ndarray, main, seed: int = 0, n_resamples: int = N
     n = counts.shape[0]
     if n == 0:
         return np.zeros(n_resamples)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_resamples, n))
+    idx = resample_indices(n, seed, n_resamples)
     return main(counts[idx].sum(axis=1))
+
+
+def paired_bootstrap(tasks_a: TaskCounts, tasks_b: TaskCounts, seed: int = 0,
+                     n_resamples: int = N_RESAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """Resampled overall scores (macro mean over tasks) of two runs on the same items, resampled together.
+
+    ``tasks_a`` / ``tasks_b``: per task, (counts (items, k), main) as from ``scoring.task_counts``, with
+    the same items in the same order. Each resample draws one set of item indices and scores both runs on
+    it, so item difficulty, which both runs share, cancels out of their ratio or difference: a paired
+    interval is much narrower than two independent ones, and it is the right one for "did B keep A's score"."""
+    if list(tasks_a) != list(tasks_b):
+        raise ValueError("paired bootstrap needs the same tasks in both runs")
+    samples_a, samples_b = [], []
+    for index, task in enumerate(tasks_a):
+        (counts_a, main_a), (counts_b, main_b) = tasks_a[task], tasks_b[task]
+        if counts_a.shape[0] != counts_b.shape[0]:
+            raise ValueError(f"paired bootstrap needs the same items in both runs (task '{task}')")
+        if counts_a.shape[0] == 0:
+            samples_a.append(np.zeros(n_resamples))
+            samples_b.append(np.zeros(n_resamples))
+            continue
+        idx = resample_indices(counts_a.shape[0], seed + index, n_resamples)
+        samples_a.append(main_a(counts_a[idx].sum(axis=1)))
+        samples_b.append(main_b(counts_b[idx].sum(axis=1)))
+    return np.mean(samples_a, axis=0), np.mean(samples_b, axis=0)
+
+
+def ratio_interval(samples_a: np.ndarray, samples_b: np.ndarray, level: float = 0.95) -> list[float] | None:
+    """Percentile interval of b / a over paired resamples; resamples where a scores 0 have no ratio and are
+    left out. None when none has one."""
+    keep = samples_a > 0
+    if not keep.any():
+        return None
+    return interval(samples_b[keep] / samples_a[keep], level)
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> list[float]:

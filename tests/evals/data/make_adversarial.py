@@ -139,7 +139,7 @@ REFUSAL = [
     ("Insufficient information to answer.", True), ("我不清楚这个问题的答案。", True), ("很抱歉，我无法提供该信息。", True),
     ("提供的资料中并未提及海港银行的股东结构。", True), ("根据现有资料无法判断。", True), ("没有足够的信息来回答。", True),
     ("I'm not able to answer that from the given documents.", True), ("The context doesn't specify the penalty rate.", True),
-    ("This is not covered by the knowledge base; no relevant information was found.", True), ("", True),
+    ("This is not covered by the knowledge base; no relevant information was found.", True), ("", False),
     ("未能检索到相关内容。", True), ("对不起，文档里没有说明这一点。", True), ("我不确定。", True),
     ("原文未提及该信息。", True), ("I can't determine that from the text.", True), ("缺乏相关依据，无法确认。", True),
     ("年费为100元。", False), ("没有手续费。", False), ("该卡不收取年费，没有任何额外费用。", False),
@@ -163,6 +163,9 @@ REFUSAL = [
     ("Transfers are free; we cannot charge for them by law.", False),
     ("可以。根据条款，客户无需提供收入证明。", False),
     ("The loan term is 12 to 60 months.", False),
+    # Saying nothing is no refusal: a refusal must say that it cannot answer.
+    ("   \n", False), ("。", False), ("抱歉，资料中没有相关信息，无法回答。", True),
+    ("I cannot answer that from the documents.", True),
 ]
 
 
