@@ -9,6 +9,10 @@ question's language.
 The support score is lexical and written by hand (no NLI model ships with the core install): the
 idf-weighted share of a claim's terms found in the evidence, and zero when the claim states a number
 the evidence does not contain (numbers are where small models hallucinate most).
+
+Definition questions ("什么是X？", "X是什么？", "What is X?") are answered with the sentence that defines
+X ("X是…", "X指…", "X（…）是…", "X（…），…", "X is a …"), not with whichever sentence repeats X most densely
+(a heading "X" alone, or the question itself in an FAQ).
 """
 
 from __future__ import annotations
@@ -25,6 +29,31 @@ from domainlm.prompts import REFUSAL
 
 _CITE = re.compile(r"\s*[\[［【](\d{1,2})[\]］】]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*%?")
+
+# Definition questions, matched on the normalised question without its final punctuation; ``x`` is the
+# term asked about. Written by hand: no kept library classifies Chinese question forms.
+_DEFINITION_QUESTIONS = [
+    re.compile(p)
+    for p in (
+        r"^(?:请问)?[，,]?\s*(?:什么|啥)(?:叫做|是|叫)(?P<x>.+)$",  # 什么是X / 什么叫X
+        r"^(?:请问)?[，,]?\s*何(?:为|谓)(?P<x>.+)$",  # 何为X / 何谓X
+        # X是什么 / X是谁 / X指什么 / X是什么意思 / X的定义是什么 / X的含义是什么
+        r"^(?:请问)?[，,]?\s*(?P<x>.+?)(?:的(?:定义|含义|意思))?(?:是|指|是指|指的是)(?:什么|啥|谁|何物)(?:意思|东西)?$",
+        r"^(?:what|who)(?:'s|\s+(?:is|are|was|were))\s+(?:an?\s+|the\s+)?(?P<x>.+)$",  # What is (a) X
+        r"^what\s+does\s+(?:an?\s+|the\s+)?(?P<x>.+?)\s+(?:mean|stand\s+for|refer\s+to)$",
+        r"^what\s+is\s+meant\s+by\s+(?:an?\s+|the\s+)?(?P<x>.+)$",
+        r"^define\s+(?:an?\s+|the\s+)?(?P<x>.+)$",
+    )
+]
+# What may stand between X and its definition: a closing quote, a gloss in brackets ("X（英语：…）"),
+# alias clauses ("X，又称Y，"), then a copula. Each copula must be a whole word of the sentence (jieba),
+# so "X指挥部…", "X是否…" and "X即将…" are not definitions.
+_LEAD_MARKS = re.compile(r"^[\s#>*\-•·]*[《「『“\"']?")
+_CLOSE_QUOTE = re.compile(r"^[》」』”\"']")
+_GLOSS = re.compile(r"^\s*[（(][^（）()]*[）)]")
+_ALIAS = re.compile(r"^[，,]\s*(?:又称|亦称|又名|简称|全称|俗称|旧称|别称|原名|英文名)[^，,。；;]*")
+_COPULAS_ZH = ("是", "即", "乃", "指", "是指", "系指", "意指", "意为", "泛指", "特指", "就是", "即是", "乃是", "便是", "指的是")
+_COPULA_EN = re.compile(r"^(?:\s*,[^,]{1,80},)?\s*(?:is|are|was|were|refers\s+to|means|denotes|stands\s+for)\b")
 
 
 class Citation(BaseModel):
@@ -67,6 +96,8 @@ class _Candidate:
     relevance: float
     missing: list[str]  # rare question terms neither the sentence nor its headings mention
     density: float  # share of the sentence's terms that are question terms (prefers the focused sentence)
+    echo: bool = False  # a question, or nothing but the question's own terms: it cannot answer
+    defines: int = 0  # definition questions: 2 defines the term, 1 has the term as its subject, 0 neither
 
 
 def _numbers(text: str) -> set[str]:
@@ -86,36 +117,120 @@ def support(kb: KnowledgeBase, claim: str, evidence: str) -> float:
     return sum(w for t, w in idf.items() if t in evidence_tokens) / total if total else 0.0
 
 
+def definition_term(question: str) -> str | None:
+    """The term a definition question asks about ("什么是X？", "X是什么？", "What is X?"), normalised; None
+    for any other question."""
+    text = normalize(question).strip().rstrip("?？!！.。 ")
+    for pattern in _DEFINITION_QUESTIONS:
+        match = pattern.match(text)
+        if match:
+            term = match.group("x").strip().strip("《》「」『』“”\"' ")
+            return term or None
+    return None
+
+
+def _is_statement(sentence: str) -> bool:
+    """Ends like a statement (full stop, exclamation, semicolon, ellipsis; closing quotes allowed), not
+    like a heading, a table cell or a fragment."""
+    return sentence.rstrip().rstrip("”’\"'」』").endswith(("。", ".", "!", "！", ";", "；", "…"))
+
+
+def _words_end(tokenizer, text: str) -> set[int]:
+    """Offsets where a jieba word of ``text`` ends (precise mode, HMM off, like the index)."""
+    ends, pos = set(), 0
+    # The KB's own jieba (with its domain terms); Tokenizer has no public precise-mode cut.
+    for word in tokenizer._jieba.cut(text, HMM=False):
+        pos += len(word)
+        ends.add(pos)
+    return ends
+
+
+def defines(tokenizer, sentence: str, term: str) -> int:
+    """2 when ``sentence`` defines ``term`` ("X是…", "X指…", "X（…）是…", "X（…），…", "X，又称Y，是…",
+    "X is a …"), 1 when it is a statement with ``term`` as its subject ("X位于…"), else 0.
+
+    Hand-written: the shapes are how definitions open in encyclopedias, glossaries and regulations, and
+    no kept library recognises them. A question ("X是什么？") never defines anything.
+    """
+    text = _LEAD_MARKS.sub("", normalize(sentence).strip(), count=1)
+    if not term or text.endswith(("?", "？")):
+        return 0
+    english = language(text) == "en"  # the sentence's language decides: "Stam1na是…" is Chinese
+    if english:
+        text = re.sub(r"^(?:an?|the)\s+", "", text)
+        if not re.match(re.escape(term) + r"(?![a-z0-9])", text):
+            return 0
+    elif not text.startswith(term) or len(term) not in _words_end(tokenizer, text[: len(term) + 12]):
+        return 0  # not X, or X is the head of a longer word ("铁路" in "铁路局…")
+    rest = _CLOSE_QUOTE.sub("", text[len(term):], count=1)
+    glossed = _GLOSS.match(rest)
+    if glossed:
+        rest = rest[glossed.end():]
+    while alias := _ALIAS.match(rest):
+        rest = rest[alias.end():]
+    if english:
+        if _COPULA_EN.match(rest):
+            return 2
+    elif glossed and len(rest.strip(" ，,。.")) >= 2:
+        return 2  # "X（英语：…），中国足球运动员": a gloss in brackets after X is where a term is introduced
+    else:
+        body = rest.lstrip("，, ")
+        ends = _words_end(tokenizer, body[:12])
+        if any(body.startswith(c) and len(c) in ends for c in _COPULAS_ZH):
+            return 2
+    # Subject only: a complete statement (not a heading or a fragment) that opens with X.
+    if len(rest.strip(" ，,。.")) >= 2 and _is_statement(text):
+        return 1
+    return 0
+
+
 def _context(hit: Hit) -> str:
     return " / ".join(h for h in [hit.title, *hit.headings] if h)
 
 
-def _candidates(kb: KnowledgeBase, question: str, hits: list[Hit], rare_share: float = 0.2) -> list[_Candidate]:
-    q_tokens = set(kb.tokenizer.tokens(question))
+def _candidates(
+    kb: KnowledgeBase, question: str, hits: list[Hit], rare_share: float = 0.2, term: str | None = None
+) -> list[_Candidate]:
+    """The retrieved sentences that share a term with the question, best first. ``term``: the subject of
+    a definition question; its terms stand for the question's, and sentences defining it come first."""
+    q_tokens = set(kb.tokenizer.tokens(term or question))
     idf = kb.idf(sorted(q_tokens))
     total = sum(idf.values()) or 1.0
     # Rare terms (in at most ``rare_share`` of the chunks) are what a question is specifically about: a
     # product name, an attribute. A sentence that misses one answers a different question.
     limit = max(1, int(rare_share * len(kb)))
     rare = {t for t in q_tokens if len(t) >= 2 and kb.doc_freq(t) <= limit}
-    phrases = kb.tokenizer.unknown_runs(question)
+    phrases = kb.tokenizer.unknown_runs(term or question)
     out = []
     for hit in hits:
         context_tokens = set(kb.tokenizer.tokens(_context(hit)))
         for s, e in split_sentences(hit.text):
             sentence = hit.text[s:e]
-            own = set(kb.tokenizer.tokens(sentence)) & q_tokens
+            tokens = set(kb.tokenizer.tokens(sentence))
+            own = tokens & q_tokens
             if not own:
                 continue  # a sentence that shares nothing with the question does not answer it
             covered = own | (context_tokens & q_tokens)
             relevance = sum(idf[t] for t in covered) / total
             seen_text = normalize(f"{_context(hit)}\n{sentence}")
             missing = sorted(rare - covered) + [p for p in phrases if p not in seen_text]
-            density = len(own) / max(1, len(kb.tokenizer.tokens(sentence)))
-            out.append(_Candidate(hit, sentence, hit.start + s, hit.start + e, relevance, missing, density))
-    # Complete sentences first, then best coverage; among equals the better-ranked chunk, then order.
-    out.sort(key=lambda c: (bool(c.missing), -round(c.relevance, 6), -c.density, c.hit.rank, c.start))
+            density = len(own) / max(1, len(tokens))
+            # A question (an FAQ's), or a heading made of the question's own words, says nothing new. A
+            # statement of only the question's words stays: it confirms a yes/no question.
+            echo = sentence.rstrip().endswith(("?", "？")) or (tokens <= q_tokens and not _is_statement(sentence))
+            tier = defines(kb.tokenizer, sentence, term) if term else 0
+            out.append(_Candidate(hit, sentence, hit.start + s, hit.start + e, relevance, missing, density, echo, tier))
+    out.sort(key=_order)
     return out
+
+
+def _order(c: _Candidate) -> tuple:
+    """Complete sentences first, then ones that say something beyond the question, then (definition
+    questions) the defining sentence, then best coverage and the focused sentence; among equals the
+    better-ranked chunk, then document order. A defining sentence is not judged by density: the first
+    definition of the best chunk wins, not the shortest sentence naming the term."""
+    density = 0.0 if c.defines else -c.density
+    return (bool(c.missing), c.echo, -c.defines, -round(c.relevance, 6), density, c.hit.rank, c.start)
 
 
 def rerank(kb: KnowledgeBase, question: str, hits: list[Hit]) -> list[Hit]:
@@ -123,8 +238,9 @@ def rerank(kb: KnowledgeBase, question: str, hits: list[Hit]) -> list[Hit]:
     with a sentence naming every rare question term first, then by that sentence's idf-weighted
     coverage, then by the first-stage rank. Lexical and cheap (no model), so it runs on every query."""
     best: dict[str, tuple] = {}
-    for cand in _candidates(kb, question, hits):  # sorted best first: the first per chunk is its best
-        best.setdefault(cand.hit.chunk_id, (bool(cand.missing), -round(cand.relevance, 6)))
+    for cand in _candidates(kb, question, hits):
+        key = (bool(cand.missing), -round(cand.relevance, 6))
+        best[cand.hit.chunk_id] = min(key, best.get(cand.hit.chunk_id, key))
     ordered = sorted(hits, key=lambda h: (*best.get(h.chunk_id, (True, 0.0)), h.rank))
     return [replace(h, rank=i) for i, h in enumerate(ordered, start=1)]
 
@@ -167,26 +283,32 @@ def answer(
     # A name or term of two or more characters that no chunk contains means the question is about
     # something the knowledge base does not know (a product it does not sell): refuse rather than answer
     # about the nearest neighbour. Single characters are left to the coverage score: they are often
-    # tokenisation leftovers.
-    unknown = [t for t in dict.fromkeys(kb.tokenizer.tokens(question)) if len(t) >= 2 and not kb.doc_freq(t)]
+    # tokenisation leftovers. A definition question is about its term alone: "定义", "意思", "mean" are
+    # the question's frame, not words a passage must contain.
+    term = definition_term(question)
+    asked = term or question
+    unknown = [t for t in dict.fromkeys(kb.tokenizer.tokens(asked)) if len(t) >= 2 and not kb.doc_freq(t)]
     if unknown and len(kb):
         shown = ", ".join(f"'{t}'" for t in unknown[:5])
         return _refuse(question, lang, f"unknown_terms: the knowledge base never mentions {shown}", kind)
-    hits = kb.search(question, k=k, mode=mode) if len(kb) else []
-    candidates = _candidates(kb, question, hits)
+    hits = kb.search(asked, k=k, mode=mode) if len(kb) else []
+    candidates = _candidates(kb, question, hits, term=term)
     if not candidates:
         return _refuse(question, lang, "no_match: no retrieved passage shares a term with the question", kind)
     confidence = candidates[0].relevance
     if candidates[0].missing:
         shown = ", ".join(f"'{t}'" for t in candidates[0].missing[:5])
         return _refuse(question, lang, f"low_confidence: no retrieved passage mentions {shown}", kind, confidence)
+    if candidates[0].echo:
+        return _refuse(question, lang, "no_answer: the retrieved passages only repeat the question's words", kind, confidence)
     if confidence < min_relevance:
         return _refuse(
             question, lang, f"low_confidence: the best passage covers {confidence:.2f} of the question (< {min_relevance})",
             kind, confidence,
         )
     if model is None:
-        return _extractive(question, lang, candidates, confidence, max_sentences)
+        # A definition is one sentence: a second one picked by shared terms is about something else.
+        return _extractive(question, lang, candidates, confidence, 1 if candidates[0].defines else max_sentences)
     if isinstance(model, str):
         from domainlm.models import load_model
 
@@ -199,7 +321,7 @@ def _extractive(question: str, lang: str, candidates: list[_Candidate], confiden
     for cand in candidates:
         # Near the best only: a second sentence is added when it is (almost) as relevant, e.g. the rate
         # and its condition stated in two sentences.
-        if cand.missing or cand.relevance < confidence - 0.15 or len(chosen) >= max_sentences:
+        if cand.missing or cand.echo or cand.relevance < confidence - 0.15 or len(chosen) >= max_sentences:
             break
         if any(cand.text == c.text for c in chosen):
             continue

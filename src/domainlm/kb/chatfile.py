@@ -1,5 +1,12 @@
 """Chat with one long file: summary (map-reduce with a model, extractive without) and QA over an
-ephemeral knowledge base of that file alone."""
+ephemeral knowledge base of that file alone.
+
+The file goes through the same clean recipe as ``domainlm clean`` (mojibake, pinyin annotations,
+traditional→simplified, boilerplate, PII redaction, language and quality filters) before anything reads
+it: a user's file is as messy as a corpus, and what chatfile quotes back must be what ``clean`` → ``kb
+build`` would have indexed. A JSONL or CSV file is read the way ``clean`` reads one: each record's text
+field is a document.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from domainlm.errors import DomainlmError
 from domainlm.kb.chunking import chunk_document
 from domainlm.kb.text import Tokenizer, language, split_sentences
+
+DEFAULT_RECIPE = "default-zh"
+RECORD_SUFFIXES = {".jsonl", ".csv"}
+_SENTENCE_END = "。！？!?.;；”\"）)"
 
 
 class Summary(BaseModel):
@@ -21,18 +33,76 @@ class Summary(BaseModel):
     language: str
     sentences: list[dict] = Field(default_factory=list, description="Extractive: {text, start, end, score}.")
     sections: int = Field(0, description="How many parts the map step read.")
+    documents: int = Field(1, description="Documents read: 1 for a file, the kept records of a JSONL/CSV file.")
+    skipped: list[dict] = Field(default_factory=list, description="Records the recipe rejected: {source, reason}.")
 
 
-def read_document(path: str | Path) -> dict:
-    from domainlm.kb.sources import _title, read_file
+def read_documents(
+    path: str | Path, recipe=DEFAULT_RECIPE, *, text_field: str = "text", skipped: list[dict] | None = None
+) -> list[dict]:
+    """The documents of one file after the clean recipe (a name, a YAML path or a loaded Recipe).
+
+    One document for a .txt/.md/.html/.pdf/.docx file; one per record for .jsonl/.csv (``text_field``
+    names the text). A record the recipe rejects is appended to ``skipped`` as ``{source, reason}``.
+    Raises a one-line DomainlmError naming the file when nothing is left to read.
+    """
+    from domainlm.data.ingest import Unit, iter_units
+    from domainlm.data.pipeline import process_unit
+    from domainlm.data.recipe import Recipe, load_recipe
+    from domainlm.kb.sources import RAW_SUFFIXES, _title, read_file
 
     path = Path(path)
     if not path.is_file():
-        from domainlm.errors import DomainlmError
-
         raise DomainlmError(f"{path}: no such file")
-    text = read_file(path)
-    return {"id": path.stem, "text": text, "source": str(path), "meta": {"title": _title(text)}}
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    suffix = path.suffix.lower()
+    if suffix in RECORD_SUFFIXES:
+        units = list(iter_units([path], text_field))
+    elif suffix in RAW_SUFFIXES:
+        # The knowledge base's reader, not clean's: it keeps .docx headings and tables in place, which
+        # the chunker needs for --ask. The text then runs through the recipe as one record.
+        units = [Unit(path.name, 0, str(path), record={text_field: read_file(path)})]
+    else:
+        known = ", ".join(sorted(RAW_SUFFIXES | RECORD_SUFFIXES))
+        raise DomainlmError(f"{path}: unsupported file type '{suffix or path.name}' (use one of {known})")
+    docs, rejected = [], []
+    for unit in units:
+        outcome = process_unit(unit, recipe, text_field)
+        if outcome.text is None:
+            rejected.append((unit.position, _reason(outcome, unit.position, recipe.name)))
+            continue
+        if suffix in RECORD_SUFFIXES:
+            doc_id = str(outcome.meta.get("orig_id") or f"{path.stem}-{unit.position}")
+            if any(d["id"] == doc_id for d in docs):  # the index keeps one document per id: keep every record
+                doc_id = f"{doc_id}-{unit.position}"
+            source = f"{path}:{unit.position}"
+        else:
+            doc_id, source = path.stem, str(path)
+        docs.append({"id": doc_id, "text": outcome.text, "source": source, "meta": {"title": _title(outcome.text)}})
+    if suffix in RECORD_SUFFIXES and skipped is not None:
+        skipped += [{"source": f"{path}:{position}", "reason": reason} for position, reason in rejected]
+    if docs:
+        return docs
+    if suffix not in RECORD_SUFFIXES:
+        raise DomainlmError(f"{path}: {rejected[0][1]}")
+    if not rejected:
+        raise DomainlmError(f"{path}: no records")
+    position, reason = rejected[0]
+    where = f"line {position}" if suffix == ".jsonl" else f"row {position}"
+    raise DomainlmError(f"{path}: none of its {len(rejected)} records is left to read (first, {where}: {reason})")
+
+
+def _reason(outcome, position: int, recipe: str) -> str:
+    """One line: why the recipe left nothing of a document (or a record)."""
+    reason = outcome.reject_reason or "rejected"
+    # Ingest starts a record's reason with "line N: "; the caller names the record itself.
+    reason = reason.removeprefix(f"line {position}: ").removeprefix(f"row {position}: ")
+    if outcome.reject_stage == "ingest":
+        return reason
+    if outcome.reject_stage == "clean" or (outcome.rejected_text is not None and not outcome.rejected_text.strip()):
+        # Nothing was left (boilerplate only): say that, not the language or quality verdict on "".
+        return f"empty after cleaning (recipe '{recipe}')"
+    return f"rejected by the clean recipe '{recipe}' at {outcome.reject_stage}: {reason}"
 
 
 def extractive_summary(text: str, *, max_sentences: int = 8, section_chars: int = 3000, tokenizer: Tokenizer | None = None) -> list[dict]:
@@ -43,12 +113,14 @@ def extractive_summary(text: str, *, max_sentences: int = 8, section_chars: int 
     dict arithmetic and scales linearly, unlike graph methods on a hundreds-of-pages document.
     """
     tokenizer = tokenizer or Tokenizer()
-    sentences = []
-    for s, e in split_sentences(text):
-        tokens = tokenizer.tokens(text[s:e])
-        # Headings, table rows and fragments (no closing punctuation) are not summary sentences.
-        if len(tokens) >= 3 and text[e - 1] in "。！？!?.;；”\"）)":
-            sentences.append({"start": s, "end": e, "text": text[s:e], "tf": Counter(tokens)})
+    spans = split_sentences(text)
+    tokens = {(s, e): tokenizer.tokens(text[s:e]) for s, e in spans}
+    # Headings, table rows and fragments (no closing punctuation) are not summary sentences, unless the
+    # text has nothing else: a one-line note without a full stop, "你好。", a list. A short text is then
+    # its own summary, never an empty one.
+    picked = [(s, e) for s, e in spans if len(tokens[s, e]) >= 3 and text[e - 1] in _SENTENCE_END]
+    picked = picked or [(s, e) for s, e in spans if tokens[s, e]] or spans
+    sentences = [{"start": s, "end": e, "text": text[s:e], "tf": Counter(tokens[s, e])} for s, e in picked]
     if not sentences:
         return []
     df = Counter(t for sent in sentences for t in sent["tf"])
@@ -109,29 +181,54 @@ def model_summary(text: str, model, *, window_chars: int = 3000, max_new_tokens:
             parts = [merged[:window_chars]]
 
 
-def summarize_file(path: str | Path, model=None, *, max_sentences: int = 8, window_chars: int = 3000) -> Summary:
-    doc = read_document(path)
-    lang = language(doc["text"])
+def summarize_file(
+    path: str | Path, model=None, *, max_sentences: int = 8, window_chars: int = 3000, recipe=DEFAULT_RECIPE,
+    text_field: str = "text",
+) -> Summary:
+    """Summarise one file, read through the clean recipe. Never returns an empty summary: a file with
+    nothing left to read, or a model that answers nothing, is a DomainlmError naming the file."""
+    skipped: list[dict] = []
+    docs = read_documents(path, recipe, text_field=text_field, skipped=skipped)
+    text = "\n\n".join(d["text"] for d in docs)
+    lang = language(text)
+    common = {"file": str(path), "language": lang, "documents": len(docs), "skipped": skipped}
     if model is None:
-        picked = extractive_summary(doc["text"], max_sentences=max_sentences, section_chars=window_chars)
-        sep = "" if lang == "zh" else " "
-        return Summary(file=str(path), summary=sep.join(s["text"] for s in picked), mode="extractive", language=lang,
-                       sentences=picked, sections=len(chunk_document("doc", doc["text"], chunk_chars=window_chars)))
+        picked = extractive_summary(text, max_sentences=max_sentences, section_chars=window_chars)
+        if not picked:
+            raise DomainlmError(f"{path}: no sentence to summarise")
+        return Summary(summary=_join(picked, lang), mode="extractive", sentences=picked,
+                       sections=len(chunk_document("doc", text, chunk_chars=window_chars)), **common)
     if isinstance(model, str):
         from domainlm.models import load_model
 
         model = load_model(model)
-    text, sections = model_summary(doc["text"], model, window_chars=window_chars)
-    return Summary(file=str(path), summary=text, mode="model", language=lang, sections=sections)
+    summary, sections = model_summary(text, model, window_chars=window_chars)
+    if not summary:
+        raise DomainlmError(f"{path}: the model returned an empty summary")
+    return Summary(summary=summary, mode="model", sections=sections, **common)
 
 
-def ask_file(path: str | Path, question: str, model=None, *, embedder: str = "none", chunk_chars: int = 400, k: int = 5):
-    """Answer a question from one file through a temporary knowledge base of that file."""
+def _join(sentences: list[dict], lang: str) -> str:
+    """Sentences as one text; one without closing punctuation (a heading, a list item) ends its line."""
+    out = ""
+    for i, sent in enumerate(sentences):
+        out += sent["text"]
+        if i < len(sentences) - 1:
+            out += ("" if lang == "zh" else " ") if sent["text"][-1] in _SENTENCE_END else "\n"
+    return out
+
+
+def ask_file(
+    path: str | Path, question: str, model=None, *, embedder: str = "none", chunk_chars: int = 400, k: int = 5,
+    recipe=DEFAULT_RECIPE, text_field: str = "text", skipped: list[dict] | None = None,
+):
+    """Answer a question from one file (read through the clean recipe) through a temporary knowledge
+    base of that file alone; each record of a JSONL/CSV file is a document of its own, cited by line."""
     from domainlm.kb.answer import answer
     from domainlm.kb.index import KBConfig, build_kb, open_kb
 
-    doc = read_document(path)
+    docs = read_documents(path, recipe, text_field=text_field, skipped=skipped)
     with tempfile.TemporaryDirectory(prefix="domainlm-chatfile-") as tmp:
-        build_kb([doc], tmp, KBConfig(chunk_chars=chunk_chars, embedder=embedder))
+        build_kb(docs, tmp, KBConfig(chunk_chars=chunk_chars, embedder=embedder))
         kb = open_kb(tmp)
         return answer(kb, question, model, k=k, mode="hybrid")

