@@ -77,7 +77,8 @@ def show_config(
     args: list[str] = typer.Argument(None, help="key=value overrides"),
     config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
 ) -> None:
-    """Validate domainlm.yaml (with overrides) and print the effective configuration."""
+    """Validate domainlm.yaml (with overrides), print the effective configuration, then check every path and
+    model the build will need: what is missing is named (exit 2) before anything runs."""
     import yaml
 
     from domainlm.workspace import find_config, load_config
@@ -85,6 +86,18 @@ def show_config(
     path = config or find_config()
     cfg = load_config(path, args or [])
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True, sort_keys=False).rstrip())
+    if path is None:
+        return
+    from domainlm.pipeline.line import Workspace, check_workspace
+
+    problems, notes = check_workspace(Workspace(root=Path(path).resolve().parent, config=cfg))
+    for note in notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    for problem in problems:
+        console.print(f"[bold red]problem:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(2)
+    console.print("config: every path the build needs is there", highlight=False)
 
 
 def _register_stages() -> None:

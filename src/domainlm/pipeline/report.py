@@ -7,10 +7,12 @@ recomputed, so the page and the artifacts cannot disagree.
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
-from domainlm.io import read_json, write_json, write_text
+from domainlm.errors import DomainlmError
+from domainlm.io import read_json, read_jsonl, sha256_text, write_json, write_text
 from domainlm.report import bar_plot, escape, html_page, scatter_plot, table
 from domainlm.workspace import MANIFEST_FILE, stage_run
 
@@ -61,14 +63,22 @@ def collect(ws) -> dict[str, Any]:
     extractive = _results(artifacts / "eval-kb-extractive")
     if extractive:
         variants = {"kb-extractive": extractive, **variants}
+    folders_of = {name: artifacts / "eval" / name for name in variants} | {"kb-extractive": artifacts / "eval-kb-extractive"}
+    questions = _questions(ws)
     summary["variants"] = {
         name: {
             "overall": r.get("overall", {}).get("score"),
             "ci95": r.get("overall", {}).get("ci95"),
+            "n": r.get("overall", {}).get("n"),
+            "empty": r.get("overall", {}).get("empty", 0),
+            "degenerate": r.get("overall", {}).get("degenerate", 0),
             "categories": {c: v.get("score") for c, v in r.get("categories", {}).items()},
+            "category_ci95": {c: v.get("ci95") for c, v in r.get("categories", {}).items()},
             "tasks": {t: v.get("score") for t, v in r.get("tasks", {}).items()},
+            "task_n": {t: v.get("n") for t, v in r.get("tasks", {}).items()},
             "refusal": _refusal_rows(r),
             "density": r.get("density", {}),
+            "examples": _examples(folders_of[name] / "predictions.jsonl", questions),
         }
         for name, r in variants.items()
     }
@@ -78,7 +88,129 @@ def collect(ws) -> dict[str, Any]:
         if gate_path.is_file():
             gates[target] = read_json(gate_path)
     summary["compression"] = gates
+    summary["warnings"] = warnings(ws, summary)
+    summary["headline"] = headline(ws, summary)
     return summary
+
+
+# Below these, a number is shown but flagged: a tiny model barely moves in fewer optimizer steps, and a
+# task's 95% interval over fewer items is wider than most differences between variants.
+FEW_STEPS = 50
+FEW_ITEMS = 30
+MOSTLY_SILENT = 0.2  # share of empty or degenerate outputs that makes a variant's score suspect
+
+
+def _questions(ws) -> dict[str, dict]:
+    """Eval items by id (question and gold), read from the suites the eval stage used."""
+    from domainlm.pipeline.line import eval_suites
+
+    items: dict[str, dict] = {}
+    for folder in eval_suites(ws):
+        for path in sorted(folder.glob("*.jsonl")):
+            try:
+                records = read_jsonl(path)
+            except DomainlmError:
+                continue  # the eval stage already reported a broken file; the report shows what it can
+            items.update({r["id"]: r for r in records if isinstance(r, dict) and "id" in r})
+    return items
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _examples(path: Path, questions: dict[str, dict], per_kind: int = 2) -> list[dict]:
+    """A few real predictions: right ones, wrong ones and empty/degenerate ones, chosen the same way every run."""
+    if not path.is_file():
+        return []
+    records = sorted(read_jsonl(path), key=lambda r: sha256_text(str(r.get("id"))))
+    picked: dict[str, list[dict]] = {"right": [], "wrong": [], "empty or degenerate": []}
+    for record in records:
+        if record.get("degenerate") or not str(record.get("output") or "").strip():
+            kind = "empty or degenerate"
+        else:
+            kind = "right" if (record.get("score") or 0.0) >= 0.5 else "wrong"
+        if len(picked[kind]) < per_kind:
+            item = questions.get(record.get("id"), {})
+            picked[kind].append({"kind": kind, "task": record.get("task"), "question": _short(item.get("question", "")),
+                                 "output": _short(record.get("output") or ""), "gold": _short(record.get("gold", item.get("answer"))),
+                                 "score": record.get("score")})
+    return [e for group in picked.values() for e in group]
+
+
+def warnings(ws, summary: dict) -> list[str]:
+    """What undermines the numbers, said plainly (shown at the top of the report)."""
+    out: list[str] = []
+    synth = summary["stages"].get("synth", {}).get("metrics", {})
+    out += [f"synth: {w}" for w in synth.get("warnings", [])]
+    for stage in ws.config.train.stages:
+        info = summary["stages"].get(f"train-{stage}")
+        if info is None:
+            out.append(f"train {stage}: did not run (no data to train on, or the build stopped before it); "
+                       "the tuned variants are the model before it")
+            continue
+        steps = info["metrics"].get("steps")
+        if isinstance(steps, int) and steps < FEW_STEPS:
+            out.append(f"train {stage}: only {steps} optimizer steps (fewer than {FEW_STEPS}): the model has barely "
+                       "moved from its base; add data or raise train.min_steps / epochs")
+    variants = summary["variants"]
+    if not variants:
+        out.append("no evaluation ran: there are no task files and synth made no eval items, so no score below "
+                   "says anything about the model")
+    for name, v in variants.items():
+        n = v.get("n") or 0
+        silent = (v.get("empty") or 0) + (v.get("degenerate") or 0)
+        if n and silent / n > MOSTLY_SILENT:
+            out.append(f"{name}: {silent} of {n} outputs are empty or degenerate (repeated tokens, punctuation only); "
+                       "they score 0, and the model needs more training or a longer generation budget")
+    task_n = next(iter(variants.values()), {}).get("task_n", {}) if variants else {}
+    few = sorted(t for t, n in task_n.items() if isinstance(n, int) and n < FEW_ITEMS)
+    if few:
+        out.append(f"{len(few)} task(s) have fewer than {FEW_ITEMS} eval items ({', '.join(few[:5])}"
+                   f"{', …' if len(few) > 5 else ''}): their scores carry wide 95% intervals")
+    categories = sorted({c for v in variants.values() for c in v["categories"]})
+    for category in categories:
+        scores = [v["categories"].get(category) for v in variants.values() if category in v["categories"]]
+        if scores and all((s or 0.0) == 0.0 for s in scores):
+            out.append(f"category '{category}': every variant scores 0 — check the examples below: the items may need a "
+                       "model that can follow the task's output format, or their gold answers may be unreachable")
+    for target, gate in summary.get("compression", {}).items():
+        ci = gate.get("retention_ci95")
+        retention = gate.get("retention")
+        if isinstance(retention, (int, float)) and retention > 1 and ci and ci[0] <= 1:
+            out.append(f"compression {target}: retention {retention:.3f} is within noise of 1 (95% interval "
+                       f"{ci[0]:.3f}–{ci[1]:.3f}), not a gain")
+    return out
+
+
+def headline(ws, summary: dict) -> str:
+    """One paragraph: what was built, from what, and the best variant with its interval."""
+    clean = summary["stages"].get("clean", {}).get("metrics", {})
+    kb = summary["stages"].get("kb", {}).get("metrics", {})
+    parts = [f"{summary['name']}: built from {clean.get('kept', '?')} documents ({kb.get('chunks', '?')} chunks) "
+             f"on base model {ws.config.train.base}."]
+    scored = {n: v for n, v in summary["variants"].items() if isinstance(v.get("overall"), (int, float))}
+    if scored:
+        best = max(scored, key=lambda n: scored[n]["overall"])
+        v = scored[best]
+        ci = v.get("ci95") or [None, None]
+        interval = f" (95% interval {ci[0]:.3f}–{ci[1]:.3f})" if None not in ci else ""
+        parts.append(f"Best variant: {best}, score {v['overall']:.3f}{interval} over {v.get('n')} items.")
+    else:
+        parts.append("No variant was evaluated.")
+    if summary["warnings"]:
+        parts.append(f"{len(summary['warnings'])} warning(s) below say what limits these numbers.")
+    return " ".join(parts)
+
+
+def _with_ci(score: Any, ci: Any) -> str | None:
+    if not isinstance(score, (int, float)):
+        return None
+    if ci and None not in ci:
+        return f"{score:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{score:.3f}"
 
 
 def _stage_table(summary: dict) -> str:
@@ -96,7 +228,10 @@ def _variant_sections(summary: dict) -> list[tuple[str, str]]:
         return [("Evaluation", '<p class="note">No evaluation has run yet.</p>')]
     names = list(variants)
     categories = sorted({c for v in variants.values() for c in v["categories"]})
-    rows = [{"variant": n, "overall": variants[n]["overall"], **{c: variants[n]["categories"].get(c) for c in categories}} for n in names]
+    rows = [{"variant": n, "overall [95% CI]": _with_ci(variants[n]["overall"], variants[n]["ci95"]),
+             "items": variants[n].get("n"), "empty / degenerate": f"{variants[n].get('empty', 0)} / {variants[n].get('degenerate', 0)}",
+             **{c: _with_ci(variants[n]["categories"].get(c), variants[n]["category_ci95"].get(c)) for c in categories}}
+            for n in names]
     tasks = sorted({t for v in variants.values() for t in v["tasks"]})
     task_rows = [{"task": t, **{n: variants[n]["tasks"].get(t) for n in names}} for t in tasks]
     plot = bar_plot(categories, {n: [variants[n]["categories"].get(c) or 0.0 for c in categories] for n in names},
@@ -113,6 +248,10 @@ def _variant_sections(summary: dict) -> list[tuple[str, str]]:
         ("Variants by task", table(task_rows)),
         ("Hallucination: refusal of unanswerable questions", table(refusal_rows)),
     ]
+    example_rows = [{"variant": n, **e} for n in names for e in variants[n].get("examples", [])]
+    sections.append(("Examples: real questions, outputs and gold answers",
+                     '<p class="note">Chosen the same way every run: up to two right, two wrong and two empty or '
+                     "degenerate outputs per variant.</p>" + table(example_rows)))
     if density_rows:
         scatter = scatter_plot(density_points, title="Score vs inference compute", xlabel="TFLOPs", ylabel="score") if density_points else ""
         sections.append(("Knowledge density", table(density_rows) + scatter))
@@ -122,7 +261,10 @@ def _variant_sections(summary: dict) -> list[tuple[str, str]]:
 def render(ws, summary: dict) -> str:
     from domainlm.pipeline.line import model_dir
 
-    sections = [("Stages", _stage_table(summary))]
+    warning_list = "".join(f"<li>{escape(w)}</li>" for w in summary["warnings"])
+    top = f'<p><strong>{escape(summary["headline"])}</strong></p>'
+    top += f'<ul class="warnings">{warning_list}</ul>' if warning_list else '<p class="note">No warnings.</p>'
+    sections = [("Summary", top), ("Stages", _stage_table(summary))]
     clean = summary["stages"].get("clean", {}).get("metrics", {})
     if clean:
         link = '<p><a href="../clean/datacard.html">Open the full data card</a></p>'

@@ -12,6 +12,8 @@ class TrainConfig(BaseModel):
     method: str = Field("full", pattern="^(full|lora|qlora)$", description="full | lora | qlora")
     epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
     max_steps: int = Field(0, ge=0, description="Optimizer steps; 0 means from epochs.")
+    min_steps: int = Field(0, ge=0, description="At least this many optimizer steps when epochs give fewer (a small "
+                           "corpus is passed over more often, up to 20 epochs); ignored when max_steps > 0.")
     lr: float = Field(5e-4, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine schedule ends at lr * min_lr_ratio.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)

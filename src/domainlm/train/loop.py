@@ -48,10 +48,19 @@ def step_indices(step: int, n: int, per_step: int, seed: int) -> list[int]:
     return out
 
 
+# A small corpus gets more passes to reach min_steps, but no more than this many: past it a model only
+# memorises the few examples it has.
+MAX_EPOCHS_FOR_MIN_STEPS = 20
+
+
 def total_steps(cfg: TrainConfig, n_examples: int, world: int) -> int:
     if cfg.max_steps:
         return cfg.max_steps
-    return max(1, math.ceil(cfg.epochs * n_examples / (cfg.batch_size * world)))
+    per_epoch = n_examples / (cfg.batch_size * world)
+    steps = max(1, math.ceil(cfg.epochs * per_epoch))
+    if cfg.min_steps > steps:
+        steps = max(steps, min(cfg.min_steps, math.ceil(MAX_EPOCHS_FOR_MIN_STEPS * per_epoch)))
+    return steps
 
 
 def pick_mixed_precision(cfg: TrainConfig) -> str:

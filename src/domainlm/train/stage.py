@@ -172,6 +172,8 @@ def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, re
     metrics = result_metrics(result)
     metrics.update(sequences=len(train_seqs), held_out=len(held_out), truncated=truncated,
                    total_steps=total_steps(cfg, len(train_seqs), world), world_size=world)
+    # Passes over the data actually made (min_steps may have raised it above the configured epochs).
+    metrics["epochs_run"] = round(metrics["total_steps"] * cfg.batch_size * world / max(len(train_seqs), 1), 2)
     if result.steps < metrics["total_steps"]:
         return metrics
     outputs = []
