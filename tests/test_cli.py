@@ -34,9 +34,15 @@ def test_version(capsys):
 def test_init_then_config_with_overrides(tmp_path, capsys, monkeypatch):
     assert main(["init", str(tmp_path / "ws"), "--name", "harbor"]) == 0
     monkeypatch.chdir(tmp_path / "ws")
+    # A new workspace has no documents yet: config names what the build would miss, with exit 2.
+    assert main(["config"]) == 2
+    assert "problem: sources: no documents in sources/docs" in capsys.readouterr().err
+    (tmp_path / "ws" / "sources" / "docs" / "a.txt").write_text("海港银行的客服热线为400-818-2368。\n", encoding="utf-8")
     assert main(["config", "train.lr=0.002", "kb.chunk_chars=300"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "name: harbor" in out and "lr: 0.002" in out and "chunk_chars: 300" in out
+    assert "synthesized tasks only" in captured.err  # the empty task folders are optional, and it says so
 
 
 def test_config_errors_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch):
