@@ -171,18 +171,7 @@ def test_manifest_is_valid_json_with_unicode(tmp_path):
     assert json.loads(text)["config"] == {"名称": "海港银行"}
 
 
-def _unreadable_file(path):
-    """A file whose read fails for every user, root included: a link to /proc/self/mem (reading it at
-    offset 0 raises EIO). chmod 000 would not do: root reads through it."""
-    import os
-
-    if not os.path.exists("/proc/self/mem"):
-        pytest.skip("needs Linux /proc")
-    path.symlink_to("/proc/self/mem")
-    return path
-
-
-def test_unreadable_inputs_are_hashed_as_errors_not_crashes(tmp_path):
+def test_unreadable_inputs_are_hashed_as_errors_not_crashes(tmp_path, unreadable_file):
     import os
 
     from domainlm.workspace import expand_inputs, hash_inputs
@@ -190,7 +179,7 @@ def test_unreadable_inputs_are_hashed_as_errors_not_crashes(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     (src / "a.txt").write_text("one")
-    bad = _unreadable_file(src / "bad.txt")
+    bad = unreadable_file(src / "bad.txt")
     (src / "dangling.txt").symlink_to(tmp_path / "gone")
     os.mkfifo(src / "pipe.txt")  # reading it would block forever: never opened
     problems = []

@@ -3,11 +3,8 @@ one becomes a rejected record with its reason and a warning line; nothing vanish
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-
-import pytest
 
 from domainlm.io import read_jsonl
 
@@ -15,38 +12,18 @@ TEXT = "海港银行定期存款的年利率为1.75%，起存金额为50元，�
 OTHER = "个人住房贷款最长期限为三十年，首付比例不低于百分之二十，贷款利率按照贷款市场报价利率加点确定。"
 
 
-def _unreadable_file(path):
-    """A file whose read fails for every user, root included (reading /proc/self/mem at offset 0 raises
-    EIO); chmod 000 would not do, root reads through it."""
-    if not os.path.exists("/proc/self/mem"):
-        pytest.skip("needs Linux /proc")
-    path.symlink_to("/proc/self/mem")
-
-
-def unprivileged():
-    """Command prefix under which permission bits hold: nothing for a normal user; for root, setpriv
-    dropping the capabilities that let root read and list anything."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"] if setpriv else None
-    if prefix is None or subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
-        pytest.skip("running as root without a working setpriv: cannot make a folder unreadable")
-    return prefix
-
-
 def _cli(*args, cwd, prefix=()):
     return subprocess.run([*prefix, sys.executable, "-m", "domainlm", *args], capture_output=True, text=True, cwd=cwd)
 
 
-def test_unreadable_files_links_and_fifos_are_rejected_with_reasons(tmp_path):
+def test_unreadable_files_links_and_fifos_are_rejected_with_reasons(tmp_path, unreadable_file):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "good.txt").write_text(TEXT, encoding="utf-8")
     (docs / "records.jsonl").write_text(json.dumps({"text": OTHER}, ensure_ascii=False) + "\n", encoding="utf-8")
-    _unreadable_file(docs / "locked.txt")
-    _unreadable_file(docs / "locked.jsonl")
-    _unreadable_file(docs / "locked.csv")
+    unreadable_file(docs / "locked.txt")
+    unreadable_file(docs / "locked.jsonl")
+    unreadable_file(docs / "locked.csv")
     (docs / "dangling.md").symlink_to(tmp_path / "moved-away.md")
     os.mkfifo(docs / "pipe.txt")
     result = _cli("clean", str(docs), "--out", str(tmp_path / "out"), "--workers", "1", cwd=tmp_path)
@@ -67,8 +44,8 @@ def test_unreadable_files_links_and_fifos_are_rejected_with_reasons(tmp_path):
     assert manifest["inputs"][str(docs / "locked.txt")] == "error: Input/output error"
 
 
-def test_unreadable_subfolder_is_reported_not_skipped(tmp_path):
-    prefix = unprivileged()
+def test_unreadable_subfolder_is_reported_not_skipped(tmp_path, unprivileged):
+    prefix = unprivileged
     docs = tmp_path / "docs"
     (docs / "private").mkdir(parents=True)
     (docs / "good.txt").write_text(TEXT, encoding="utf-8")

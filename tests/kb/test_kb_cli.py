@@ -117,29 +117,17 @@ def test_map_reduce_summary_reads_every_part(tmp_path):
     assert extractive.mode == "extractive" and 1 <= len(extractive.sentences) <= 4
 
 
-def _unreadable_file(path):
-    """A file whose read fails for every user, root included (reading /proc/self/mem at offset 0 raises
-    EIO); chmod 000 would not do, root reads through it."""
-    import os
-
-    import pytest
-
-    if not os.path.exists("/proc/self/mem"):
-        pytest.skip("needs Linux /proc")
-    path.symlink_to("/proc/self/mem")
-
-
 RATE = "海港银行定期存款的年利率为1.75%，起存金额为50元，期限为三个月至五年。"
 LOAN = "个人住房贷款最长期限为三十年，首付比例不低于百分之二十。"
 
 
-def test_build_from_a_messy_folder_indexes_the_rest(tmp_path, capsys):
+def test_build_from_a_messy_folder_indexes_the_rest(tmp_path, capsys, unreadable_file):
     from domainlm.data.ingest import doc_id
 
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "rate.md").write_text(RATE, encoding="utf-8")
-    _unreadable_file(docs / "locked.txt")
+    unreadable_file(docs / "locked.txt")
     (docs / "records.jsonl").write_text(
         json.dumps({"id": "r1", "text": LOAN}, ensure_ascii=False) + "\n"
         + "{not json\n"
@@ -176,21 +164,12 @@ def test_build_from_a_messy_folder_indexes_the_rest(tmp_path, capsys):
     assert f"{tmp_path / 'kb-clean'}: {len(cleaned)} documents" in capsys.readouterr().err
 
 
-def test_build_reports_an_unreadable_subfolder(tmp_path):
+def test_build_reports_an_unreadable_subfolder(tmp_path, unprivileged):
     import os
     import subprocess
     import sys
 
-    import pytest
-
-    if os.geteuid() == 0:  # root lists anything; setpriv drops the capabilities that allow it
-        import shutil
-
-        prefix = [shutil.which("setpriv") or "setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
-        if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
-            pytest.skip("running as root without a working setpriv")
-    else:
-        prefix = []
+    prefix = unprivileged
     docs = tmp_path / "docs"
     (docs / "private").mkdir(parents=True)
     (docs / "rate.md").write_text(RATE, encoding="utf-8")
