@@ -43,6 +43,8 @@ def test_init_then_config_with_overrides(tmp_path, capsys, monkeypatch):
     out = captured.out
     assert "name: harbor" in out and "lr: 0.002" in out and "chunk_chars: 300" in out
     assert "synthesized tasks only" in captured.err  # the empty task folders are optional, and it says so
+    assert main(["config", "train.base=/no/such/model"]) == 2  # a model folder that is not there is named too
+    assert "problem: train.base: model spec '/no/such/model'" in capsys.readouterr().err
 
 
 def test_config_errors_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch):

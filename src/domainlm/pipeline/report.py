@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from domainlm.errors import DomainlmError
+from domainlm.evals.stats import FEW_ITEMS
 from domainlm.io import read_json, read_jsonl, sha256_text, write_json, write_text
 from domainlm.report import bar_plot, escape, html_page, scatter_plot, table
 from domainlm.workspace import MANIFEST_FILE, stage_run
@@ -93,10 +94,8 @@ def collect(ws) -> dict[str, Any]:
     return summary
 
 
-# Below these, a number is shown but flagged: a tiny model barely moves in fewer optimizer steps, and a
-# task's 95% interval over fewer items is wider than most differences between variants.
+# Below this, a number is shown but flagged: a tiny model barely moves in fewer optimizer steps.
 FEW_STEPS = 50
-FEW_ITEMS = 30
 MOSTLY_SILENT = 0.2  # share of empty or degenerate outputs that makes a variant's score suspect
 
 

@@ -12,7 +12,7 @@ import re
 
 import jieba.posseg as pseg
 
-from domainlm.synth.questions import is_pronoun
+from domainlm.synth.questions import balanced, is_pronoun
 
 _DIGITS = re.compile(r"[0-9０-９零〇一二两三四五六七八九十百千万亿]")
 _DATE_LIKE = re.compile(r"\d{4}年|\d{1,2}月|\d{1,2}[日号]|\b(1[5-9]|20)\d{2}\b|[零〇一二三四五六七八九十]+年|"
@@ -25,7 +25,6 @@ _ZH_KINDS = [("哪一年", "date"), ("哪年", "date"), ("何时", "date"), ("�
 _EN_KINDS = [("how many", "number"), ("how much", "number"), ("what year", "date"), ("when", "date"),
              ("who", "entity"), ("where", "entity"), ("which", "entity"), ("what", "any"), ("how", "any")]
 _PARTICLE_START = tuple("的了和与及或在于是而并且就也都，。、；：,.;:!?！？")
-_OPEN, _CLOSE = "（(“‘「『《【[", "）)”’」』》】]"
 
 
 def asked_kind(question: str, lang: str) -> str | None:
@@ -52,15 +51,6 @@ def answer_matches(kind: str, answer: str) -> bool:
     return True
 
 
-def _balanced(text: str) -> bool:
-    depth = 0
-    for ch in text:
-        depth += (ch in _OPEN) - (ch in _CLOSE)
-        if depth < 0:
-            return False
-    return depth == 0
-
-
 def check_pair(question: str, answer: str, passage: str, lang: str) -> list[str]:
     """Names of the checks this pair fails (empty when it passes)."""
     failed = []
@@ -71,7 +61,7 @@ def check_pair(question: str, answer: str, passage: str, lang: str) -> list[str]
         failed.append("answer starts or ends mid-clause")
     if len(answer) > 60:
         failed.append("answer too long for a short answer")
-    if len(question) < 6 or not question.endswith(("？", "?")) or not _balanced(question):
+    if len(question) < 6 or not question.endswith(("？", "?")) or not balanced(question):
         failed.append("not a complete question")
     elif question[0] in "，。、；：,.;:!?！？" or next(pseg.cut(question)).flag in ("uj", "ul", "c", "y"):
         failed.append("question starts mid-clause")

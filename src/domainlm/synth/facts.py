@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import jieba.posseg as pseg
 
+from domainlm.synth.questions import is_pronoun
+
 _NOUNS = ("n", "nr", "ns", "nt", "nz", "j", "eng", "vn", "nrt")
-_PRONOUN_CHARS = tuple("他她它我你您这那该此其本")
 
 # A sentence ends at 。！？ (and keeps a closing quote or bracket that follows: “…。”).
 _ZH_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]?[”’」』）)]*")
@@ -79,7 +80,7 @@ def find_facts(text: str, lang: str | None = None) -> list[Fact]:
 def _names_something(phrase: str) -> bool:
     """A Chinese noun phrase that stands alone: it ends in a noun and holds no pronoun."""
     tagged = [(w, f) for w, f in pseg.cut(phrase) if w.strip()]
-    if not tagged or any(f.startswith("r") and w[0] in _PRONOUN_CHARS for w, f in tagged):
+    if not tagged or any(is_pronoun(w, f) for w, f in tagged):
         return False
     # A bare adjective or verb ("常用", "最新") names nothing. A name of several words may end in any tag:
     # jieba does not know product names and tags their last character freely ("安居贷" → 安居/v 贷/v).

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from domainlm.errors import DomainlmError
+from domainlm.evals.stats import FEW_ITEMS
 from domainlm.io import sha256_text, write_json, write_jsonl, write_text
 from domainlm.prompts import render_prompt
 from domainlm.synth.checks import check_pair
@@ -42,8 +43,6 @@ QA_TASK, REFUSAL_TASK = "synth_knowledge_qa", "synth_unanswerable"
 READING_FILE = "synth_reading"  # chat rows for sft (train only): answer from the passages, not from memory
 # Category names match the sample domain's taxonomy, so one report groups them together.
 CATEGORY = {"zh": ("knowledge", "hallucination"), "en": ("knowledge", "hallucination")}
-# Below this many eval questions a score's 95% interval is wider than most differences worth reporting.
-FEW_ITEMS = 30
 
 TEACHER_PROMPT = {
     "zh": "根据下面的资料写出{n}个问答对。要求：问题是完整的问句，点明所问的对象（不要用“他”“该”“这”等代词），"

@@ -92,7 +92,8 @@ def _is_han(text: str) -> bool:
     return bool(text) and all("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
-def _balanced(text: str) -> bool:
+def balanced(text: str) -> bool:
+    """Brackets and quotes open and close in order (a cut sentence leaves one open)."""
     depth = 0
     for ch in text:
         if ch in _OPEN:
@@ -142,7 +143,7 @@ def sentence_problem(sentence: str, tokens: list[_Token]) -> str | None:
         return "conditional, not a fact"
     if not any(t.flag.startswith("v") for t in tokens):
         return "no verb"
-    if not _balanced(body):
+    if not balanced(body):
         return "unbalanced brackets or quotes"
     return None
 
