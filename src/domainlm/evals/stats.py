@@ -14,10 +14,10 @@ import numpy as np
 # Per task: (additive counts of its items, shape (items, k); summed counts → the task's main score).
 TaskCounts = dict[str, tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 
-N_RESAMPLES = 100
+N_RESAMPLES = 1000
 # Below this many items a task's 95% interval is wider than most differences worth reporting: synth and
 # the line report warn about it.
-FEW_ITEMS = 300
+FEW_ITEMS = 30
 
 
 def resample_indices(n: int, seed: int = 0, n_resamples: int = N_RESAMPLES) -> np.ndarray:
