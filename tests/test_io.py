@@ -55,3 +55,18 @@ def test_atomic_write_gives_normal_file_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_symlinked_folders_are_followed_and_a_loop_is_reported(tmp_path):
+    from domainlm.io import expand_inputs
+
+    src = tmp_path / "in"
+    (src / "real").mkdir(parents=True)
+    (src / "real" / "a.txt").write_text("one")
+    (src / "link").symlink_to(src / "real")
+    (src / "real" / "up").symlink_to(src)  # points back at a folder that contains it
+    (src / ".hidden").mkdir()
+    (src / ".hidden" / "x.txt").write_text("not a document")
+    problems = []
+    assert expand_inputs([src], problems) == [src / "link" / "a.txt", src / "real" / "a.txt"]
+    assert [(p.name, r) for p, r in problems] == [("up", "symlink loop (points to a folder that contains it)")] * 2

