@@ -103,7 +103,8 @@ def main() -> None:
     import jieba
     from rank_bm25 import BM25Okapi
 
-    from domainlm.kb.index import KBConfig, _Generation, _write_generation, build_kb, index_text, open_kb
+    from domainlm.kb import KBConfig, build_kb, open_kb
+    from domainlm.kb.store import _Generation, _write_generation, index_text
     from domainlm.kb.text import Tokenizer, split_sentences
 
     jieba.setLogLevel(60)

@@ -23,8 +23,9 @@ from dataclasses import dataclass, replace
 from pydantic import BaseModel, Field
 
 from domainlm.errors import DomainlmError
-from domainlm.kb.index import Hit, KnowledgeBase
+from domainlm.kb.search import Hit, KnowledgeBase
 from domainlm.kb.text import language, normalize, split_sentences
+from domainlm.models import load_model
 from domainlm.prompts import REFUSAL
 
 _CITE = re.compile(r"\s*[\[［【](\d{1,2})[\]］】]")
@@ -138,8 +139,7 @@ def _is_statement(sentence: str) -> bool:
 def _words_end(tokenizer, text: str) -> set[int]:
     """Offsets where a jieba word of ``text`` ends (precise mode, HMM off, like the index)."""
     ends, pos = set(), 0
-    # The KB's own jieba (with its domain terms); Tokenizer has no public precise-mode cut.
-    for word in tokenizer._jieba.cut(text, HMM=False):
+    for word in tokenizer.words(text):  # the KB's own dictionary, with its domain terms
         pos += len(word)
         ends.add(pos)
     return ends
@@ -310,8 +310,6 @@ def answer(
         # A definition is one sentence: a second one picked by shared terms is about something else.
         return _extractive(question, lang, candidates, confidence, 1 if candidates[0].defines else max_sentences)
     if isinstance(model, str):
-        from domainlm.models import load_model
-
         model = load_model(model)
     return _generative(kb, question, lang, hits, model, confidence, min_support, max_new_tokens)
 

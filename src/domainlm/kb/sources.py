@@ -6,24 +6,32 @@ reader here, because the knowledge base needs headings and tables in place.
 
 from __future__ import annotations
 
+import json
+import logging
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from domainlm.data import Rejected, decode_bytes, doc_id, named_inputs, read_html, read_pdf
 from domainlm.errors import DomainlmError
 
 RAW_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".html", ".htm", ".docx", ".pdf"}
 
 
 @dataclass
-class Rejected:
+class Unreadable:
+    """An input the knowledge base could not read (a file, a folder, a JSONL line ``file:line``) and why.
+
+    Collected, not raised: one bad input never stops a build (see :func:`iter_documents`). Not to be
+    confused with :class:`domainlm.data.Rejected`, the exception the ingest readers raise.
+    """
+
     source: str
     reason: str
 
 
 def _read_docx(path: Path) -> str:
-    import zipfile
-
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
@@ -65,10 +73,6 @@ def read_file(path: str | Path) -> str:
     Encodings, HTML main text and PDF text come from the clean stage's ingest readers; .docx is read
     here so that headings and tables stay where they are (the chunker keeps sections and tables whole).
     """
-    import logging
-
-    from domainlm.data.ingest import Rejected, decode_bytes, read_html, read_pdf
-
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # a damaged PDF is reported once, as a rejection
     path = Path(path)
     suffix = path.suffix.lower()
@@ -91,7 +95,8 @@ def read_file(path: str | Path) -> str:
     return text
 
 
-def _title(text: str) -> str:
+def title_of(text: str) -> str:
+    """A raw document's title: its first non-blank line without markdown heading marks, at most 80 characters."""
     for line in text.splitlines():
         line = line.strip().lstrip("#").strip()
         if line:
@@ -99,17 +104,16 @@ def _title(text: str) -> str:
     return ""
 
 
-def iter_documents(inputs: list[str | Path], rejected: list[Rejected] | None = None) -> Iterator[dict]:
+def iter_documents(inputs: list[str | Path], rejected: list[Unreadable] | None = None) -> Iterator[dict]:
     """Documents ``{"id","text","source","meta"}`` from JSONL files and raw files (folders expanded).
 
     Nothing in the inputs stops the run: an unreadable file or folder, a broken symlink, a JSONL line that
-    is not a JSON object with a non-empty ``text`` is appended to ``rejected`` (when given) with the reason.
+    is not a JSON object with a non-empty ``text`` is appended to ``rejected`` (when given) as an
+    :class:`Unreadable` with the reason.
     A JSONL record without an ``id`` gets the id the clean stage would give it (from its file and line),
     so raw JSONL and the clean stage's output are read alike. Raw files are named by their file name
     without extension (the path relative to the folder when two files share a stem).
     """
-    from domainlm.data.ingest import named_inputs
-
     entries = list(named_inputs(inputs))
     stems = [p.stem for p, _, problem in entries if problem is None and p.suffix.lower() in RAW_SUFFIXES]
     for path, source, problem in entries:
@@ -125,23 +129,19 @@ def iter_documents(inputs: list[str | Path], rejected: list[Rejected] | None = N
                 _reject(rejected, str(path), str(exc).removeprefix(f"{path}: "))
                 continue
             doc_id = path.stem if stems.count(path.stem) == 1 else path.with_suffix("").as_posix()
-            yield {"id": doc_id, "text": text, "source": str(path), "meta": {"title": _title(text)}}
+            yield {"id": doc_id, "text": text, "source": str(path), "meta": {"title": title_of(text)}}
         else:
             _reject(rejected, str(path), f"unsupported file type '{suffix}'")
 
 
-def _reject(rejected: list[Rejected] | None, source: str, reason: str) -> None:
+def _reject(rejected: list[Unreadable] | None, source: str, reason: str) -> None:
     if rejected is not None:
-        rejected.append(Rejected(source, reason))
+        rejected.append(Unreadable(source, reason))
 
 
-def _jsonl_documents(path: Path, source: str, rejected: list[Rejected] | None) -> Iterator[dict]:
+def _jsonl_documents(path: Path, source: str, rejected: list[Unreadable] | None) -> Iterator[dict]:
     """The documents of one JSONL file; each bad line is rejected as ``file:line`` with the reason, and
     the other lines are still read (one broken line never costs the whole file)."""
-    import json
-
-    from domainlm.data.ingest import doc_id
-
     line_no = 0
     try:
         with path.open("rb") as handle:

@@ -127,6 +127,15 @@ class Tokenizer:
                 out.append(token)
         return out
 
+    def words(self, text: str) -> list[str]:
+        """jieba's precise-mode words of ``text`` as given (no normalisation, HMM off like :meth:`tokens`),
+        so their lengths add up to ``len(text)``: for finding where words end."""
+        return list(self._jieba.cut(text, HMM=False))
+
+    def known_words(self) -> set[str]:
+        """Every word of the dictionary (jieba's base one plus added terms). jieba also stores each word's
+        prefixes with frequency 0; those are not words and are left out."""
+        return {word for word, freq in self._jieba.FREQ.items() if freq}
 
     def unknown_runs(self, text: str) -> list[str]:
         """Runs of two or more Chinese characters that jieba cannot group into words ("智选" in
