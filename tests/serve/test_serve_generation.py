@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from domainlm.serve.generation import extract_json, parse_tool_calls, stop_stream
+from domainlm.parsing import json_text as extract_json
+from domainlm.parsing import parse_tool_calls
+from domainlm.serve.generation import stop_stream
 
 
 def test_tool_calls_are_parsed_and_bad_blocks_stay_text():

@@ -7,17 +7,19 @@ case it exists for. It is measured against the labelled adversarial set in
 ``tests/evals/data/adversarial_extraction.jsonl``.
 
 Every function returns ``None`` when the output cannot be parsed; the scorers count that as
-"unparseable" (and as wrong).
+"unparseable" (and as wrong). JSON and tool calls are read by ``domainlm.parsing``, the parser the
+server answers with, so the eval measures what a served model's clients get.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
-from typing import Any
 
 from domainlm.evals.normalize import normalize_text
+
+# extract_tool_call is not used here: the scorers read it from this module with the other extractors.
+from domainlm.parsing import extract_json, extract_tool_call  # noqa: F401
 from domainlm.prompts import LETTERS
 
 # ----------------------------------------------------------------------------------------------
@@ -331,53 +333,8 @@ def is_refusal(output: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# JSON, tool calls, entities, labels
+# Entities, labels (JSON and tool calls: domainlm.parsing, shared with the server)
 # ----------------------------------------------------------------------------------------------
-
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
-
-
-def extract_json(output: str) -> Any:
-    """The first JSON object or array in the output (fenced ```json blocks first), or None."""
-    if not output:
-        return None
-    decoder = json.JSONDecoder()
-    candidates = [m.group(1) for m in _FENCE.finditer(output)] + [output]
-    for text in candidates:
-        text = text.strip()
-        for i, ch in enumerate(text):
-            if ch not in "{[":
-                continue
-            try:
-                value, _ = decoder.raw_decode(text, i)
-            except json.JSONDecodeError:
-                continue
-            return value
-    return None
-
-
-def extract_tool_call(output: str) -> dict | None:
-    """``{"name", "arguments"}`` from OpenAI-style, Qwen ``<tool_call>`` or plain JSON output."""
-    value = extract_json(output)
-    if isinstance(value, list) and value:
-        value = value[0]
-    if not isinstance(value, dict):
-        return None
-    if isinstance(value.get("tool_calls"), list) and value["tool_calls"]:
-        value = value["tool_calls"][0]
-    if isinstance(value.get("function"), dict):
-        value = value["function"]
-    name = value.get("name")
-    if not isinstance(name, str):
-        return None
-    arguments = value.get("arguments", value.get("parameters", {}))
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError:
-            return {"name": name, "arguments": None}
-    return {"name": name, "arguments": arguments if isinstance(arguments, dict) else None}
-
 
 _ENTITY_LINE = re.compile(r"^\s*[-*]?\s*([^:：\n]{1,20})\s*[:：]\s*(.+?)\s*$", re.MULTILINE)
 

@@ -7,30 +7,33 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from domainlm.config import find_config, validate
+from domainlm.serve.config import ServeConfig
+from domainlm.serve.flywheel import FlywheelConfig, init_registry, rollback, run_flywheel
+from domainlm.serve.server import ServeOptions, run_server
+from domainlm.workspace import load_workspace, workspace_config_or_defaults
+
 console = Console(stderr=True)
 
 
-def _serve_section(config: Path | None, overrides: list[str]):
-    from domainlm.workspace import ServeSection, find_config, load_config
+def _serve_section(config: Path | None, overrides: list[str]) -> ServeConfig:
+    return workspace_config_or_defaults(config, overrides).serve
 
+
+def _options(**values) -> ServeOptions:
+    return validate(ServeOptions, {k: v for k, v in values.items() if v is not None}, "serve")
+
+
+def line_model_and_kb(config: Path | None, overrides: list[str]) -> tuple[str | None, str | None]:
+    """The model and knowledge base the workspace's line made (tuned model, kb), found by name through its
+    layout, so ``domainlm serve`` in a built workspace needs no paths. (None, None) outside a workspace."""
     path = config or find_config()
-    if path is None and not overrides:
-        return ServeSection()
-    return load_config(path, overrides).serve
-
-
-def _options(**values):
-    from pydantic import ValidationError
-
-    from domainlm.errors import DomainlmError
-    from domainlm.serve.server import ServeOptions
-
-    try:
-        return ServeOptions(**{k: v for k, v in values.items() if v is not None})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise DomainlmError(f"serve: {where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}") from None
+    if path is None:
+        return None, None
+    ws = load_workspace(path, overrides)
+    model = ws.tuned_model() if ws.config.train.stages and ws.trained_stages() else None
+    kb = ws.layout.kb if (ws.layout.kb / "kb.json").is_file() else None
+    return (str(model) if model else None), (str(kb) if kb else None)
 
 
 def register(app: typer.Typer) -> None:
@@ -53,10 +56,13 @@ def register(app: typer.Typer) -> None:
         max_body_bytes: int = typer.Option(None, "--max-body-bytes", help="Largest request body (default 1 MiB)."),
         config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
     ) -> None:
-        """Serve a model: OpenAI-compatible API, chat page at /, feedback store, plugins, metrics."""
-        from domainlm.serve.server import run_server
+        """Serve a model: OpenAI-compatible API, chat page at /, feedback store, plugins, metrics.
 
+        In a built workspace, with no --model/--edge/--cloud, the line's tuned model and knowledge base are served."""
         section = _serve_section(config, args or [])
+        if model is None and edge is None and cloud is None:
+            model, line_kb = line_model_and_kb(config, args or [])
+            kb = kb or (Path(line_kb) if line_kb else None)
         options = _options(
             model=model, kb=str(kb) if kb else None, kb_reader=kb_reader, host=host or section.host,
             port=port or section.port, db=db or section.db, api_keys=list(api_key or []) or None,
@@ -116,11 +122,6 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(None, "-c", "--config"),
     ) -> None:
         """Feedback → train from the serving model → gate → promote only if better (previous kept for rollback)."""
-        from pydantic import ValidationError
-
-        from domainlm.errors import DomainlmError
-        from domainlm.serve.flywheel import FlywheelConfig, init_registry, rollback, run_flywheel
-
         if do_rollback:
             state = rollback(registry)
             console.print(f"{registry}: serving {state['current']} again")
@@ -130,11 +131,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"{registry}: v0001 = {init_model}")
             if not gate:
                 return
-        try:
-            cfg = FlywheelConfig(registry=str(registry), db=db or _serve_section(config, []).db, gate=list(gate or []),
-                                 stage=stage, max_steps=max_steps, lr=lr, method=method, min_gain=min_gain,
-                                 min_rows=min_rows)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise DomainlmError(f"flywheel: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        cfg = validate(FlywheelConfig, dict(registry=str(registry), db=db or _serve_section(config, []).db,
+                                            gate=list(gate or []), stage=stage, max_steps=max_steps, lr=lr,
+                                            method=method, min_gain=min_gain, min_rows=min_rows), "flywheel")
         run_flywheel(cfg, console=console)

@@ -22,27 +22,41 @@ import shutil
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from domainlm.errors import DomainlmError
+from domainlm.evals import score
 from domainlm.io import dumps, read_json, write_json
+from domainlm.manifest import stage_run
+from domainlm.models import resolve_hf_dir
+from domainlm.serve.export import export_feedback
+from domainlm.serve.store import FeedbackStore
+from domainlm.train import TrainConfig, train
 
 
-class FlywheelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FlywheelConfig(TrainConfig):
+    """One turn of the flywheel: the registry, the feedback store, the gate, and how the candidate is trained.
+
+    It *is* a :class:`~domainlm.train.TrainConfig` (batch size, sequence length, seed … mean what they mean
+    for ``domainlm train``). Only what differs for a turn is set here: the stages feedback can feed, and
+    defaults for a handful of rows — a short fixed run at a higher rate, no warm-up, nothing held out."""
 
     registry: str = Field(description="Model registry folder.")
     db: str = Field("sqlite:///artifacts/feedback.db", description="Feedback store URL.")
     gate: list[str] = Field(min_length=1, description="Gate suites (task folders/files) both models are scored on.")
-    stage: str = Field("sft", pattern="^(sft|dpo|kto)$", description="sft (corrections) | dpo (pairs) | kto (thumbs)")
     min_rows: int = Field(1, ge=1, description="Fewer new training rows than this: skip the run.")
     min_gain: float = Field(0.0, ge=0, description="Promote only when candidate score > current + min_gain.")
+    # narrower than TrainConfig's: feedback has no raw documents (cpt), and a turn runs where serving does (no qlora)
+    stage: str = Field("sft", pattern="^(sft|dpo|kto)$", description="sft (corrections) | dpo (pairs) | kto (thumbs)")
     method: str = Field("full", pattern="^(full|lora)$")
     max_steps: int = Field(30, ge=1)
     lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(8, ge=1)
-    seq_len: int = Field(512, ge=16)
-    seed: int = 0
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    eval_fraction: float = Field(0.0, ge=0, lt=1)
+
+    def train_config(self) -> TrainConfig:
+        """The candidate's training settings: this config without the flywheel's own keys."""
+        return TrainConfig.model_validate(self.model_dump(include=set(TrainConfig.model_fields)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -78,8 +92,6 @@ def _log(registry: Path, record: dict) -> None:
 
 def init_registry(registry: str | Path, model: str) -> dict:
     """A registry whose v0001 is a copy of ``model`` (an HF folder or ``tiny``)."""
-    from domainlm.models import resolve_hf_dir
-
     registry = Path(registry)
     if _registry_file(registry).exists():
         raise DomainlmError(f"{registry}: already a model registry")
@@ -113,19 +125,14 @@ def rollback(registry: str | Path) -> dict:
 # One turn of the flywheel
 # ---------------------------------------------------------------------------------------------------
 def _gate_score(model_dir: Path, gate: list[str], out: Path) -> dict:
-    from domainlm.evals.pipeline import EvalConfig, evaluate
-
-    results = evaluate(EvalConfig(model=str(model_dir), suites=gate), out, force=True)
-    return {"score": results["overall"]["score"], "n": results["overall"]["n"]}
+    """The model's score on the gate; its predictions, results and report are kept in ``out`` for review."""
+    scores = score(str(model_dir), gate, label=out.name, show_progress=True)
+    scores.write(out)
+    return {"score": scores.score, "n": scores.n}
 
 
 def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
     """One turn; returns the decision record (also written to the run folder and flywheel.jsonl)."""
-    from domainlm.serve.export import export_feedback
-    from domainlm.serve.store import FeedbackStore
-    from domainlm.train import TrainConfig, train
-    from domainlm.workspace import stage_run
-
     say = console.print if console is not None else (lambda *a, **k: None)
     registry = Path(cfg.registry).resolve()
     state = read_registry(registry)
@@ -148,13 +155,11 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
             if exported["rows"] < cfg.min_rows:
                 decision.update(decision="skipped", reason=f"{exported['rows']} new rows < min_rows {cfg.min_rows}")
             else:
-                train_cfg = TrainConfig(stage=cfg.stage, method=cfg.method, max_steps=cfg.max_steps, lr=cfg.lr,
-                                        batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=cfg.seed,
-                                        warmup_ratio=0.0, eval_fraction=0.0)
-                metrics = train(str(current_dir), [run_dir / "feedback.jsonl"], run_dir / "model", train_cfg, console=console)
+                trained = train(str(current_dir), [run_dir / "feedback.jsonl"], run_dir / "model", cfg.train_config(),
+                                console=console)
                 run.outputs.append("model")
                 _log(registry, {"run": run_dir.name, "step": "train", "base": current,
-                                "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}})
+                                "metrics": {k: v for k, v in trained.metrics.items() if isinstance(v, (int, float, str))}})
                 cur = _gate_score(current_dir, cfg.gate, run_dir / "eval-current")
                 cand = _gate_score(run_dir / "model", cfg.gate, run_dir / "eval-candidate")
                 _log(registry, {"run": run_dir.name, "step": "gate", "current": cur, "candidate": cand})

@@ -1,7 +1,8 @@
-"""One served model: whole and streamed chat completions, tool-call and JSON parsing, token counts.
+"""One served model: whole and streamed chat completions, stop strings across stream deltas, token counts.
 
 The model is any backend from ``domainlm.models.load_model`` (transformers, llama.cpp, vLLM, an OpenAI-
-compatible upstream), so the chat template is the model's own, the same one training used.
+compatible upstream), so the chat template is the model's own, the same one training used. Reading tool
+calls and JSON out of the answers is ``domainlm.parsing``'s job, shared with the eval.
 In-process backends run on one long-lived generation thread per model: requests queue for it. Torch work
 spread over many request threads is much slower (each calling thread gets its own OpenMP team, and the
 teams fight over the cores: measured 10x slower on a 16-core box), and a CPU box gains nothing from
@@ -16,14 +17,11 @@ import json
 import os
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from domainlm.errors import DomainlmError
-
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
 @dataclass
@@ -36,82 +34,6 @@ class GenParams:
     stop: list[str] | None = None
 
 
-@dataclass
-class ParsedOutput:
-    content: str | None
-    tool_calls: list[dict] = field(default_factory=list)
-
-    @property
-    def finish_reason(self) -> str:
-        return "tool_calls" if self.tool_calls else "stop"
-
-
-def parse_tool_calls(text: str) -> ParsedOutput:
-    """Split a ChatML model's output into text and ``<tool_call>{"name", "arguments"}</tool_call>`` calls.
-
-    A block that is not a JSON object with a string ``name`` stays in the text: the client sees exactly
-    what the model wrote rather than a call the model never made.
-    """
-    calls: list[dict] = []
-    kept: list[str] = []
-    last = 0
-    decoder = json.JSONDecoder()
-    for m in _TOOL_CALL.finditer(text):
-        try:
-            # raw_decode: the object may be followed by a closing tag cut short by max_tokens ("</tool_").
-            obj, _ = decoder.raw_decode(m.group(1))
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-            continue
-        args = obj.get("arguments", {})
-        kept.append(text[last : m.start()])
-        last = m.end()
-        calls.append({
-            "id": f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": obj["name"], "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)},
-        })
-    kept.append(text[last:])
-    content = "".join(kept).strip()
-    return ParsedOutput(content=content or (None if calls else ""), tool_calls=calls)
-
-
-def extract_json(text: str) -> str | None:
-    """The JSON value in ``text``: the whole text, or the first balanced object/array inside it."""
-    stripped = text.strip()
-    if stripped.startswith("```"):
-        stripped = re.sub(r"^```(?:json)?\s*|\s*```$", "", stripped)
-    try:
-        json.loads(stripped)
-        return stripped
-    except json.JSONDecodeError:
-        pass
-    decoder = json.JSONDecoder()
-    for i, ch in enumerate(stripped):
-        if ch in "{[":
-            try:
-                value, end = decoder.raw_decode(stripped[i:])
-            except json.JSONDecodeError:
-                continue
-            return json.dumps(value, ensure_ascii=False)
-    return None
-
-
-def check_schema(text: str, response_format: dict) -> str | None:
-    """An error message when ``text`` breaks the response_format's JSON schema, else None."""
-    schema = (response_format.get("json_schema") or {}).get("schema")
-    if not schema:
-        return None
-    import jsonschema
-
-    try:
-        jsonschema.validate(json.loads(text), schema)
-    except jsonschema.ValidationError as exc:
-        return exc.message
-    return None
-
-
 class ServedModel:
     """A loaded model under a public name; local models run every call on their own generation thread."""
 
@@ -121,6 +43,12 @@ class ServedModel:
         self.remote = (getattr(model, "info", None) or {}).get("backend") == "openai"
         # Upstream servers batch concurrent requests themselves: they are called from the request threads.
         self._worker = None if self.remote else ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{name}")
+
+    @property
+    def backend(self):
+        """The loaded ``domainlm.models`` model, for callers that drive it themselves (the KB's model reader
+        takes it as ``model=``); call them through :meth:`run` so they stay on the generation thread."""
+        return self.model
 
     def run(self, fn: Callable, *args, **kwargs):
         """Call ``fn`` on the generation thread (inline for an upstream) and return its result."""
@@ -145,7 +73,7 @@ class ServedModel:
 
     # -- whole answers ---------------------------------------------------------------------------
     def complete(self, messages: list[dict], params: GenParams) -> str:
-        from domainlm.models.base import cut_at_stop
+        from domainlm.models import cut_at_stop
 
         text = self.run(
             self.model.chat,

@@ -82,7 +82,7 @@ def chatfile_run(filename: str, data: bytes, question: str | None, model=None) -
     """Summarise an uploaded document, or answer ``question`` from it with citations."""
     import tempfile
 
-    from domainlm.kb.chatfile import ask_file, summarize_file
+    from domainlm.kb import ask_file, summarize_file
 
     suffix = Path(filename).suffix.lower()
     if suffix not in CHATFILE_SUFFIXES:

@@ -49,17 +49,17 @@ class Decision:
 
 
 def contains_pii(messages: list[dict]) -> bool:
-    from domainlm.data.pii import find_pii
+    from domainlm.data import find_pii
 
     return any(isinstance(m.get("content"), str) and find_pii(m["content"]) for m in messages)
 
 
 def answer_confidence(model: ServedModel, messages: list[dict], answer: str, tools: list[dict] | None) -> float | None:
     """Geometric-mean token probability of ``answer`` under ``model`` (None without log-probs)."""
-    if not getattr(model.model, "supports_logprobs", False) or not answer:
+    if not getattr(model.backend, "supports_logprobs", False) or not answer:
         return None
     prompt = model.prompt_text(messages, tools)
-    total = model.run(model.model.loglikelihood, [(prompt, answer)])[0]
+    total = model.run(model.backend.loglikelihood, [(prompt, answer)])[0]
     return math.exp(total / max(1, model.count_tokens(answer)))
 
 

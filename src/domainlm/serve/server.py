@@ -57,8 +57,8 @@ def resolve_keys(options: ServeOptions):
 
 def build_state(options: ServeOptions, keys=None):
     """Load models, knowledge base and store into a :class:`ServeState` (the app's dependencies)."""
-    from domainlm.serve.app import ServeState
     from domainlm.serve.generation import load_served_model
+    from domainlm.serve.state import ServeState
     from domainlm.serve.store import FeedbackStore
 
     if keys is None:
@@ -90,7 +90,8 @@ def build_state(options: ServeOptions, keys=None):
 
 
 def make_asgi(state):
-    from domainlm.serve.app import BodyLimit, create_app
+    from domainlm.serve.app import create_app
+    from domainlm.serve.asgi import BodyLimit
 
     return BodyLimit(create_app(state), state.max_body_bytes)
 

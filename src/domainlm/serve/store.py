@@ -298,6 +298,3 @@ class FeedbackStore:
     def close(self) -> None:
         self.engine.dispose()
 
-
-def open_store(url: str) -> FeedbackStore:
-    return FeedbackStore(url)

@@ -1,0 +1,239 @@
+"""Answering one chat turn: routing, the plugin loop, the knowledge-base reader, token accounting, storage.
+
+:func:`answer_pieces` is the one place an answer is made. It yields the answer's text in pieces and
+returns the whole :class:`Answer` when it is done; the streaming route turns the pieces into SSE chunks,
+the non-streaming route drains it with :func:`complete`. So routing and token counts are the same
+whichever way a client asks.
+
+Plain answers stream token by token. An answer with tools, a ``response_format`` or the knowledge base is
+made whole first and then sent in small pieces: tool calls must be parsed and JSON checked before the
+client sees any of it, and the KB reader answers at once. This all runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+
+from domainlm.parsing import ParsedOutput, decode_arguments, json_text, parse_tool_calls
+from domainlm.serve.asgi import ApiError
+from domainlm.serve.generation import GenParams, ServedModel, stop_stream
+from domainlm.serve.plugins import PLUGIN_TOOLS, kb_answer, run_plugin_tool
+from domainlm.serve.router import Decision
+from domainlm.serve.state import ServeState
+
+MAX_PLUGIN_ROUNDS = 3
+
+
+@dataclass
+class Turn:
+    """One chat completion to answer, as the route checked and translated it."""
+
+    messages: list[dict]  # the conversation in chat-template form
+    params: GenParams
+    kb: bool  # answer from the knowledge base's reader instead of the model
+    client_tools: set[str]  # tools the client offered: a call to one goes back to the client, never run here
+    record: dict  # the request as stored with the response
+
+
+@dataclass
+class Answer:
+    content: str | None  # None when the answer is tool calls only
+    usage: dict  # prompt_tokens, completion_tokens, total_tokens
+    tool_calls: list[dict] = field(default_factory=list)  # OpenAI's shape, for the client to run
+    citations: list[dict] | None = None  # knowledge-base answers only
+    route: dict | None = None  # routed answers only: target, model, reason, confidence
+    plugin_calls: list[dict] = field(default_factory=list)  # plugin tools the server ran on the way
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
+
+    @property
+    def stored_text(self) -> str:
+        """The answer as the feedback store keeps it: the text, then any tool calls as JSON."""
+        if not self.tool_calls:
+            return self.content or ""
+        return (self.content or "") + json.dumps([c["function"] for c in self.tool_calls], ensure_ascii=False)
+
+
+def last_user_text(messages: list[dict]) -> str:
+    for m in reversed(messages):
+        if m["role"] == "user" and m["content"].strip():
+            return m["content"]
+    raise ApiError(400, "messages: no user message to answer", "invalid_messages", "messages")
+
+
+def text_pieces(text: str, size: int = 16) -> Iterator[str]:
+    """An answer that exists already (KB reader, tool calls, checked JSON) streams in small pieces."""
+    for i in range(0, len(text), size):
+        yield text[i : i + size]
+
+
+def answer_pieces(state: ServeState, turn: Turn, stream: bool) -> Generator[str, None, Answer]:
+    """The answer's text in pieces; its return value (``StopIteration.value``) is the whole :class:`Answer`.
+
+    ``stream`` False: the model is asked for a whole answer (the non-streaming route only wants the return
+    value). Raises :class:`ApiError` when the answer breaks the ``response_format``.
+    """
+    params = turn.params
+    whole = not stream or turn.kb or params.tools or params.response_format is not None
+    parsed: ParsedOutput | None = None
+    citations, plugin_calls = None, []
+    state.metrics.in_flight.inc()
+    try:
+        if turn.kb:
+            model, decision = state.model, None
+            text, citations = _read_kb(state, turn)
+        else:
+            model, decision = _route(state, turn)
+            if whole:
+                text, parsed, plugin_calls = _complete_with_plugins(state, model, decision, turn)
+            else:
+                parts: list[str] = []
+                for piece in _deltas(model, decision, turn):
+                    parts.append(piece)
+                    yield piece
+                text = "".join(parts).rstrip()
+        # Counted before the JSON check below: a refused answer still cost its tokens.
+        usage = _usage(state, model, turn, text, decision)
+        extras = dict(citations=citations, route=_route_json(decision, model), plugin_calls=plugin_calls)
+        if parsed is not None and parsed.tool_calls:
+            answer = Answer(parsed.content, usage, tool_calls=parsed.tool_calls, **extras)
+        else:
+            # The KB reader's answer is prose whatever the request asked for: no JSON check.
+            answer = Answer(text if turn.kb else _check_json(text, params.response_format), usage, **extras)
+    finally:
+        state.metrics.in_flight.dec()
+    if whole:
+        yield from text_pieces(answer.content or "")
+    return answer
+
+
+def complete(state: ServeState, turn: Turn) -> Answer:
+    """The whole answer, for the non-streaming route."""
+    pieces = answer_pieces(state, turn, stream=False)
+    while True:
+        try:
+            next(pieces)
+        except StopIteration as done:
+            return done.value
+
+
+def store_answer(state: ServeState, response_id: str, turn: Turn, answer: Answer, user: str) -> None:
+    """Keep the exchange under its response id, so feedback can refer to it."""
+    record = {**turn.record, "plugin_calls": answer.plugin_calls} if answer.plugin_calls else turn.record
+    state.store.add_response(model=state.name, request=record, response=answer.stored_text, user=user,
+                             response_id=response_id)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The steps
+# ---------------------------------------------------------------------------------------------------
+def _route(state: ServeState, turn: Turn) -> tuple[ServedModel, Decision | None]:
+    if state.router is None:
+        return state.model, None
+    decision = state.router.decide(turn.messages, turn.params)
+    state.metrics.route.labels(decision.target, decision.reason).inc()
+    return state.router.model_for(decision), decision
+
+
+def _edge_answer(decision: Decision | None) -> str | None:
+    """The edge's answer when the router already generated it while deciding and the edge is to answer."""
+    if decision is not None and decision.target == "edge":
+        return decision.edge_answer
+    return None
+
+
+def _deltas(model: ServedModel, decision: Decision | None, turn: Turn) -> Iterator[str]:
+    ready = _edge_answer(decision)
+    if ready is not None:
+        return text_pieces(ready)
+    return stop_stream(model.stream(turn.messages, turn.params), turn.params.stop)
+
+
+def _complete_with_plugins(state: ServeState, model: ServedModel, decision: Decision | None,
+                           turn: Turn) -> tuple[str, ParsedOutput | None, list[dict]]:
+    """The model's whole answer, its tool calls, and the plugin tools run for it on the way.
+
+    When the model calls a plugin tool (and the client did not offer a tool of that name), the server runs
+    it and lets the model continue with the result, up to ``MAX_PLUGIN_ROUNDS`` times.
+    """
+    conversation = list(turn.messages)
+    plugin_log: list[dict] = []
+    for round_ in range(MAX_PLUGIN_ROUNDS + 1):
+        ready = _edge_answer(decision) if round_ == 0 else None
+        text = ready if ready is not None else model.complete(conversation, turn.params)
+        parsed = parse_tool_calls(text) if turn.params.tools else None
+        plugin_calls = [c for c in (parsed.tool_calls if parsed else []) if c["function"]["name"] in PLUGIN_TOOLS
+                        and c["function"]["name"] not in turn.client_tools]
+        if not plugin_calls or round_ == MAX_PLUGIN_ROUNDS:
+            break
+        conversation.append({"role": "assistant", "content": parsed.content or "",
+                             "tool_calls": [{**c, "function": {**c["function"], "arguments": decode_arguments(c["function"]["arguments"])}}
+                                            for c in plugin_calls]})
+        for call in plugin_calls:
+            name, arguments = call["function"]["name"], call["function"]["arguments"]
+            output = run_plugin_tool(name, arguments, state.kb)
+            state.metrics.plugin_calls.labels(name).inc()
+            plugin_log.append({"name": name, "arguments": arguments, "result": output})
+            conversation.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+    return text, parsed, plugin_log
+
+
+def _read_kb(state: ServeState, turn: Turn) -> tuple[str, list[dict]]:
+    """The knowledge base's grounded answer and its citations (read by the model, or extractively)."""
+    question = last_user_text(turn.messages)
+    if state.kb_reader == "model":
+        result = state.model.run(kb_answer, state.kb, question, model=state.model.backend)
+    else:
+        result = kb_answer(state.kb, question, model=None)
+    return result["answer"], result["citations"]
+
+
+def _usage(state: ServeState, model: ServedModel, turn: Turn, text: str, decision: Decision | None) -> dict:
+    """Usage counts and metrics for one answer, and the router's savings when the edge answered."""
+    prompt_tokens = model.count_tokens(model.prompt_text(turn.messages, turn.params.tools))
+    completion_tokens = model.count_tokens(text)
+    state.metrics.prompt_tokens.labels(model.name).inc(prompt_tokens)
+    state.metrics.completion_tokens.labels(model.name).inc(completion_tokens)
+    if decision is not None and decision.target == "edge":
+        state.metrics.cloud_tokens_saved.inc(prompt_tokens + completion_tokens)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def _route_json(decision: Decision | None, model: ServedModel) -> dict | None:
+    if decision is None:
+        return None
+    return {"target": decision.target, "model": model.name, "reason": decision.reason, "confidence": decision.confidence}
+
+
+def _check_json(text: str, response_format: dict | None) -> str:
+    """Honour response_format: the answer must be JSON (and match the schema when one is given)."""
+    if response_format is None:
+        return text
+    found = json_text(text)
+    if found is None:
+        raise ApiError(502, "the model's answer is not valid JSON although response_format asked for JSON",
+                       "invalid_model_output", "response_format")
+    problem = _schema_problem(found, response_format)
+    if problem:
+        raise ApiError(502, f"the model's JSON does not match the response_format schema: {problem}",
+                       "invalid_model_output", "response_format")
+    return found
+
+
+def _schema_problem(text: str, response_format: dict) -> str | None:
+    """An error message when ``text`` breaks the response_format's JSON schema, else None."""
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    if not schema:
+        return None
+    import jsonschema  # only requests that send a schema pay for the import
+
+    try:
+        jsonschema.validate(json.loads(text), schema)
+    except jsonschema.ValidationError as exc:
+        return exc.message
+    return None

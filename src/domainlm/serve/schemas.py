@@ -1,0 +1,102 @@
+"""The request bodies the API accepts, and how a chat request reads as the model's messages.
+
+The fields are OpenAI's, so OpenAI clients work unchanged; OpenAI options this server does not use are
+accepted and ignored (``extra="ignore"``) rather than refused, because clients send them by default.
+domainlm's own endpoints forbid unknown fields: a typo there is the caller's mistake to hear about.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domainlm.parsing import decode_arguments
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict] | None = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    seed: int | None = None
+    n: int = 1
+    stop: str | list[str] | None = None
+    tools: list[dict] | None = None
+    tool_choice: str | dict | None = None
+    response_format: dict | None = None
+    user: str | None = None
+    # domainlm extras: ground the answer in the knowledge base; let the model call plugin tools.
+    kb: bool | dict | None = None
+    plugins: bool = False
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    response_id: str = Field(min_length=1)
+    rating: Literal["up", "down"] | None = None
+    correction: str | None = None
+    comment: str | None = None
+    rejected_id: str | None = Field(None, description="pairwise choice: response_id was preferred over this one")
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1)
+    k: int = Field(5, ge=1, le=50)
+
+
+class ChatFileRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1)
+    content_base64: str
+    question: str | None = None  # None: summarise
+
+
+def message_text(content: str | list[dict] | None) -> str:
+    """OpenAI content may be a list of parts; the text parts, joined, are what a text model sees."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+
+
+def to_messages(request: ChatRequest) -> list[dict]:
+    """The conversation as chat-template messages: text content, ``developer`` as ``system``, and tool-call
+    arguments decoded from the JSON strings OpenAI sends (the template writes them as JSON itself)."""
+    out = []
+    for m in request.messages:
+        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": message_text(m.content)}
+        if m.tool_calls:
+            msg["tool_calls"] = [
+                {**tc, "function": {**tc.get("function", {}), "arguments": decode_arguments(tc.get("function", {}).get("arguments"))}}
+                for tc in m.tool_calls
+            ]
+        if m.tool_call_id:
+            msg["tool_call_id"] = m.tool_call_id
+        out.append(msg)
+    return out
