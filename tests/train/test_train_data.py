@@ -158,8 +158,8 @@ def test_data_order_is_a_function_of_seed_and_step():
 
 def test_training_asks_exactly_what_evaluation_asks(sample_dir):
     """The user turn of every sample item is the eval's prompt for it, with and without KB passages."""
+    from domainlm.evals.aggregate import all_items
     from domainlm.evals.runner import build_jobs
-    from domainlm.evals.scoring import all_items
     from domainlm.evals.tasks import load_suite
 
     suite = load_suite(sample_dir / "tasks" / "eval")

@@ -24,7 +24,8 @@ def cpt_run(tmp_path_factory, sample_model, sample_dir):
 
 
 def test_cpt_lowers_held_out_domain_perplexity(cpt_run):
-    out, _, metrics = cpt_run
+    out, _, result = cpt_run
+    metrics = result.metrics
     assert metrics["steps"] == 30 and metrics["held_out"] >= 2
     assert math.exp(metrics["eval_loss_end"]) < 0.5 * math.exp(metrics["eval_loss_start"])
     manifest = json.loads((out / "manifest.json").read_text())
@@ -36,11 +37,18 @@ def test_cpt_lowers_held_out_domain_perplexity(cpt_run):
     assert "held-out perplexity" in (out / "report.md").read_text()
 
 
+def test_result_names_the_model_and_the_base_it_started_from(cpt_run, sample_model):
+    out, _, result = cpt_run
+    assert not result.skipped and result.stage == "train-cpt"
+    assert result.outputs == {"model": out, "base": sample_model.resolve()}
+
+
 def test_unchanged_rerun_skips(cpt_run, sample_model, sample_dir):
-    out, cfg, metrics = cpt_run
+    out, cfg, first = cpt_run
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     again = train(str(sample_model), docs(sample_dir), out, cfg)
-    assert again["eval_loss_end"] == metrics["eval_loss_end"]
+    assert again.skipped and again.outputs == first.outputs
+    assert again.metrics["eval_loss_end"] == first.metrics["eval_loss_end"]
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
 
 
@@ -51,9 +59,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, sample_
     train(str(sample_model), docs(sample_dir), whole, cfg)
     parts = tmp_path / "parts"
     stopped = train(str(sample_model), docs(sample_dir), parts, cfg, stop_after=3)
-    assert stopped["interrupted"] and stopped["steps"] == 3
+    assert stopped.metrics["interrupted"] and stopped.metrics["steps"] == 3 and stopped.outputs == {}
     assert not (parts / "manifest.json").exists() and (parts / "checkpoints" / "step-000003").is_dir()
-    resumed = train(str(sample_model), docs(sample_dir), parts, cfg)
+    resumed = train(str(sample_model), docs(sample_dir), parts, cfg).metrics
     assert resumed["steps"] == 6
     a, b = load_file(whole / "model.safetensors"), load_file(parts / "model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
@@ -75,7 +83,7 @@ def test_lora_sft_keeps_the_base_chat_template_and_saves_adapter(tmp_path, sampl
         shutil.copy(sample_dir / "tasks" / "train" / f"{task}.jsonl", data)
     out = tmp_path / "lora"
     cfg = TrainConfig(stage="sft", method="lora", lora_r=4, seq_len=256, batch_size=4, max_steps=3, lr=1e-3)
-    metrics = train(str(sample_model), [data], out, cfg)
+    metrics = train(str(sample_model), [data], out, cfg).metrics
     assert metrics["records"] == 40 and metrics["eval_loss_end"] < metrics["eval_loss_start"]
     assert (out / "adapter" / "adapter_config.json").is_file()
     base_tok, tok = AutoTokenizer.from_pretrained(sample_model), AutoTokenizer.from_pretrained(out)
@@ -92,7 +100,7 @@ def test_llama_architecture_trains_too(tmp_path, sample_dir):
 
     base = make_tiny_model(tmp_path / "llama", arch="llama")
     cfg = TrainConfig(stage="sft", seq_len=512, batch_size=4, max_steps=4, lr=3e-3, eval_fraction=0.2)
-    metrics = train(str(base), [sample_dir / "tasks" / "train" / "intent.jsonl"], tmp_path / "out", cfg)
+    metrics = train(str(base), [sample_dir / "tasks" / "train" / "intent.jsonl"], tmp_path / "out", cfg).metrics
     assert metrics["eval_loss_end"] < metrics["eval_loss_start"]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "llama"
 

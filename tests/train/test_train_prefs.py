@@ -29,7 +29,7 @@ def test_dpo_moves_the_model_towards_chosen_answers(tmp_path, sample_model):
     data.write_text("".join(json.dumps({"prompt": p, "chosen": c, "rejected": r}, ensure_ascii=False) + "\n"
                             for p, c, r in PAIRS), encoding="utf-8")
     cfg = TrainConfig(stage="dpo", batch_size=4, max_steps=8, lr=5e-3, seq_len=128)
-    metrics = train(str(sample_model), [data], tmp_path / "dpo", cfg)
+    metrics = train(str(sample_model), [data], tmp_path / "dpo", cfg).metrics
     assert metrics["steps"] == 8 and metrics["records"] == 4
     assert margin(tmp_path / "dpo") > margin(sample_model) + 1.0
     assert (tmp_path / "dpo" / "loss.png").is_file() and (tmp_path / "dpo" / "manifest.json").is_file()
@@ -45,7 +45,7 @@ def test_kto_trains_on_feedback_export_rows(tmp_path, sample_model):
     data = tmp_path / "feedback.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg = TrainConfig(stage="kto", method="lora", lora_r=8, batch_size=4, max_steps=8, lr=5e-3, seq_len=128)
-    metrics = train(str(sample_model), [data], tmp_path / "kto", cfg)
+    metrics = train(str(sample_model), [data], tmp_path / "kto", cfg).metrics
     assert metrics["steps"] == 8 and metrics["records"] == 8
     assert (tmp_path / "kto" / "adapter" / "adapter_config.json").is_file()
     assert margin(tmp_path / "kto") > margin(sample_model)

@@ -13,8 +13,8 @@ from domainlm.errors import DomainlmError
 
 def training_examples(paths: list[str | Path], tokenizer, seq_len: int) -> tuple[list, list[dict]]:
     """(packed examples, rejected records) from task/chat files and document files."""
-    from domainlm.train.data import load_records, pack_documents, pack_examples, tokenize_chat
-    from domainlm.workspace import expand_inputs
+    from domainlm.io import expand_inputs
+    from domainlm.train import load_records, pack_documents, pack_examples, tokenize_chat
 
     # expand_inputs skips hidden names *inside* a folder only, so data under ~/.cache is still found
     files = [p for p in expand_inputs(paths) if p.suffix == ".jsonl"]
@@ -61,7 +61,7 @@ def heldout_loss(model, examples: list, pad_id: int, batch_size: int = 8) -> flo
     """Mean next-token cross-entropy on labelled tokens: how well a model predicts held-out domain text."""
     import torch
 
-    from domainlm.train.data import collate
+    from domainlm.train import collate
 
     total, count = 0.0, 0
     model.eval()

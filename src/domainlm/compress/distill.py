@@ -63,7 +63,7 @@ def train_student(student, teacher, examples: list, cfg: CompressConfig, pad_id:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from domainlm.compress.data import batches
-    from domainlm.train.data import collate
+    from domainlm.train import collate
 
     kd_weight = cfg.kd_weight if kd_weight is None else kd_weight
     torch.manual_seed(cfg.seed)
@@ -110,7 +110,7 @@ def distill(source_dir, teacher_dir, out, examples: list, cfg: CompressConfig) -
 
     The teacher is the source itself unless ``--teacher`` names another model with the same tokenizer."""
     from domainlm.compress.merge import save_hf
-    from domainlm.models.hf import load_hf
+    from domainlm.models import load_hf
 
     source, tokenizer = load_hf(source_dir, device="cpu", dtype="float32")
     teacher = source

@@ -25,7 +25,7 @@ def _layers(model):
 
 
 def _calibration_batches(examples: list, pad_id: int, batch_size: int = 8, most: int = 32):
-    from domainlm.train.data import collate
+    from domainlm.train import collate
 
     examples = examples[:most]
     for start in range(0, len(examples), batch_size):
@@ -169,7 +169,7 @@ def prune_and_recover(source_dir, out, examples: list, cfg) -> dict:
 
     from domainlm.compress.distill import train_student
     from domainlm.compress.merge import save_hf
-    from domainlm.models.hf import load_hf
+    from domainlm.models import load_hf
 
     source, tokenizer = load_hf(source_dir, device="cpu", dtype="float32")
     pruned = copy.deepcopy(source)

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.table import Table
+
+from domainlm.config import find_config, split_overrides, with_options
+from domainlm.errors import DomainlmError
+from domainlm.train.config import TrainConfig
+from domainlm.train.launcher import inside_launcher, relaunch, strip_launcher_args
+from domainlm.train.plan import plan as make_plan
+from domainlm.train.plan import plan_table, shape_for
+from domainlm.train.stage import is_main_process
+from domainlm.train.stage import train as run_train
+from domainlm.workspace import load_workspace_config
 
 console = Console(stderr=True)
 
+# What the workspace's ``train:`` section gives ``domainlm train`` when an option is not given (besides the
+# base model); every other setting is the option's own default.
+SECTION_DEFAULTS = {"method", "epochs", "lr", "batch_size", "seq_len"}
 
-def _train_defaults(overrides: list[str]) -> dict:
-    """Defaults from the workspace's ``train:`` section (domainlm.yaml, when one is found) and overrides."""
-    from domainlm.workspace import find_config, load_config
 
-    cfg = load_config(find_config(), overrides).train
-    return {"base": cfg.base, "method": cfg.method, "epochs": cfg.epochs, "lr": cfg.lr,
-            "batch_size": cfg.batch_size, "seq_len": cfg.seq_len}
+def train_config(section: TrainConfig, **options) -> TrainConfig:
+    """The command's config: its options (None = not given) over the section's :data:`SECTION_DEFAULTS`."""
+    return with_options(TrainConfig(**section.model_dump(include=SECTION_DEFAULTS)), "train", **options)
 
 
 def register(app: typer.Typer) -> None:
@@ -54,10 +67,6 @@ def register(app: typer.Typer) -> None:
         master_port: int = typer.Option(None, "--master-port"),
     ) -> None:
         """Train a model: cpt on documents, sft on chats/task items, dpo/kto on preferences or feedback."""
-        from domainlm.errors import DomainlmError
-        from domainlm.train.launcher import inside_launcher, relaunch, strip_launcher_args
-        from domainlm.workspace import split_overrides
-
         if launcher and not inside_launcher():
             argv = strip_launcher_args(sys.argv[1:])
             code = relaunch(launcher, nproc, strategy, argv, nnodes=nnodes, node_rank=node_rank,
@@ -65,31 +74,19 @@ def register(app: typer.Typer) -> None:
             if code:
                 raise DomainlmError(f"training under {launcher} failed (exit code {code})", exit_code=code)
             return
-        from pydantic import ValidationError
-
-        from domainlm.train.config import TrainConfig
-        from domainlm.train.stage import train as run_train
-
         _, overrides = split_overrides(args or [])
-        defaults = _train_defaults(overrides)
-        given = dict(stage=stage, method=method, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
-                     grad_accum=grad_accum, seq_len=seq_len, replay=[str(p) for p in replay or []],
-                     replay_ratio=replay_ratio, kb=str(kb) if kb else None, kb_k=kb_k, save_every=save_every, grad_checkpointing=grad_checkpointing,
-                     compile=compile_model, seed=seed)
-        values = {k: v for k, v in given.items() if v is not None}
-        for key in ("method", "epochs", "lr", "batch_size", "seq_len"):
-            values.setdefault(key, defaults[key])
-        try:
-            cfg = TrainConfig(**values)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise DomainlmError(f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: {err['msg']} "
-                                f"(got {err.get('input')!r})") from None
-        metrics = run_train(base or defaults["base"], list(data), out, cfg, force=force, resume=not no_resume,
-                            console=console)
-        if int(__import__("os").environ.get("RANK", "0")) == 0:
-            shown = {k: metrics[k] for k in ("steps", "train_loss", "eval_loss_start", "eval_loss_end", "tokens_per_s",
-                                             "wall_s", "records", "rejected") if k in metrics}
+        section = load_workspace_config(find_config(), overrides).train
+        cfg = train_config(section, stage=stage, method=method, epochs=epochs, max_steps=max_steps, lr=lr,
+                           batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len,
+                           replay=[str(p) for p in replay or []], replay_ratio=replay_ratio,
+                           kb=str(kb) if kb else None, kb_k=kb_k, save_every=save_every,
+                           grad_checkpointing=grad_checkpointing, compile=compile_model, seed=seed)
+        result = run_train(base or section.base, list(data), out, cfg, force=force, resume=not no_resume,
+                           console=console)
+        if is_main_process():
+            shown = {k: result.metrics[k] for k in ("steps", "train_loss", "eval_loss_start", "eval_loss_end",
+                                                    "tokens_per_s", "wall_s", "records", "rejected")
+                     if k in result.metrics}
             console.print(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
 
     @app.command()
@@ -105,13 +102,6 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Predict peak GPU memory and tokens/s of a training run before launching it."""
-        import json
-        from dataclasses import asdict
-
-        from domainlm.errors import DomainlmError
-        from domainlm.train.plan import plan as make_plan
-        from domainlm.train.plan import plan_table, shape_for
-
         if method not in ("full", "lora", "qlora"):
             raise DomainlmError(f"--method {method}: expected full, lora or qlora")
         result = make_plan(shape_for(base), method=method, seq=seq, batch=batch, grad_checkpointing=grad_checkpointing,
@@ -119,8 +109,6 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(asdict(result), indent=2))
             return
-        from rich.table import Table
-
         table = Table(title=f"plan: {base} {method} seq={seq} batch={batch}" + (" +ckpt" if grad_checkpointing else ""))
         table.add_column("quantity")
         table.add_column("value", justify="right")

@@ -15,6 +15,7 @@ A record that does not fit its format is rejected with ``file:line: field: reaso
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
+from domainlm.io import expand_inputs
 from domainlm.prompts import CONTEXT_TYPES, TEMPLATES, render_answer, render_prompt
 
 ROLES = {"system", "user", "assistant", "tool"}
@@ -36,23 +38,36 @@ class Loaded:
     files: list[Path] = field(default_factory=list)
 
 
-def data_files(paths: Iterable[str | Path]) -> list[Path]:
+def data_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The files to read: each file named directly (whatever its name), and every ``*.jsonl`` under a named
+    folder, sorted, leaving out any path with a hidden part (``.git``, editor backups)."""
     files: list[Path] = []
-    for item in paths:
-        item = Path(item)
+    for item in map(Path, paths):
+        problems: list[tuple[Path, str]] = []
+        found = expand_inputs([item], problems)  # raises for a path that does not exist
         if item.is_dir():
-            files.extend(sorted(p for p in item.rglob("*.jsonl") if not any(s.startswith(".") for s in p.parts)))
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise DomainlmError(f"{item}: no such file or folder")
+            found = [p for p in found if _is_data_file(p)]
+            problems = [(p, why) for p, why in problems if _is_data_file(p)]
+        if problems:  # a data file that cannot be read (broken symlink, FIFO) is an error, not a silent gap
+            path, why = problems[0]
+            raise DomainlmError(f"{path}: cannot read ({why})")
+        files.extend(found)
     if not files:
         raise DomainlmError(f"{', '.join(map(str, paths))}: no .jsonl files found")
     return files
 
 
+def _is_data_file(path: Path) -> bool:
+    # Every part counts, the named folder's own ancestors too: that is the rule training data always had
+    # (compress's readers, on expand_inputs alone, look at the names inside the folder only).
+    return path.suffix == ".jsonl" and not any(part.startswith(".") for part in path.parts)
+
+
 def _iter_lines(path: Path):
-    """(line number, object or None, error) for each non-empty line; a bad line is an error, not an exception."""
+    """(line number, object or None, error) for each non-empty line; a bad line is an error, not an exception.
+
+    Not :func:`domainlm.io.numbered_jsonl`, which stops at the first bad line: a bad training record is
+    rejected (``rejected.jsonl``) and the others still train."""
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
@@ -307,8 +322,6 @@ def pack_examples(pairs: Iterable[tuple[list[int], list[int]]], seq_len: int) ->
     intent prompt leaves no room in a 384-token block for the next one); this wastes a few percent. A
     conversation longer than ``seq_len`` is cut; one with no answer token left is dropped. Returns the blocks
     (in a deterministic order) and how many conversations were cut."""
-    import bisect
-
     kept: list[tuple[list[int], list[int]]] = []
     truncated = 0
     for ids, labels in pairs:

@@ -17,9 +17,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from domainlm.io import write_json, write_text
+from domainlm.io import write_json, write_jsonl, write_text
 from domainlm.train.config import TrainConfig
 from domainlm.train.data import Example, collate
+from domainlm.train.progress import TrainProgress
 
 CHECKPOINTS = "checkpoints"
 
@@ -71,15 +72,8 @@ def pick_mixed_precision(cfg: TrainConfig) -> str:
     return {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[cfg.dtype]
 
 
-def _latest_checkpoint(out: Path) -> Path | None:
-    folder = out / CHECKPOINTS
-    found = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
-    found = [p for p in found if (p / "state.json").is_file()]
-    return found[-1] if found else None
-
-
-def evaluate(wrapper, examples: list[Example], pad_id: int, batch_size: int, device) -> float | None:
-    """Mean token cross-entropy on held-out sequences (exp of it is the perplexity)."""
+def heldout_loss(wrapper, examples: list[Example], pad_id: int, batch_size: int, device) -> float | None:
+    """Mean token cross-entropy on held-out sequences (exp of it is the perplexity); None without any."""
     import torch
 
     if not examples:
@@ -96,6 +90,16 @@ def evaluate(wrapper, examples: list[Example], pad_id: int, batch_size: int, dev
     return total / max(count, 1)
 
 
+@dataclass
+class _State:
+    """What a checkpoint's ``state.json`` keeps beside the weights, optimizer and scheduler (with the config)."""
+
+    step: int = 0
+    tokens: int = 0
+    history: list[dict] = field(default_factory=list)
+    eval_loss_start: float | None = None
+
+
 def train_loop(model, tokenizer, train: list[Example], held_out: list[Example], cfg: TrainConfig, out: Path,
                *, resume: bool = True, stop_after: int | None = None, console=None) -> LoopResult:
     """Train ``model`` on packed ``train`` sequences; checkpoints go to ``out/checkpoints/step-N``.
@@ -106,22 +110,83 @@ def train_loop(model, tokenizer, train: list[Example], held_out: list[Example], 
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    from domainlm.train.loss import CausalLMLoss
-    from domainlm.train.progress import TrainProgress
+    from domainlm.train.loss import CausalLMLoss  # imports torch
 
+    # One process per device (accelerate's launcher sets the world); the same seed on every process, so all
+    # start from the same weights.
     accelerator = Accelerator(mixed_precision=pick_mixed_precision(cfg), cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # The model returns (sum of token losses, labelled tokens): no full logits, see loss.py.
     wrapper = CausalLMLoss(model, chunked=cfg.chunked_loss)
     if cfg.compile:
-        # compile each decoder block in place: parameter names (and so checkpoints) stay unchanged, and
-        # the chunked loss, which calls the decoder stack directly, still runs the compiled blocks
-        backbone, _ = wrapper._parts()
-        for block in backbone.layers:
-            block.compile()
+        _compile_blocks(wrapper)
+    steps = total_steps(cfg, len(train), world)
+    optimizer, scheduler = _optimizer_and_schedule(wrapper, cfg, steps)
+    wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
+    accelerator.register_for_checkpointing(scheduler)  # so save_state/load_state carry the schedule too
+
+    # Continue this configuration's newest checkpoint, or start afresh (measuring the held-out loss before
+    # any training, the start of the report's curve).
+    state = _resume(accelerator, out, cfg) if resume else None
+    if state is None:
+        if rank == 0 and (out / CHECKPOINTS).exists():
+            shutil.rmtree(out / CHECKPOINTS)
+        state = _State(eval_loss_start=heldout_loss(wrapper, held_out, pad_id, cfg.batch_size, accelerator.device))
+
+    wrapper.train()
+    last = min(steps, stop_after) if stop_after else steps
+    progress = TrainProgress(total=steps, start=state.step, enabled=accelerator.is_main_process, console=console,
+                             label=f"{cfg.stage} {cfg.method}")
+    t0, tokens_at_start = time.perf_counter(), state.tokens
+    with progress:
+        for step in range(state.step, last):
+            # This process's share of the step's examples. The order is a function of (seed, step) alone,
+            # so a resumed run sees exactly the batches an uninterrupted one would.
+            indices = step_indices(step, len(train), cfg.batch_size * world, cfg.seed)
+            mine = [train[i] for i in indices[rank * cfg.batch_size : (rank + 1) * cfg.batch_size]]
+            loss, tokens = _step(accelerator, wrapper, optimizer, scheduler, mine, cfg, pad_id)
+            state.tokens += tokens
+            elapsed = time.perf_counter() - t0
+            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": state.tokens,
+                      "tokens_per_s": (state.tokens - tokens_at_start) / max(elapsed, 1e-9),
+                      "elapsed_s": round(elapsed, 3)}
+            if (step + 1) % cfg.log_every == 0 or step + 1 == last:
+                state.history.append(record)
+            progress.update(step + 1, loss, record["tokens_per_s"])
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+                _save(accelerator, out, cfg, step + 1, state)
+    if last < steps:  # stopped early on purpose: leave a checkpoint to resume from
+        _save(accelerator, out, cfg, last, state)
+    elapsed = time.perf_counter() - t0
+
+    # The held-out loss after training, the end of the report's curve.
+    eval_end = heldout_loss(wrapper, held_out, pad_id, cfg.batch_size, accelerator.device)
+    accelerator.wait_for_everyone()
+    recent = [h["loss"] for h in state.history[-max(1, len(state.history) // 10) :]]
+    return LoopResult(
+        steps=last, tokens=state.tokens, train_loss=sum(recent) / max(len(recent), 1),
+        eval_loss_start=state.eval_loss_start, eval_loss_end=eval_end,
+        tokens_per_s=(state.tokens - tokens_at_start) / max(elapsed, 1e-9), wall_s=elapsed, history=state.history,
+    )
+
+
+def _compile_blocks(wrapper) -> None:
+    """torch.compile each decoder block in place: parameter names (and so checkpoints) stay unchanged, and
+    the chunked loss, which calls the decoder stack directly, still runs the compiled blocks."""
+    backbone, _ = wrapper._parts()
+    for block in backbone.layers:
+        block.compile()
+
+
+def _optimizer_and_schedule(wrapper, cfg: TrainConfig, steps: int):
+    """AdamW (no weight decay on biases and norms, as in GPT training) and a warm-up + cosine schedule that
+    ends at ``lr * min_lr_ratio``."""
+    import torch
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
     params = [p for p in wrapper.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -129,92 +194,77 @@ def train_loop(model, tokenizer, train: list[Example], held_out: list[Example], 
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=torch.cuda.is_available(),
     )
-    steps = total_steps(cfg, len(train), world)
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, num_warmup_steps=int(cfg.warmup_ratio * steps), num_training_steps=steps, min_lr_rate=cfg.min_lr_ratio
     )
-    wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
+    return optimizer, scheduler
 
-    start_step, tokens_seen, history = 0, 0, []
-    eval_start = None
-    checkpoint = _latest_checkpoint(out) if resume else None
-    if checkpoint is not None:
-        saved = json.loads((checkpoint / "state.json").read_text(encoding="utf-8")).get("config")
-        if saved != cfg.model_dump():  # a checkpoint of another configuration is not this run's past
-            checkpoint = None
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
-        start_step, tokens_seen, history = state["step"], state["tokens"], state["history"]
-        eval_start = state.get("eval_loss_start")
-    elif rank == 0 and (out / CHECKPOINTS).exists():
-        shutil.rmtree(out / CHECKPOINTS)
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    folder = out / CHECKPOINTS
+    found = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
+    found = [p for p in found if (p / "state.json").is_file()]
+    return found[-1] if found else None
+
+
+def _resume(accelerator, out: Path, cfg: TrainConfig) -> _State | None:
+    """Load the newest checkpoint in ``out`` into the prepared model, optimizer and scheduler; None when
+    there is none, or when it was written by another configuration (then it is not this run's past)."""
+    checkpoint = _latest_checkpoint(out)
     if checkpoint is None:
-        eval_start = evaluate(wrapper, held_out, pad_id, cfg.batch_size, accelerator.device)
+        return None
+    saved = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
+    if saved.get("config") != cfg.model_dump():
+        return None
+    accelerator.load_state(str(checkpoint))
+    return _State(step=saved["step"], tokens=saved["tokens"], history=saved["history"],
+                  eval_loss_start=saved.get("eval_loss_start"))
 
-    def save(step: int) -> None:
-        folder = out / CHECKPOINTS / f"step-{step:06d}"
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(folder))
-        if accelerator.is_main_process:
-            write_json(folder / "state.json", {"step": step, "tokens": tokens_seen, "history": history,
-                                               "eval_loss_start": eval_start, "config": cfg.model_dump()})
-            old = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-            for stale in old[: -cfg.keep_checkpoints]:
-                shutil.rmtree(stale, ignore_errors=True)
-        accelerator.wait_for_everyone()
+
+def _save(accelerator, out: Path, cfg: TrainConfig, step: int, state: _State) -> None:
+    """Checkpoint ``out/checkpoints/step-N``: accelerate's state (weights, optimizer, scheduler, RNGs) from
+    every process, then ``state.json`` from the main one; only the newest ``keep_checkpoints`` are kept."""
+    folder = out / CHECKPOINTS / f"step-{step:06d}"
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        write_json(folder / "state.json", {"step": step, "tokens": state.tokens, "history": state.history,
+                                           "eval_loss_start": state.eval_loss_start, "config": cfg.model_dump()})
+        old = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+        for stale in old[: -cfg.keep_checkpoints]:
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _step(accelerator, wrapper, optimizer, scheduler, examples: list[Example], cfg: TrainConfig,
+          pad_id: int) -> tuple[float, int]:
+    """One optimizer step on this process's ``examples``, in ``grad_accum`` micro-batches. Returns the
+    step's mean token loss and its token count, both over all processes."""
+    import torch
 
     micro = max(1, cfg.batch_size // cfg.grad_accum)
-    wrapper.train()
-    last = min(steps, stop_after) if stop_after else steps
-    progress = TrainProgress(total=steps, start=start_step, enabled=accelerator.is_main_process, console=console,
-                             label=f"{cfg.stage} {cfg.method}")
-    t0, tokens_at_start = time.perf_counter(), tokens_seen
-    with progress:
-        for step in range(start_step, last):
-            indices = step_indices(step, len(train), cfg.batch_size * world, cfg.seed)
-            mine = [train[i] for i in indices[rank * cfg.batch_size : (rank + 1) * cfg.batch_size]]
-            chunks = [mine[i : i + micro] for i in range(0, len(mine), micro)]
-            n_label = sum(sum(1 for y in e.labels[1:] if y != -100) for e in mine)
-            step_loss, step_tokens = 0.0, 0
-            for k, chunk in enumerate(chunks):
-                batch = {key: v.to(accelerator.device) for key, v in collate(chunk, pad_id).items()}
-                sync = contextlib.nullcontext() if k == len(chunks) - 1 else accelerator.no_sync(wrapper)
-                with sync:
-                    loss_sum, _ = wrapper(**batch)
-                    # mean over the step's labelled tokens, however they fall into micro-batches
-                    accelerator.backward(loss_sum / max(n_label, 1))
-                step_loss += float(loss_sum.detach())
-                step_tokens += int(batch["input_ids"].numel())
-            if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(wrapper.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            stats = torch.tensor([step_loss, n_label, step_tokens], dtype=torch.float64, device=accelerator.device)
-            stats = accelerator.reduce(stats, reduction="sum")
-            tokens_seen += int(stats[2])
-            elapsed = time.perf_counter() - t0
-            record = {"step": step + 1, "loss": float(stats[0] / max(stats[1], 1)), "lr": scheduler.get_last_lr()[0],
-                      "tokens": tokens_seen, "tokens_per_s": (tokens_seen - tokens_at_start) / max(elapsed, 1e-9),
-                      "elapsed_s": round(elapsed, 3)}
-            if (step + 1) % cfg.log_every == 0 or step + 1 == last:
-                history.append(record)
-            progress.update(step + 1, record["loss"], record["tokens_per_s"])
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
-                save(step + 1)
-    if last < steps:  # stopped early on purpose: leave a checkpoint to resume from
-        save(last)
-    elapsed = time.perf_counter() - t0
-    eval_end = evaluate(wrapper, held_out, pad_id, cfg.batch_size, accelerator.device)
-    accelerator.wait_for_everyone()
-    recent = [h["loss"] for h in history[-max(1, len(history) // 10) :]]
-    return LoopResult(
-        steps=last, tokens=tokens_seen, train_loss=sum(recent) / max(len(recent), 1),
-        eval_loss_start=eval_start, eval_loss_end=eval_end,
-        tokens_per_s=(tokens_seen - tokens_at_start) / max(elapsed, 1e-9), wall_s=elapsed, history=history,
-    )
+    chunks = [examples[i : i + micro] for i in range(0, len(examples), micro)]
+    n_label = sum(sum(1 for y in e.labels[1:] if y != -100) for e in examples)
+    step_loss, step_tokens = 0.0, 0
+    for k, chunk in enumerate(chunks):
+        batch = {key: v.to(accelerator.device) for key, v in collate(chunk, pad_id).items()}
+        # gradients are all-reduced between processes only on the last micro-batch
+        sync = contextlib.nullcontext() if k == len(chunks) - 1 else accelerator.no_sync(wrapper)
+        with sync:
+            loss_sum, _ = wrapper(**batch)
+            # mean over the step's labelled tokens, however they fall into micro-batches
+            accelerator.backward(loss_sum / max(n_label, 1))
+        step_loss += float(loss_sum.detach())
+        step_tokens += int(batch["input_ids"].numel())
+    if cfg.max_grad_norm:
+        accelerator.clip_grad_norm_(wrapper.parameters(), cfg.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    # the loss and token counts of every process, summed, so the log is the same whatever the world size
+    stats = torch.tensor([step_loss, n_label, step_tokens], dtype=torch.float64, device=accelerator.device)
+    stats = accelerator.reduce(stats, reduction="sum")
+    return float(stats[0] / max(stats[1], 1)), int(stats[2])
 
 
 def write_report(out: Path, result: LoopResult, cfg: TrainConfig, extra: dict | None = None) -> list[str]:
@@ -224,8 +274,6 @@ def write_report(out: Path, result: LoopResult, cfg: TrainConfig, extra: dict | 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from domainlm.io import write_jsonl
 
     write_jsonl(out / "train_log.jsonl", result.history)
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)

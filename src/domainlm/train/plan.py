@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
+from domainlm.models import resolve_hf_dir
 
 GIB = 1024**3
 # dense bf16 peak FLOP/s and memory of common training GPUs (datasheet numbers)
@@ -101,8 +102,6 @@ class Plan:
 def shape_for(base: str) -> Shape:
     if base.lower() in KNOWN_SHAPES:
         return KNOWN_SHAPES[base.lower()]
-    from domainlm.models import resolve_hf_dir
-
     path = resolve_hf_dir(base) / "config.json"
     cfg = json.loads(Path(path).read_text(encoding="utf-8"))
     cfg = cfg.get("text_config", cfg)

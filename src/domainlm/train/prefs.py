@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 from domainlm.train.config import TrainConfig
 from domainlm.train.data import Loaded
+from domainlm.train.loop import LoopResult, pick_mixed_precision, write_report
+from domainlm.train.model_setup import base_dtype, lora_config, save_trained
+from domainlm.train.progress import TrainProgress
 
 
 def preference_rows(loaded: Loaded, stage: str) -> list[dict]:
@@ -31,8 +35,6 @@ def preference_rows(loaded: Loaded, stage: str) -> list[dict]:
 
 def _progress_callback(total: int, label: str, console):
     from transformers import TrainerCallback
-
-    from domainlm.train.progress import TrainProgress
 
     class Progress(TrainerCallback):
         def __init__(self):
@@ -56,15 +58,10 @@ def _progress_callback(total: int, label: str, console):
 
 
 def train_preferences(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, console=None) -> dict:
-    import time
-
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
-
-    from domainlm.train.loop import LoopResult, pick_mixed_precision, write_report
-    from domainlm.train.model_setup import base_dtype, lora_config, save_trained
 
     rows = preference_rows(loaded, cfg.stage)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)

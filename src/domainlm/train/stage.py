@@ -1,13 +1,23 @@
-"""The training stage: ``train(base, data, out, config)``, the function behind ``domainlm train``."""
+"""The training stage: ``train(base, data, out, config) -> StageResult``, the function behind ``domainlm train``.
+
+It reads and checks the data, resolves the base model (for ``tiny``: builds one whose tokenizer learned this
+data), trains (cpt/sft with :mod:`domainlm.train.loop`, dpo/kto with TRL in :mod:`domainlm.train.prefs`) and
+records the run in ``manifest.json``. Its named outputs are ``model`` (the trained model folder, ``out``) and
+``base`` (the model folder training started from, which for ``tiny`` only this stage knows).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
+import random
+import shutil
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
 from domainlm.io import write_jsonl
+from domainlm.kb import passage_retriever
+from domainlm.manifest import StageResult, stage_run
+from domainlm.models import builtin_corpus, parse_spec, resolve_hf_dir, tiny_model_dir
 from domainlm.train.config import TrainConfig
 from domainlm.train.data import (
     Loaded,
@@ -18,10 +28,14 @@ from domainlm.train.data import (
     tokenize_chat,
     with_passages,
 )
+from domainlm.train.loop import result_metrics, total_steps, train_loop, write_report
+from domainlm.train.model_setup import load_for_training, save_trained
+from domainlm.train.prefs import train_preferences
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+def is_main_process() -> bool:
+    """Rank 0 of a multi-process run (or the only process): the one that writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def corpus_texts(loaded: Loaded, stage: str) -> list[str]:
@@ -36,11 +50,7 @@ def corpus_texts(loaded: Loaded, stage: str) -> list[str]:
 
 
 def resolve_base(base: str, loaded: Loaded, stage: str) -> Path:
-    from domainlm.models import parse_spec, resolve_hf_dir
-
     if parse_spec(base).kind == "tiny":
-        from domainlm.models.tiny import builtin_corpus, tiny_model_dir
-
         # `tiny` learns its tokenizer from the data it is about to be trained on (plus a general text).
         return tiny_model_dir(corpus_texts(loaded, stage) + builtin_corpus())
     return resolve_hf_dir(base)
@@ -62,15 +72,11 @@ def build_sequences(loaded: Loaded, tokenizer, cfg: TrainConfig):
 
 def retrieval_copies(loaded: Loaded, cfg: TrainConfig) -> list[dict]:
     """The retrieval-augmented sft records (see :func:`domainlm.train.data.with_passages`)."""
-    from domainlm.kb.index import passage_retriever
-
     return with_passages(loaded.records, passage_retriever(cfg.kb, cfg.kb_k))
 
 
 def replay_sequences(cfg: TrainConfig, tokenizer, n_domain: int) -> list:
     """General-text sequences mixed into cpt so the model keeps its general ability."""
-    import random
-
     if not cfg.replay or cfg.replay_ratio <= 0:
         return []
     general = load_records(cfg.replay, "cpt")
@@ -81,84 +87,53 @@ def replay_sequences(cfg: TrainConfig, tokenizer, n_domain: int) -> list:
 
 
 def train(base: str, data: list[str | Path], out: str | Path, cfg: TrainConfig, *, force: bool = False,
-          resume: bool = True, stop_after: int | None = None, console=None) -> dict:
+          resume: bool = True, stop_after: int | None = None, console=None) -> StageResult:
     """Train ``base`` on ``data`` with ``cfg``; the result (a Hugging Face model folder with the base's
     chat template, ``report.md``, ``loss.png``, ``train_log.jsonl``, ``manifest.json``) goes to ``out``.
-    Returns the metrics. Unchanged inputs and config skip (``force`` re-runs from scratch)."""
-    from domainlm.workspace import is_up_to_date, stage_run
 
+    Returns the stage's result: ``outputs["model"]`` (``out``), ``outputs["base"]`` (the model folder
+    training started from) and the metrics. Unchanged inputs and config skip (``force`` re-runs from
+    scratch). A run stopped by ``stop_after`` before its last step has ``metrics["interrupted"]``, no
+    outputs and no manifest; calling again resumes it from its checkpoint."""
     out = Path(out)
     loaded = load_records(data, cfg.stage)
     inputs = [str(p) for p in loaded.files] + list(cfg.replay)
     if cfg.kb and cfg.stage == "sft":
         inputs.append(cfg.kb)
     record = {"base": base, **cfg.model_dump()}
-    main = _rank() == 0
-    if main:
-        ctx = stage_run(f"train-{cfg.stage}", out, inputs=inputs, config=record, seed=cfg.seed, force=force)
-    else:  # other processes of a multi-process run do the same work but write nothing of their own
-        previous = None if force else is_up_to_date(out, f"train-{cfg.stage}", _hashes(inputs), record)
-        ctx = contextlib.nullcontext(_Follower(previous))
-    try:
-        return _run(run_ctx=ctx, base=base, loaded=loaded, out=out, cfg=cfg, force=force, resume=resume,
-                    stop_after=stop_after, console=console, main=main)
-    except _Interrupted as stopped:
-        return {**stopped.metrics, "interrupted": True}
-
-
-def _run(*, run_ctx, base, loaded, out, cfg, force, resume, stop_after, console, main) -> dict:
-    with run_ctx as run:
+    # Every process of a multi-process run does the work; the files (and the manifest) are rank 0's to write.
+    with stage_run(f"train-{cfg.stage}", out, inputs=inputs, config=record, seed=cfg.seed, force=force,
+                   write=is_main_process()) as run:
         if run.skipped:
-            return dict(run.previous.metrics)
-        if force and main:
-            import shutil
-
+            return run.result()
+        if force and is_main_process():
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
         if cfg.kb and cfg.stage == "sft":
             loaded.records += retrieval_copies(loaded, cfg)
         base_dir = resolve_base(base, loaded, cfg.stage)
         if cfg.stage in ("dpo", "kto"):
-            from domainlm.train.prefs import train_preferences
-
             metrics = train_preferences(base_dir, loaded, out, cfg, console=console)
         else:
             metrics = _train_lm(base_dir, loaded, out, cfg, resume=resume, stop_after=stop_after, console=console)
         metrics.update(records=len(loaded.records), rejected=len(loaded.rejected), base_dir=str(base_dir))
-        if main:
+        written = metrics.pop("outputs", [])
+        if is_main_process():
             if loaded.rejected:
                 write_jsonl(run.output("rejected.jsonl"), loaded.rejected)
-            for name in metrics.pop("outputs", []):
+            for name in written:
                 run.output(name)
-            run.metrics.update(metrics)
-        else:
-            metrics.pop("outputs", None)
         if stop_after is not None and metrics.get("steps", 0) < metrics.get("total_steps", 0):
-            # an interrupted run must not look finished: no manifest
-            raise _Interrupted(metrics)
-    return metrics
-
-
-class _Interrupted(Exception):
-    def __init__(self, metrics: dict):
-        super().__init__("stopped early")
-        self.metrics = metrics
-
-
-class _Follower:
-    def __init__(self, previous):
-        self.skipped, self.previous = previous is not None, previous
-
-
-def _hashes(inputs):
-    from domainlm.workspace import hash_inputs
-
-    return hash_inputs(inputs)
+            # Stopped before its last step: not a finished stage, so no manifest; the next call resumes.
+            metrics["interrupted"] = True
+            run.discard()
+        else:
+            run.name_output("model", ".")  # the stage folder is the model folder
+            run.name_output("base", base_dir.resolve())  # absolute: a relative path would read as inside `out`
+        run.metrics.update(metrics)
+    return run.result()
 
 
 def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, resume: bool, stop_after, console) -> dict:
-    from domainlm.train.loop import result_metrics, total_steps, train_loop, write_report
-    from domainlm.train.model_setup import load_for_training, save_trained
-
     model, tokenizer = load_for_training(base_dir, cfg)
     sequences, truncated = build_sequences(loaded, tokenizer, cfg)
     if not sequences:
@@ -177,7 +152,7 @@ def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, re
     if result.steps < metrics["total_steps"]:
         return metrics
     outputs = []
-    if _rank() == 0:
+    if is_main_process():
         outputs += save_trained(_unwrap(model), tokenizer, out, cfg, base_dir)
         outputs += write_report(out, result, cfg, {"base": base_dir, "sequences": len(train_seqs)})
     metrics["outputs"] = outputs
