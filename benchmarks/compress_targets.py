@@ -45,12 +45,13 @@ def main() -> None:
     from domainlm.compress import CompressConfig, compress
     from domainlm.compress.data import training_examples
     from domainlm.compress.distill import train_student
-    from domainlm.compress.gate import default_suite
     from domainlm.compress.merge import save_hf
     from domainlm.errors import DomainlmError
     from domainlm.io import iter_jsonl, read_json
     from domainlm.models.hf import load_hf
     from domainlm.models.testing import make_tiny_model
+    from domainlm.sample.defaults import SPEED_PROMPTS
+    from domainlm.sample.defaults import gate_suite as default_suite
 
     work = Path(args.work or tempfile.mkdtemp(prefix="compress-bench-"))
     suite = default_suite()
@@ -75,10 +76,10 @@ def main() -> None:
     rows = []
     for target in args.targets.split(","):
         cfg = CompressConfig(target=target, min_retention=0.0, steps=40 if args.quick else 150,
-                             data=train_files + [documents])
+                             suites=[str(suite)], data=train_files + [documents])
         t0 = time.perf_counter()
         try:
-            compress(str(work / "expert"), work / target, cfg, force=True)
+            compress(str(work / "expert"), work / target, cfg, force=True, speed_prompts=SPEED_PROMPTS)
         except DomainlmError as exc:
             rows.append({"target": target, "error": str(exc)})
             print(f"{target}: {exc}", file=sys.stderr)

@@ -112,13 +112,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     import yaml
 
-    from domainlm.evals.pipeline import run_once
-    from domainlm.evals.scoring import all_items, score_predictions
+    from domainlm.evals import score
+    from domainlm.evals.aggregate import all_items, score_predictions
     from domainlm.evals.tasks import load_suite
     from domainlm.io import iter_jsonl
     from domainlm.pipeline import build
+    from domainlm.pipeline.demo import demo_config
     from domainlm.pipeline.extractive import extractive_predictions
-    from domainlm.pipeline.line import demo_config
     from domainlm.sample import generate_sample
 
     size = "tiny" if args.quick else "small"
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_s = round(time.perf_counter() - started, 1)
         model = str(artifacts / "models" / "sft")
         for label, with_kb in (("tuned (closed-book)", None), ("tuned + KB", str(kb))):
-            _, records = run_once([load_suite(suite)], model=model, kb=with_kb, label=label)
+            records = score(model, [load_suite(suite)], kb=with_kb, label=label).records
             rows.append({"system": label, "sft_steps": budget, "train_s": train_s, **_split_scores(items, records)})
         print(json.dumps(rows[-2:], ensure_ascii=False), file=sys.stderr)
 

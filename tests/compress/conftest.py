@@ -44,9 +44,9 @@ GATE_TASKS = ("mcq", "intent", "knowledge_qa")
 
 @pytest.fixture(scope="session")
 def sample_root() -> Path:
-    from domainlm.compress.gate import default_suite
+    from domainlm.sample.defaults import sample_root
 
-    return default_suite().parent.parent
+    return sample_root()
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,20 @@ def test_gate_refusal_exits_non_zero_and_leaves_the_source_untouched(teacher, ga
     assert _hashes(teacher) == before
 
 
+def test_a_refusal_is_a_gate_refused_naming_its_report(teacher, gate_suite, train_files, tmp_path):
+    from domainlm.compress import CompressConfig, GateRefused, compress
+
+    out = tmp_path / "student"
+    cfg = CompressConfig(target="distill", suites=[str(gate_suite)], min_retention=1.0, student_layers=1, steps=0,
+                         data=[next(f for f in train_files if f.endswith("knowledge_qa.jsonl"))])
+    with pytest.raises(GateRefused) as refused:
+        compress(str(teacher), out, cfg)
+    gate = read_json(out / "gate.json")
+    assert refused.value.exit_code == 3 and refused.value.check == "gate"
+    assert refused.value.gate == out / "gate.json" and refused.value.retention == gate["retention"] < 1.0
+    assert refused.value.rejected == out / "rejected" / "model" and (refused.value.rejected / "config.json").is_file()
+
+
 def test_cli_errors_are_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "domainlm", "compress", str(tmp_path / "nope"), "--to", "int8",
                            "--out", str(tmp_path / "o")], capture_output=True, text=True)
@@ -68,7 +82,7 @@ def test_a_template_that_drifts_fails_parity_with_the_first_difference(teacher, 
 
 
 def _gate_items(sample_root, per_task=20):
-    from domainlm.evals.scoring import all_items
+    from domainlm.evals.aggregate import all_items
     from domainlm.evals.tasks import load_suite
 
     items = all_items([load_suite(sample_root / "tasks" / "train")])
@@ -79,7 +93,7 @@ def _gate_items(sample_root, per_task=20):
 
 def _records(items, right):
     """Verdicts of a model answering ``right(index, item)`` items correctly; a wrong but real answer otherwise."""
-    from domainlm.evals.scoring import score_predictions
+    from domainlm.evals.aggregate import score_predictions
     from domainlm.prompts import render_answer
 
     outputs = {}

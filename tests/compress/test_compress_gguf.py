@@ -6,6 +6,7 @@ import pytest
 
 from domainlm.compress import CompressConfig, compress
 from domainlm.io import read_json
+from domainlm.sample.defaults import SPEED_PROMPTS
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
@@ -27,7 +28,8 @@ def test_gguf_f16_passes_parity_and_answers_in_llama_cpp(teacher, gate_suite, co
     from domainlm.models import load_model
 
     out = tmp_path / "f16"
-    compress(str(teacher), out, CompressConfig(target="gguf-f16", suites=[str(gate_suite)], min_retention=0.9))
+    compress(str(teacher), out, CompressConfig(target="gguf-f16", suites=[str(gate_suite)], min_retention=0.9),
+             speed_prompts=SPEED_PROMPTS)
     path = out / "model-f16.gguf"
     meta = gguf_metadata(path)
     assert meta["general.architecture"] == "qwen2"

@@ -13,12 +13,13 @@ from domainlm.models import load_model
 
 def test_int8_keeps_97_percent_of_the_domain_score(teacher, gate_suite, tmp_path):
     out = tmp_path / "int8"
-    metrics = compress(str(teacher), out, CompressConfig(target="int8", suites=[str(gate_suite)], min_retention=0.97))
+    result = compress(str(teacher), out, CompressConfig(target="int8", suites=[str(gate_suite)], min_retention=0.97))
     gate = read_json(out / "gate.json")
     assert gate["passed"] and gate["retention"] >= 0.97
     # on the items it learned the teacher is above chance (1 in 4 options): retention means something
     assert gate["source"]["tasks"]["mcq"] > 0.25
-    assert metrics["artifact"] == str(out / "model")
+    assert result.metrics["artifact"] == str(out / "model") and result.outputs["artifact"] == out / "model"
+    assert result.outputs["gate"] == out / "gate.json" and result.metrics["retention"] == gate["retention"]
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["quantization_config"]["quant_method"] == "torchao"
     lm = load_model(str(out / "model"))
@@ -44,8 +45,9 @@ def test_int4_loads_and_answers_and_a_rerun_is_skipped(teacher, tmp_path):
     parity = read_json(out / "parity.json")
     assert parity["tokens_identical"] and parity["template_identical"]
     stamp = (out / "manifest.json").stat().st_mtime_ns
-    compress(str(teacher), out, cfg)  # same inputs and config: skipped
+    again = compress(str(teacher), out, cfg)  # same inputs and config: skipped
     assert (out / "manifest.json").stat().st_mtime_ns == stamp
+    assert again.skipped and again.outputs["artifact"] == out / "model"  # the cached run still names its artifact
 
 
 def test_merge_folds_a_lora_adapter_into_its_base(teacher, tmp_path):

@@ -9,8 +9,9 @@ import pytest
 
 from domainlm.cli import main
 from domainlm.errors import DomainlmError
-from domainlm.evals.pipeline import EvalConfig, evaluate
+from domainlm.evals import EvalConfig, evaluate
 from domainlm.evals.tasks import load_suite
+from domainlm.io import read_json
 
 FINEVA = Path(__file__).resolve().parents[2] / ".." / "shared" / "benchmarks" / "fineva"
 PREDICTIONS = Path(__file__).parent / "data" / "fineva_dev_predictions.jsonl"
@@ -34,7 +35,8 @@ def test_fineva_loads_with_inferred_types_and_taxonomy():
 def test_fineva_taxonomy_breakdown_with_fixed_predictions(tmp_path):
     # The fixed file answers row r correctly when r % 3 == 0, wrongly ("答案不是<gold>，而是<other>")
     # when r % 3 == 1, and not at all when r % 3 == 2 — so every expected number follows from row indices.
-    results = evaluate(EvalConfig(suites=[str(FINEVA)], predictions=str(PREDICTIONS)), tmp_path / "run")
+    results = read_json(evaluate(EvalConfig(suites=[str(FINEVA)], predictions=str(PREDICTIONS)), tmp_path / "run")
+                        .outputs["results"])
     rows = [json.loads(line) for f in sorted(FINEVA.glob("*.jsonl")) for line in f.open(encoding="utf-8")]
     per_task = defaultdict(list)
     for row in rows:
@@ -71,7 +73,7 @@ def test_rerun_is_cached_and_force_reruns(tmp_path):
     config = EvalConfig(suites=[str(FINEVA)], predictions=str(PREDICTIONS))
     evaluate(config, tmp_path)
     stamp = (tmp_path / "results.json").stat().st_mtime_ns
-    evaluate(config, tmp_path)
+    assert evaluate(config, tmp_path).skipped
     assert (tmp_path / "results.json").stat().st_mtime_ns == stamp
     evaluate(config, tmp_path, force=True)
     assert (tmp_path / "results.json").stat().st_mtime_ns != stamp
@@ -110,7 +112,7 @@ def test_missing_predictions_score_as_unparseable(tmp_path):
     folder = _suite(tmp_path, [{"id": "a", "type": "qa", "answer": "x"}, {"id": "b", "type": "qa", "answer": "y"}])
     preds = tmp_path / "p.jsonl"
     preds.write_text('{"id": "a", "output": "x"}\n', encoding="utf-8")
-    results = evaluate(EvalConfig(suites=[str(folder)], predictions=str(preds)), tmp_path / "out")
+    results = read_json(evaluate(EvalConfig(suites=[str(folder)], predictions=str(preds)), tmp_path / "out").outputs["results"])
     assert results["tasks"]["t"]["missing"] == 1
     assert results["tasks"]["t"]["score"] == 0.5 and results["tasks"]["t"]["unparseable"] == 0.5
 
@@ -125,8 +127,9 @@ def test_general_ability_panel_is_reported_apart(tmp_path):
     preds = tmp_path / "p.jsonl"
     gen_preds = [json.dumps({"id": f"g{i}", "output": "2" if i < 3 else "3"}) for i in range(4)]
     preds.write_text(PREDICTIONS.read_text(encoding="utf-8") + "\n".join(gen_preds) + "\n", encoding="utf-8")
-    results = evaluate(EvalConfig(suites=[str(FINEVA), str(general)], predictions=str(preds), general=[str(general)]),
-                       tmp_path / "out")
+    result = evaluate(EvalConfig(suites=[str(FINEVA), str(general)], predictions=str(preds), general=[str(general)]),
+                      tmp_path / "out")
+    results = read_json(result.outputs["results"])
     assert results["general"]["tasks"] == ["gen_qa"] and results["general"]["score"] == 0.75
     assert len(results["domain"]["tasks"]) == 33
     assert "General ability kept" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")

@@ -1,5 +1,5 @@
-from domainlm.evals.pipeline import EvalConfig, evaluate, limit_items
-from domainlm.io import write_jsonl
+from domainlm.evals import EvalConfig, evaluate, limit_items
+from domainlm.io import read_json, write_jsonl
 
 
 def _items():
@@ -22,6 +22,7 @@ def test_limited_rescoring_accepts_predictions_for_every_item(tmp_path):
              "choices": None, "answer": f"答{n}"} for n in range(8)]
     write_jsonl(suite / "qa.jsonl", rows)
     write_jsonl(tmp_path / "p.jsonl", [{"id": r["id"], "output": r["answer"]} for r in rows])
-    results = evaluate(EvalConfig(suites=[str(suite)], predictions=str(tmp_path / "p.jsonl"), limit=3), tmp_path / "out")
+    result = evaluate(EvalConfig(suites=[str(suite)], predictions=str(tmp_path / "p.jsonl"), limit=3), tmp_path / "out")
+    results = read_json(result.outputs["results"])
     assert results["tasks"]["qa"]["n"] == 3
     assert results["tasks"]["qa"]["score"] == 1.0

@@ -9,8 +9,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from domainlm.evals.pipeline import EvalConfig, evaluate, parse_variant, run_once
+from domainlm.errors import DomainlmError
+from domainlm.evals import EvalConfig, Variant, evaluate, parse_variant, score
 from domainlm.evals.tasks import load_suite
+from domainlm.io import read_json
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,8 @@ def test_model(tmp_path_factory):
 def test_batch_size_does_not_change_greedy_predictions(sample_suite, test_model):
     _, suite = sample_suite
     suites = [load_suite(suite)]
-    _, one = run_once(suites, model=test_model, batch_size=1)
-    _, five = run_once(suites, model=test_model, batch_size=5)
+    one = score(test_model, suites, batch_size=1).records
+    five = score(test_model, suites, batch_size=5).records
     strip = [{k: v for k, v in r.items()} for r in one]
     assert strip == five
     generated = [r for r in one if r["type"] != "mcq"]
@@ -51,14 +53,15 @@ def test_batch_size_does_not_change_greedy_predictions(sample_suite, test_model)
 
 
 def test_variants_on_sample_domain_with_tiny(sample_suite, test_model, tmp_path):
-    from domainlm.kb.index import KBConfig, build_kb
+    from domainlm.kb import KBConfig, build_kb
 
     root, suite = sample_suite
     docs = [json.loads(line) for line in (root / "sample" / "truth" / "documents.jsonl").open(encoding="utf-8")]
     build_kb([{"id": d["id"], "text": d["text"], "source": d["path"], "meta": {}} for d in docs], tmp_path / "kb",
              KBConfig(embedder="none", mine_terms=False))
     variants = ["base=tiny", f"base+kb=tiny@{tmp_path / 'kb'}", f"small={test_model}"]
-    results = evaluate(EvalConfig(suites=[str(suite)], variants=variants, batch_size=4, kb_k=1), tmp_path / "out")
+    result = evaluate(EvalConfig(suites=[str(suite)], variants=variants, batch_size=4, kb_k=1), tmp_path / "out")
+    results = read_json(result.outputs["results"])
     assert list(results["variants"]) == ["base", "base+kb", "small"]
     for name, run in results["variants"].items():
         assert run["n"] == 7
@@ -82,8 +85,8 @@ def test_variants_on_sample_domain_with_tiny(sample_suite, test_model, tmp_path)
     small, base = results["variants"]["small"]["density"], results["variants"]["base"]["density"]
     assert small["params"] < base["params"] and small["tflops_per_item"] < base["tflops_per_item"]
     # A live run's predictions.jsonl re-scores, without the model, to the same task scores.
-    rescored = evaluate(EvalConfig(suites=[str(suite)], predictions=str(tmp_path / "out" / "base" / "predictions.jsonl")),
-                        tmp_path / "rescored")
+    rescored = read_json(evaluate(EvalConfig(suites=[str(suite)], predictions=str(result.outputs["base/predictions"])),
+                                  tmp_path / "rescored").outputs["results"])
     assert {t: v["score"] for t, v in rescored["tasks"].items()} == {
         t: v["score"] for t, v in results["variants"]["base"]["tasks"].items()}
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
@@ -97,6 +100,14 @@ def test_parse_variant():
         parse_variant("tiny")
 
 
+def test_variants_are_named_models_given_as_fields_or_as_command_line_text():
+    config = EvalConfig(suites=["s"], variants=["tuned+kb=out/model@out/kb", Variant(name="base", model="tiny")])
+    assert [(v.name, v.model, v.kb) for v in config.variants] == [("tuned+kb", "out/model", "out/kb"), ("base", "tiny", None)]
+    assert [str(v) for v in config.variants] == ["tuned+kb=out/model@out/kb", "base=tiny"]
+    with pytest.raises(DomainlmError, match="--variants 'tiny': expected NAME=MODEL"):
+        EvalConfig(variants=["tiny"])
+
+
 def test_pinned_judge_runs_and_is_recorded(tmp_path, test_model):
     suite = tmp_path / "gen"
     suite.mkdir()
@@ -106,7 +117,8 @@ def test_pinned_judge_runs_and_is_recorded(tmp_path, test_model):
     (suite / "suite.yaml").write_text(
         f"max_new_tokens: 4\nchat: false\njudge:\n  model: {test_model}\n  prompt: '参考：{{reference}} 回答：{{output}} 分数：'\n",
         encoding="utf-8")
-    results, records = run_once([load_suite(suite)], model=test_model)
+    scored = score(test_model, [load_suite(suite)])
+    results, records = scored.results, scored.records
     assert results["judge"]["model"] == test_model and results["judge"]["prompt"].startswith("参考：")
     assert "judge_output" in records[0] and 0.0 <= records[0]["judge_score"] <= 1.0
     assert records[0]["score"] == records[0]["judge_score"]

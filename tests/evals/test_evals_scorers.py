@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from domainlm.evals.aggregate import score_predictions, summarize
 from domainlm.evals.scorers import SCORERS, char_f1, normalize_value, rouge_l, score_item
-from domainlm.evals.scoring import score_predictions, summarize
 
 
 def test_mcq_and_yesno():

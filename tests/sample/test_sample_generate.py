@@ -6,8 +6,8 @@ import pytest
 
 from domainlm.cli import main
 from domainlm.io import read_jsonl, sha256_file
+from domainlm.manifest import read_manifest
 from domainlm.sample import build_sample, generate_sample
-from domainlm.workspace import read_manifest
 
 TASKS = ("knowledge_qa", "unanswerable", "intent", "ner", "tool_call", "json_extract", "mcq")
 

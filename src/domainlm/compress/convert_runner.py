@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from domainlm.models import QWEN2_PATTERN
+
 
 def split_patterns(model_dir: Path) -> list[str]:
     path = model_dir / "tokenizer.json"
@@ -28,8 +30,6 @@ def main() -> None:
     sys.path.insert(0, str(converter))
     sys.path.insert(1, str(converter / "gguf-py"))
     from conversion.base import TextModel  # type: ignore[import-not-found]
-
-    from domainlm.models.tiny import QWEN2_PATTERN
 
     original = TextModel.get_vocab_base_pre
 

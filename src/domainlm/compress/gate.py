@@ -1,7 +1,7 @@
 """The quality gate: score the source and the result on the same eval suites, then promote or refuse.
 
-Scoring is the eval stage's own (``domainlm.evals``: suites, prompts, scorers), so a gate score is the
-number ``domainlm eval`` would print. Both sides are prompted the same way: where one backend gives no
+Scoring is :func:`domainlm.evals.score`, the eval stage's own (suites, prompts, scorers), so a gate score
+is the number ``domainlm eval`` would print. Both sides are prompted the same way: where one backend gives no
 log-probabilities (llama.cpp), multiple-choice items are answered by generation on both sides.
 
 Retention (result score / source score) comes with a 95% interval from a paired bootstrap over the items:
@@ -12,31 +12,13 @@ that scores 0 (then there is nothing to retain, and no ratio to measure).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
-
-SPEED_PROMPTS = [
-    [{"role": "user", "content": "请介绍一下海港银行的信用卡产品。"}],
-    [{"role": "user", "content": "What documents do I need to open a savings account?"}],
-    [{"role": "user", "content": "定期存款提前支取怎么计息？"}],
-    [{"role": "user", "content": "Explain the fees of a cross-border transfer."}],
-]
-
-
-def default_suite() -> Path:
-    """The sample domain's ``tasks/eval`` (seed 0, size tiny), generated once into the cache."""
-    from domainlm.models.tiny import cache_root
-
-    folder = cache_root() / "sample" / "seed0-tiny"
-    if not (folder / "tasks" / "eval").is_dir():
-        try:
-            from domainlm.sample import generate_sample
-        except ImportError:
-            raise DomainlmError("no --gate suite given and the sample domain generator is not installed") from None
-        generate_sample(folder, seed=0, size="tiny")
-    return folder / "tasks" / "eval"
+from domainlm.evals import Scores, Suite, count_silent, load_suite, paired_bootstrap, ratio_interval, score, task_counts
+from domainlm.models import load_scoring_model, parse_spec
 
 
 def size_on_disk(path: str | Path) -> int:
@@ -46,76 +28,33 @@ def size_on_disk(path: str | Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _load(spec: str, batch_size: int):
-    from domainlm.models import load_model, parse_spec
-
-    kind = parse_spec(spec).kind
-    if kind in ("tiny", "hf"):
-        return load_model(spec, batch_size=batch_size, device="cpu")
-    if kind == "gguf":
-        return load_model(spec, n_ctx=4096)
-    return load_model(spec)
+def gate_suites(suites: list[Suite], *, generate_mcq: bool) -> list[Suite]:
+    """The suites as the gate asks them: multiple choice by generation when one side has no log-probabilities,
+    and no judge model (the gate compares the scorers' own verdicts, so both sides are graded by rule)."""
+    update = {"judge": None, **({"mcq_mode": "generate"} if generate_mcq else {})}
+    return [dataclasses.replace(s, config=s.config.model_copy(update=update)) for s in suites]
 
 
-def decode_speed(lm, prompts: list[list[int]], new_tokens: int = 48) -> float:
-    """Greedy tokens/s, one request at a time (the edge case), exactly ``new_tokens`` per prompt.
-
-    End-of-turn tokens are ignored so every backend decodes the same number of tokens whatever the model
-    chose to say; prefill is included, as a user waits for it too."""
-    if hasattr(lm, "llm"):  # llama.cpp
-
-        def run(ids: list[int]) -> int:
-            n = 0
-            for _ in lm.llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
-                n += 1
-                if n >= new_tokens:
-                    break
-            return n
-    else:  # transformers
-        import torch
-
-        def run(ids: list[int]) -> int:
-            batch = torch.tensor([ids], device=lm.device)
-            with torch.inference_mode():
-                out = lm.model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), do_sample=False,
-                                        max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                        pad_token_id=lm.tokenizer.pad_token_id)
-            return out.shape[1] - batch.shape[1]
-
-    run(prompts[0][:8])  # warm-up: first-call allocations are not speed
+def score_model(spec: str, suites: list[Suite], *, batch_size: int = 8, seed: int = 0,
+                speed_prompts: list[list[int]] | None = None, limit: int = 0) -> tuple[dict, Scores]:
+    """Score, load time, tokens/s and size of one model on the suites (on CPU, where an edge model runs);
+    with its :class:`~domainlm.evals.Scores`, whose items and verdicts the paired bootstrap of
+    :func:`gate_verdict` needs."""
     started = time.perf_counter()
-    produced = sum(run(ids) for ids in prompts)
-    return produced / max(time.perf_counter() - started, 1e-9)
-
-
-def score_model(spec: str, suites: list, *, batch_size: int = 8, seed: int = 0, speed_prompts=None,
-                generate_mcq: bool = False, limit: int = 0) -> tuple[dict, list[dict], list[dict]]:
-    """Score, load time, tokens/s and size of one model on the suites; with the items and their verdicts,
-    which the paired bootstrap of :func:`gate_verdict` needs."""
-    from domainlm.evals.pipeline import limit_items
-    from domainlm.evals.runner import run_model
-    from domainlm.evals.scoring import all_items, score_predictions, summarize
-
-    started = time.perf_counter()
-    lm = _load(spec, batch_size)
+    lm = load_scoring_model(spec, batch_size=batch_size, device="cpu")
     load_s = time.perf_counter() - started
     try:
-        configs = {s.name: (s.config.model_copy(update={"mcq_mode": "generate"}) if generate_mcq else s.config)
-                   for s in suites}
-        items = limit_items(all_items(suites), limit, seed)
-        predictions, usage = run_model(lm, items, configs, batch_size=batch_size, seed=seed)
-        records = score_predictions(items, predictions)
-        results = summarize(items, records, seed=seed)
-        speed = decode_speed(lm, speed_prompts) if speed_prompts else None
+        scores = score(lm, suites, batch_size=batch_size, seed=seed, limit=limit)
+        speed = lm.decode_speed(speed_prompts) if speed_prompts else None
     finally:
         lm.close()
-    overall = results["overall"]
+    overall = scores.results["overall"]
     summary = {"spec": spec, "score": overall["score"], "ci95": overall.get("ci95"), "n": overall["n"],
                "degenerate": overall["degenerate"], "empty": overall["empty"],
-               "tasks": {t: b["score"] for t, b in results.get("tasks", {}).items()},
+               "tasks": {t: b["score"] for t, b in scores.results.get("tasks", {}).items()},
                "load_s": round(load_s, 3), "tokens_per_s": round(speed, 2) if speed else None,
-               "eval_wall_s": round(usage.get("wall_s", 0.0), 3), "size_bytes": size_on_disk(spec)}
-    return summary, items, records
+               "eval_wall_s": round(scores.usage.get("wall_s", 0.0), 3), "size_bytes": size_on_disk(spec)}
+    return summary, scores
 
 
 # A result more than half of whose outputs are empty, punctuation or loops is broken, whatever its score
@@ -152,9 +91,6 @@ def gate_verdict(items: list[dict], source_records: list[dict], result_records: 
                  seed: int = 0) -> dict:
     """Retention, its paired-bootstrap interval, and whether the result may be promoted (with the reason if
     not), from both sides' verdicts on the same items."""
-    from domainlm.evals.scoring import count_silent, task_counts
-    from domainlm.evals.stats import paired_bootstrap, ratio_interval
-
     if [r["id"] for r in source_records] != [r["id"] for r in result_records]:
         raise DomainlmError("gate: source and result were not scored on the same items")
     tasks_src, tasks_res = task_counts(items, source_records), task_counts(items, result_records)
@@ -190,26 +126,30 @@ def gate_verdict(items: list[dict], source_records: list[dict], result_records: 
 
 
 def run_gate(source: str | Path, result: str | Path, suite_paths: list[str], *, min_retention: float,
-             batch_size: int = 8, seed: int = 0, limit: int = 0) -> dict:
+             batch_size: int = 8, seed: int = 0, limit: int = 0, speed_prompts: list[list[dict]] | None = None) -> dict:
     """Score ``source`` and ``result`` (on at most ``limit`` items per task, the same items for both);
-    the report says whether the result may be promoted."""
-    from transformers import AutoTokenizer
-
-    from domainlm.evals.tasks import load_suite
-    from domainlm.models import parse_spec
-
-    suites = [load_suite(p) for p in (suite_paths or [str(default_suite())])]
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    # the same prompt ids for both sides (parity has shown both tokenize them alike)
-    speed_prompts = [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
-                               add_special_tokens=False)["input_ids"] for c in SPEED_PROMPTS]
-
+    the report says whether the result may be promoted. ``speed_prompts`` (conversations) are what decoding
+    is timed on; without them ``tokens_per_s`` is None."""
+    if not suite_paths:
+        raise DomainlmError("the quality gate needs suites to score on: pass --gate SUITE (or turn the gate off)")
     generate_mcq = any(parse_spec(str(s)).kind in ("gguf", "openai") for s in (source, result))
-    src, items, src_records = score_model(str(source), suites, batch_size=batch_size, seed=seed,
-                                          speed_prompts=speed_prompts, generate_mcq=generate_mcq, limit=limit)
-    res, _, res_records = score_model(str(result), suites, batch_size=batch_size, seed=seed,
-                                      speed_prompts=speed_prompts, generate_mcq=generate_mcq, limit=limit)
-    verdict = gate_verdict(items, src_records, res_records, min_retention=min_retention, seed=seed)
+    suites = gate_suites([load_suite(p) for p in suite_paths], generate_mcq=generate_mcq)
+    prompt_ids = _prompt_ids(source, speed_prompts) if speed_prompts else None
+    src, src_scores = score_model(str(source), suites, batch_size=batch_size, seed=seed, speed_prompts=prompt_ids,
+                                  limit=limit)
+    res, res_scores = score_model(str(result), suites, batch_size=batch_size, seed=seed, speed_prompts=prompt_ids,
+                                  limit=limit)
+    verdict = gate_verdict(src_scores.items, src_scores.records, res_scores.records, min_retention=min_retention,
+                           seed=seed)
     return {"suites": [str(s.path) for s in suites], "mcq_by_generation": generate_mcq, "limit": limit,
             "source": src, "result": res, "min_retention": min_retention,
             "size_ratio": round(res["size_bytes"] / max(src["size_bytes"], 1), 4), **verdict}
+
+
+def _prompt_ids(source: str | Path, conversations: list[list[dict]]) -> list[list[int]]:
+    """The same prompt ids for both sides, from the source's tokenizer (parity has shown both tokenize alike)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    return [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+                      add_special_tokens=False)["input_ids"] for c in conversations]

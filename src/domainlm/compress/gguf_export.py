@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
+from domainlm.models import cache_root
 
 CONVERTER_FILES = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
 # llama.cpp's enum llama_ftype: the value of LLAMA_FTYPE_MOSTLY_Q4_K_M.
@@ -35,8 +36,6 @@ def llama_cpp_version() -> str:
 
 def converter_dir(fetch: bool = True) -> Path:
     """The folder holding ``convert_hf_to_gguf.py``; fetched into the cache on first use."""
-    from domainlm.models.tiny import cache_root
-
     env = os.environ.get("DOMAINLM_LLAMA_CPP")
     if env:
         if not (Path(env) / "convert_hf_to_gguf.py").is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
+from domainlm.models import load_hf, parse_spec, resolve_hf_dir
 
 
 def is_adapter(path: str | Path) -> bool:
@@ -27,16 +28,13 @@ def merge_adapter(source: str | Path, out: str | Path) -> Path:
     A full model folder is copied through unchanged in weights, so ``merge`` is also a safe way to get
     a self-contained folder (tokenizer + chat template beside the weights) from any local spec.
     """
-    from domainlm.models.hf import load_hf  # loads an adapter onto its base and merges it
-
+    # load_hf loads an adapter onto its base and merges it
     model, tokenizer = load_hf(source, device="cpu", dtype="float32")
     return save_hf(model, tokenizer, out)
 
 
 def hf_folder(spec: str, scratch: str | Path) -> Path:
     """A full Hugging Face folder for ``spec``: ``tiny`` or a model folder as is, an adapter merged into ``scratch``."""
-    from domainlm.models import parse_spec, resolve_hf_dir
-
     parsed = parse_spec(spec)
     if parsed.kind not in ("tiny", "hf"):
         raise DomainlmError(f"model spec '{spec}': compression needs 'tiny' or a local Hugging Face folder")

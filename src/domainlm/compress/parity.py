@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from domainlm.compress.gguf_export import gguf_metadata
+from domainlm.errors import DomainlmError
+from domainlm.models import load_model
+
 PARITY_CONVERSATIONS: list[list[dict]] = [
     [{"role": "user", "content": "海港银行的定期存款最低起存金额是多少？"}],
     [{"role": "system", "content": "你是海港银行的客服助手，请简洁回答。"},
@@ -32,8 +36,6 @@ class HFSide:
     """A Hugging Face model folder: its tokenizer's template and ids, transformers greedy decoding."""
 
     def __init__(self, path: str | Path):
-        from domainlm.models import load_model
-
         self.lm = load_model(str(path), device="cpu")
         self.tokenizer = self.lm.tokenizer
 
@@ -67,14 +69,10 @@ class GGUFSide:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from domainlm.compress.gguf_export import gguf_metadata
-
         self.llm = Llama(model_path=str(path), n_ctx=2048, verbose=False)
         meta = gguf_metadata(path)
         template = meta.get("tokenizer.chat_template")
         if not template:
-            from domainlm.errors import DomainlmError
-
             raise DomainlmError(f"{path}: no chat template embedded (tokenizer.chat_template missing)")
 
         def token_text(token_id):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
+from domainlm.io import read_json
 
 
 def torchao_config(bits: int, group_size: int, device: str):
@@ -58,6 +59,4 @@ def quantize(source: str | Path, out: str | Path, *, bits: int, group_size: int 
 
 
 def json_config(folder: Path) -> dict:
-    from domainlm.io import read_json
-
     return read_json(folder / "config.json")

@@ -7,7 +7,8 @@ Layout of ``out``::
     parity.json  gate.json  compress.json  manifest.json
 
 The artifact is built in ``out/.staging`` and moved into place only after the checks; the source is only
-ever read.
+ever read. A result that fails a check is no failure of the stage's machinery but a verdict, so it is its
+own exception, :class:`GateRefused`, which callers catch by type.
 """
 
 from __future__ import annotations
@@ -16,57 +17,61 @@ import shutil
 from pathlib import Path
 
 from domainlm.compress.config import CompressConfig
+from domainlm.compress.data import training_examples
+from domainlm.compress.distill import distill
+from domainlm.compress.gate import run_gate
+from domainlm.compress.gguf_export import export_gguf
+from domainlm.compress.merge import hf_folder, merge_adapter
+from domainlm.compress.parity import check_parity
+from domainlm.compress.prune import prune_and_recover
+from domainlm.compress.quantize import quantize
 from domainlm.errors import DomainlmError
 from domainlm.io import write_json
+from domainlm.manifest import StageResult, stage_run
 
-GATE_REFUSED_EXIT = 3
 # Targets whose result should compute what the source computes; greedy differences fail their parity check.
 LOSSLESS = ("merge", "gguf-f16")
+DISTILL_TARGETS = ("distill", "prune")
+
+
+class GateRefused(DomainlmError):
+    """The compressed artifact failed template parity or the quality gate: it was kept aside, not promoted.
+
+    ``check`` is "parity" or "gate" (which one refused); ``gate`` is the path of ``gate.json`` (absent when
+    parity refused first) and ``parity`` that of ``parity.json``; ``retention`` the gate's result/source
+    score ratio (None when parity refused, or the source scored 0); ``rejected`` where the artifact was
+    kept. The CLI exits with 3, so scripts can tell a refusal from an error."""
+
+    EXIT_CODE = 3
+
+    def __init__(self, message: str, *, check: str, out: Path, rejected: Path, retention: float | None = None):
+        super().__init__(message, exit_code=self.EXIT_CODE)
+        self.check, self.rejected, self.retention = check, rejected, retention
+        self.gate, self.parity = out / "gate.json", out / "parity.json"
 
 
 def artifact_name(target: str) -> str:
     return f"model-{target.removeprefix('gguf-')}.gguf" if target.startswith("gguf-") else "model"
 
 
-def default_data() -> list[str]:
-    """The sample domain's training tasks and documents (what distill/prune train on by default)."""
-    from domainlm.compress.gate import default_suite
-
-    root = default_suite().parent.parent
-    return [str(root / "tasks" / "train"), str(root / "truth" / "documents.jsonl")]
-
-
 def build(target: str, source_dir: Path, staging: Path, cfg: CompressConfig) -> tuple[Path, dict]:
     """Make the artifact for ``target`` inside ``staging``; returns its path and what was measured on the way."""
     artifact = staging / artifact_name(target)
     if target == "merge":
-        from domainlm.compress.merge import merge_adapter
-
         return merge_adapter(source_dir, artifact), {}
     if target in ("int8", "int4"):
-        from domainlm.compress.quantize import quantize
-
         return quantize(source_dir, artifact, bits=int(target[3:]), group_size=cfg.group_size), {}
     if target.startswith("gguf-"):
-        from domainlm.compress.gguf_export import export_gguf
-
         return export_gguf(source_dir, artifact, target), {}
     from transformers import AutoTokenizer
 
-    from domainlm.compress.data import training_examples
-
     tokenizer = AutoTokenizer.from_pretrained(source_dir)
-    examples, rejected = training_examples(cfg.data or default_data(), tokenizer, cfg.seq_len)
+    examples, rejected = training_examples(cfg.data, tokenizer, cfg.seq_len)
     info: dict = {"sequences": len(examples), "rejected_records": len(rejected)}
     if target == "distill":
-        from domainlm.compress.distill import distill
-        from domainlm.compress.merge import hf_folder
-
         teacher = hf_folder(cfg.teacher, staging / "teacher") if cfg.teacher else None
         info.update(distill(source_dir, teacher, artifact, examples, cfg))
         return artifact, info
-    from domainlm.compress.prune import prune_and_recover
-
     info.update(prune_and_recover(source_dir, artifact, examples, cfg))
     return artifact, info
 
@@ -81,20 +86,28 @@ def _promote(built: Path, destination: Path) -> Path:
     return destination
 
 
-def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool = False, console=None) -> dict:
-    """Compress ``source`` (a model spec) to ``cfg.target`` in ``out``; returns the stage's metrics.
+def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool = False, console=None,
+             speed_prompts: list[list[dict]] | None = None) -> StageResult:
+    """Compress ``source`` (a model spec) to ``cfg.target`` in ``out``.
 
-    Raises DomainlmError (exit code 3) when the gate refuses the result; the artifact then sits in
-    ``out/rejected/`` and ``gate.json`` says why."""
-    from domainlm.compress.merge import hf_folder
-    from domainlm.workspace import stage_run
+    Returns the stage's result: ``outputs["artifact"]`` (the promoted model folder or .gguf file),
+    ``outputs["gate"]`` (gate.json, when the gate ran), ``outputs["parity"]`` (parity.json, when parity ran);
+    ``metrics`` as recorded in the manifest (``artifact``, and with the gate ``retention``,
+    ``retention_ci95``, ``source_score``, ``result_score``, ``size_bytes``, ``tokens_per_s`` …).
+    ``speed_prompts`` are the conversations the gate times decoding on (none: tokens/s is not measured).
 
+    Raises :class:`GateRefused` when parity or the gate refuses the result; the artifact then sits in
+    ``out/rejected/`` and ``gate.json`` (or ``parity.json``) says why."""
     out = Path(out)
+    if cfg.gate and not cfg.suites:
+        raise DomainlmError("the quality gate needs suites to score on: pass --gate SUITE (or --no-gate)")
+    if cfg.target in DISTILL_TARGETS and not cfg.data:
+        raise DomainlmError(f"{cfg.target} trains the result: pass --data (task or document JSONL files or folders)")
     inputs = [p for p in [source, cfg.teacher, *cfg.suites, *cfg.data] if p and Path(p).exists()]
     record = {"source": source, **cfg.model_dump()}
     with stage_run(f"compress-{cfg.target}", out, inputs=inputs, config=record, seed=cfg.seed, force=force) as run:
         if run.skipped:
-            return dict(run.previous.metrics)
+            return run.result()
         staging = out / ".staging"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -105,32 +118,31 @@ def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool =
             write_json(run.output("compress.json"), {"source": source, "target": cfg.target, **info})
             report = {"source": source, "target": cfg.target}
             if cfg.parity:
-                from domainlm.compress.parity import check_parity
-
                 _say(console, "template parity check")
                 parity = check_parity(source_dir, artifact, lossless=cfg.target in LOSSLESS)
-                write_json(run.output("parity.json"), parity)
+                write_json(run.output("parity.json", key="parity"), parity)
                 if not parity["passed"]:
                     kept = _promote(artifact, out / "rejected" / artifact.name)
-                    raise DomainlmError(f"template parity failed: {parity['failure']} (artifact kept aside in {kept})",
-                                        exit_code=GATE_REFUSED_EXIT)
+                    raise GateRefused(f"template parity failed: {parity['failure']} (artifact kept aside in {kept})",
+                                      check="parity", out=out, rejected=kept)
                 report["parity"] = {k: parity[k] for k in ("tokens_identical", "greedy_agree", "prompts")}
             if cfg.gate:
-                from domainlm.compress.gate import run_gate
-
                 _say(console, "quality gate: scoring source and result")
                 gate = run_gate(source_dir, artifact, cfg.suites, min_retention=cfg.min_retention,
-                                batch_size=cfg.batch_size, seed=cfg.seed, limit=cfg.gate_limit)
+                                batch_size=cfg.batch_size, seed=cfg.seed, limit=cfg.gate_limit,
+                                speed_prompts=speed_prompts)
                 gate["source"]["spec"], gate["target"] = source, cfg.target
+                gate_path = run.output("gate.json", key="gate")
                 if not gate["passed"]:
                     kept = _promote(artifact, out / "rejected" / artifact.name)
                     gate["rejected_artifact"] = str(kept)
-                    write_json(run.output("gate.json"), gate)
-                    raise DomainlmError(
+                    write_json(gate_path, gate)
+                    raise GateRefused(
                         f"quality gate refused {cfg.target}: {gate['reason']} "
                         f"(source {gate['source']['score']:.4f}, result {gate['result']['score']:.4f}); "
-                        f"artifact kept aside in {kept}, see {out / 'gate.json'}", exit_code=GATE_REFUSED_EXIT)
-                write_json(run.output("gate.json"), gate)
+                        f"artifact kept aside in {kept}, see {gate_path}",
+                        check="gate", out=out, rejected=kept, retention=gate["retention"])
+                write_json(gate_path, gate)
                 # The sentence says "within noise" when the interval holds 1, so a ratio above 1 never reads as a gain.
                 _say(console, f"quality gate: {gate['message']}")
                 report.update(retention=gate["retention"], retention_ci95=gate["retention_ci95"],
@@ -145,11 +157,12 @@ def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool =
                         run.output(str(path.relative_to(out)))
             else:
                 run.output(final.name)
+            run.name_output("artifact", final)
             report["artifact"] = str(final)
             run.metrics.update(report)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return dict(run.metrics)
+    return run.result()
 
 
 def _say(console, text: str) -> None:

@@ -1,10 +1,20 @@
 """Industry evaluation: suites, scorers, taxonomy breakdown, confidence intervals, density, reports.
 
-Scoring stored predictions needs no model (``score_suites``); live evaluation (``evaluate``) runs a
-model from :mod:`domainlm.models` and imports torch only then.
+The public surface: :func:`score` scores one model (or stored predictions) on suites and is what every
+caller outside this package uses (the compression gate, the flywheel); :func:`evaluate` is the eval
+stage (``domainlm eval``), which writes ``results.json``, ``predictions.jsonl`` and ``report.html``.
+Scoring stored predictions needs no model; a live model is loaded through :mod:`domainlm.models`, which
+imports torch only then.
 """
 
+from domainlm.evals.aggregate import count_silent, task_counts
+from domainlm.evals.config import EvalConfig, EvalSection, Variant, parse_variant
+from domainlm.evals.evaluator import Scores, limit_items, score, select_items
 from domainlm.evals.scorers import SCORERS, TYPES, score_item
+from domainlm.evals.stage import evaluate
+from domainlm.evals.stats import FEW_ITEMS, paired_bootstrap, ratio_interval
 from domainlm.evals.tasks import Suite, SuiteConfig, load_suite
 
-__all__ = ["SCORERS", "TYPES", "Suite", "SuiteConfig", "load_suite", "score_item"]
+__all__ = ["FEW_ITEMS", "SCORERS", "TYPES", "EvalConfig", "EvalSection", "Scores", "Suite", "SuiteConfig", "count_silent",
+           "evaluate", "limit_items", "load_suite", "paired_bootstrap", "parse_variant", "ratio_interval", "score",
+           "score_item", "select_items", "task_counts", "Variant"]

@@ -1,6 +1,8 @@
-"""Scoring: model outputs → per-item verdicts (``predictions.jsonl``) → ``results.json``.
+"""Aggregation: model outputs → per-item verdicts (``predictions.jsonl``) → ``results.json``.
 
-Needs no model: ``domainlm eval --predictions P`` runs only this module.
+Per item the scorers decide (:mod:`domainlm.evals.scorers`); this module gathers the suites' items, turns
+outputs into verdicts and sums verdicts into task, category and overall scores with their intervals. It
+needs no model: ``domainlm eval --predictions P`` runs only this module.
 """
 
 from __future__ import annotations

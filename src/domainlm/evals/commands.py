@@ -1,10 +1,16 @@
-"""``domainlm eval``: a thin shell over :func:`domainlm.evals.pipeline.evaluate`."""
+"""``domainlm eval``: a thin shell over :func:`domainlm.evals.stage.evaluate`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.console import Console
+
+from domainlm.config import find_config, with_options
+from domainlm.evals.stage import evaluate
+from domainlm.io import read_json
+from domainlm.workspace import load_workspace_config
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +24,7 @@ def register(app: typer.Typer) -> None:
         predictions: Path = typer.Option(None, "--predictions", help="Re-score stored predictions (no model)."),
         variants: list[str] = typer.Option(None, "--variants", help="NAME=MODEL or NAME=MODEL@KB; repeat to compare variants."),
         general: list[Path] = typer.Option(None, "--general", help="A --suite that is the general-ability panel."),
-        kb_k: int = typer.Option(3, "--kb-k", min=1, help="Passages retrieved from --kb per item."),
+        kb_k: int = typer.Option(None, "--kb-k", min=1, help="Passages retrieved from --kb per item (default: retrieval.k, 3)."),
         limit: int = typer.Option(None, "--limit", min=0, help="At most N items per task, a seeded sample (default: eval.limit)."),
         batch_size: int = typer.Option(None, "--batch-size", help="Batch size (does not change greedy results)."),
         seed: int = typer.Option(None, "--seed"),
@@ -26,22 +32,14 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Re-run even if inputs and config are unchanged."),
     ) -> None:
         """Score a model (or stored predictions) on task suites: results.json, predictions.jsonl, report.html."""
-        from rich.console import Console
-
-        from domainlm.evals.pipeline import EvalConfig, evaluate
-        from domainlm.workspace import find_config, load_config
-
-        cfg = load_config(config or find_config(), overrides or [])
-        eval_cfg = EvalConfig(
-            model=model, kb=str(kb) if kb else None,
-            suites=[str(s) for s in suite] if suite else list(cfg.tasks.eval),
-            predictions=str(predictions) if predictions else None, variants=list(variants or []),
-            general=[str(g) for g in general or []], kb_k=kb_k,
-            limit=cfg.eval.limit if limit is None else limit,
-            seed=cfg.eval.seed if seed is None else seed,
-            batch_size=cfg.eval.batch_size if batch_size is None else batch_size,
-        )
-        results = evaluate(eval_cfg, out, force=force)
+        cfg = load_workspace_config(config or find_config(), overrides or [])
+        section = cfg.eval.stage_config(suites=[str(s) for s in suite] if suite else list(cfg.tasks.eval),
+                                        variants=list(variants or []), kb_k=kb_k or cfg.retrieval.k)
+        # --general names the panel of this run; the workspace's eval.general belongs to its own suites.
+        eval_cfg = with_options(section, "eval", model=model, kb=str(kb) if kb else None,
+                                predictions=str(predictions) if predictions else None,
+                                general=[str(g) for g in general or []], limit=limit, seed=seed, batch_size=batch_size)
+        results = read_json(evaluate(eval_cfg, out, force=force).outputs["results"])
         console = Console(stderr=True)
         if results.get("variants"):
             for name, v in results["variants"].items():

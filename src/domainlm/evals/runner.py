@@ -12,11 +12,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from domainlm.errors import DomainlmError
 from domainlm.evals.density import request_flops
 from domainlm.evals.tasks import SuiteConfig
+from domainlm.kb import passage_retriever
 from domainlm.prompts import CONTEXT_TYPES, LETTERS, render_answer, render_prompt
 
 
@@ -120,11 +120,7 @@ def run_model(model, items: list[dict], configs: dict[str, SuiteConfig], *, kb: 
     counter = TokenCounter(model)
     info = getattr(model, "info", {}) or {}
     started = time.perf_counter()
-    retrieve = None
-    if kb:
-        from domainlm.kb.index import passage_retriever
-
-        retrieve = passage_retriever(kb, kb_k)
+    retrieve = passage_retriever(kb, kb_k) if kb else None
     jobs = build_jobs(items, configs, getattr(model, "supports_logprobs", False), retrieve)
     predictions: dict[str, dict] = {}
     usage = {"items": len(items), "tokens_in": 0, "tokens_out": 0, "flops": 0.0, "tokens_estimated": counter.estimated}
@@ -196,7 +192,3 @@ def judge_generations(judge_model, items: list[dict], predictions: dict[str, dic
             pred["judge_output"] = out
             # An unreadable judgement scores 0: the judge did not vouch for the answer.
             pred["judge_score"] = (min(5.0, float(match.group(0))) - 1) / 4 if match else 0.0
-
-
-def model_info(model) -> dict[str, Any]:
-    return dict(getattr(model, "info", {}) or {})

@@ -11,13 +11,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from domainlm.config import load_config
 from domainlm.errors import DomainlmError
 from domainlm.evals.scorers import TYPES
 from domainlm.io import numbered_jsonl
-from domainlm.workspace import load_config
 
 
 class JudgeSpec(BaseModel):
@@ -148,7 +147,3 @@ def load_suite(path: str | Path) -> Suite:
             raise DomainlmError(f"{item['_where']}: duplicate id '{item['id']}' (first at {seen[item['id']]})")
         seen[item["id"]] = item["_where"]
     return Suite(name=config.name or path.name, path=path, config=config, items=items)
-
-
-def dump_yaml(config: SuiteConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from domainlm.errors import DomainlmError
 
 
 class LanguageModel:
@@ -40,9 +43,22 @@ class LanguageModel:
         raise NotImplementedError
 
     def loglikelihood(self, requests: list[tuple[str, str]]) -> list[float]:
-        from domainlm.errors import DomainlmError
-
         raise DomainlmError(f"model '{self.info.get('spec')}' ({self.info.get('backend')}) gives no log-probabilities")
+
+    def decode_ids(self, prompt_ids: list[int], new_tokens: int) -> int:
+        """Greedy-decode exactly ``new_tokens`` tokens after ``prompt_ids`` (end-of-turn tokens do not stop
+        it); returns how many were decoded. Only backends that run the network here can be timed."""
+        raise DomainlmError(f"model '{self.info.get('spec')}' ({self.info.get('backend')}) cannot time its decoding")
+
+    def decode_speed(self, prompt_ids: list[list[int]], new_tokens: int = 48) -> float:
+        """Greedy tokens/s, one request at a time (the edge case), exactly ``new_tokens`` per prompt.
+
+        End-of-turn tokens are ignored so every backend decodes the same number of tokens whatever the model
+        chose to say; prefill is included, as a user waits for it too."""
+        self.decode_ids(prompt_ids[0][:8], new_tokens)  # warm-up: first-call allocations are not speed
+        started = time.perf_counter()
+        produced = sum(self.decode_ids(ids, new_tokens) for ids in prompt_ids)
+        return produced / max(time.perf_counter() - started, 1e-9)
 
     def close(self) -> None:
         """Release resources (servers, GPU memory). Safe to call twice."""

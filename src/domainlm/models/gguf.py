@@ -41,3 +41,12 @@ class GGUFModel(LanguageModel):
                 text = (text + "\n" if text else "") + format_tool_calls(message["tool_calls"])
             out.append(text.strip())
         return out
+
+    def decode_ids(self, prompt_ids, new_tokens):
+        # llama.cpp's low-level generator never stops by itself: it decodes until told to stop.
+        n = 0
+        for _ in self.llm.generate(prompt_ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            n += 1
+            if n >= new_tokens:
+                break
+        return n

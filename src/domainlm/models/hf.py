@@ -212,5 +212,15 @@ class TransformersModel(LanguageModel):
                     out[i] = float(logprobs[row, positions, targets].sum())
         return out
 
+    def decode_ids(self, prompt_ids, new_tokens):
+        import torch
+
+        batch = torch.tensor([prompt_ids], device=self.device)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), do_sample=False,
+                                      max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        return out.shape[1] - batch.shape[1]
+
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

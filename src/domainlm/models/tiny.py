@@ -1,10 +1,11 @@
 """The ``tiny`` model: a byte-level BPE tokenizer and a small Qwen2-architecture model, built here offline.
 
-Nothing is downloaded. The tokenizer is trained with the ``tokenizers`` library on a corpus (the sample
-domain's documents by default, or the texts you pass), gets ChatML special tokens and a Qwen-style chat
-template; the model is randomly initialised from a seed (training it is ``domainlm train --base tiny``).
-The result is a normal Hugging Face directory, so transformers, peft, TRL and the GGUF converter load it.
-Built models are cached under ``$DOMAINLM_CACHE`` (default ``~/.cache/domainlm``) keyed by their recipe.
+Nothing is downloaded. The tokenizer is trained with the ``tokenizers`` library on the texts the caller
+passes (the ``tiny`` spec passes the sample domain's documents, see :mod:`domainlm.sample.defaults`), gets
+ChatML special tokens and a Qwen-style chat template; the model is randomly initialised from a seed
+(training it is ``domainlm train --base tiny``). The result is a normal Hugging Face directory, so
+transformers, peft, TRL and the GGUF converter load it. Built models are cached under ``$DOMAINLM_CACHE``
+(default ``~/.cache/domainlm``) keyed by their recipe and corpus.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +25,7 @@ from domainlm import __version__
 
 HERE = Path(__file__).resolve().parent
 CHAT_TEMPLATE = (HERE / "chat_template.jinja").read_text(encoding="utf-8")
+BUILTIN_CORPUS = HERE / "default_corpus.txt"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Qwen2's pre-tokenizer pattern: words, single digits, punctuation runs, newlines, spaces. Chinese runs
 # are \p{L} and stay one pre-token, so BPE learns frequent character pairs inside them.
@@ -58,36 +61,16 @@ def cache_root() -> Path:
 
 def builtin_corpus() -> list[str]:
     """The small bilingual text shipped with the package (bank sentences, general text, digits, JSON)."""
-    return [line for line in (HERE / "default_corpus.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line for line in BUILTIN_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def default_corpus() -> list[str]:
-    """Texts the default ``tiny`` tokenizer learns from: the sample domain (seed 0, size tiny) when the
-    sample generator is installed, else a small bilingual text shipped with the package."""
-    texts: list[str] = []
-    try:
-        from domainlm.sample import generate_sample  # type: ignore[attr-defined]
-    except ImportError:
-        generate_sample = None
-    if generate_sample is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            generate_sample(Path(tmp) / "sample", seed=0, size="tiny")
-            truth = Path(tmp) / "sample" / "truth" / "documents.jsonl"
-            if truth.is_file():
-                from domainlm.io import iter_jsonl
+@dataclass(frozen=True)
+class Corpus:
+    """Texts made only when a model must be built, named by a cheap ``key``: a cached model is found by the
+    key without making the texts (for the sample domain's corpus that would mean generating the sample)."""
 
-                texts = [r["text"] for r in iter_jsonl(truth) if r.get("text")]
-    return texts + builtin_corpus()
-
-
-def _default_corpus_key() -> str:
-    """Cheap identity of the default corpus, so a cached `tiny` is found without regenerating the sample."""
-    digest = hashlib.sha256((HERE / "default_corpus.txt").read_bytes())
-    sample_dir = HERE.parent / "sample"
-    if sample_dir.is_dir():
-        for path in sorted(sample_dir.rglob("*.py")):
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    key: str
+    make: Callable[[], list[str]]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, chat_template: str = CHAT_TEMPLATE):
@@ -157,13 +140,13 @@ def build_model_dir(out: str | Path, texts: Sequence[str], recipe: TinyRecipe = 
     return out
 
 
-def recipe_key(recipe: TinyRecipe, texts: Sequence[str] | None) -> str:
-    corpus = _default_corpus_key() if texts is None else hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+def recipe_key(recipe: TinyRecipe, texts: Sequence[str] | Corpus) -> str:
+    corpus = texts.key if isinstance(texts, Corpus) else hashlib.sha256("\x00".join(texts).encode()).hexdigest()
     payload = json.dumps({"recipe": recipe.model_dump(), "corpus": corpus, "domainlm": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def tiny_model_dir(texts: Sequence[str] | None = None, recipe: TinyRecipe = TinyRecipe()) -> Path:
+def tiny_model_dir(texts: Sequence[str] | Corpus, recipe: TinyRecipe = TinyRecipe()) -> Path:
     """The cached directory of a tiny model for this corpus and recipe, built on first use."""
     target = cache_root() / "tiny" / f"{recipe.arch}-{recipe_key(recipe, texts)}"
     if (target / "config.json").is_file():
@@ -171,7 +154,7 @@ def tiny_model_dir(texts: Sequence[str] | None = None, recipe: TinyRecipe = Tiny
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
-        build_model_dir(tmp, default_corpus() if texts is None else list(texts), recipe)
+        build_model_dir(tmp, texts.make() if isinstance(texts, Corpus) else list(texts), recipe)
         try:
             os.replace(tmp, target)  # atomic: a half-built model is never found under the cache key
         except OSError:

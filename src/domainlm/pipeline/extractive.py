@@ -8,21 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from domainlm.evals import EvalConfig, evaluate, select_items
 from domainlm.io import write_jsonl
-from domainlm.workspace import stage_run
+from domainlm.kb import answer, open_kb
+from domainlm.manifest import StageResult, stage_run
 
 ANSWERABLE_TYPES = {"qa", "refusal"}
 
 
 def extractive_predictions(kb_path: str | Path, suites: list[str], *, limit: int = 0, seed: int = 0) -> list[dict]:
-    from domainlm.evals.pipeline import limit_items
-    from domainlm.evals.scoring import all_items
-    from domainlm.evals.tasks import load_suite
-    from domainlm.kb import answer, open_kb
-
+    """The reader's answers to the items :func:`domainlm.evals.score` would score for this limit and seed."""
     kb = open_kb(kb_path)
     records = []
-    for item in limit_items(all_items([load_suite(s) for s in suites]), limit, seed):
+    for item in select_items(suites, limit=limit, seed=seed):
         if item["type"] not in ANSWERABLE_TYPES:
             continue
         reply = answer(kb, item["question"])
@@ -33,10 +31,10 @@ def extractive_predictions(kb_path: str | Path, suites: list[str], *, limit: int
 
 
 def extractive_eval(kb_path: str | Path, suites: list[str], out: str | Path, *, seed: int = 0, limit: int = 0,
-                    force: bool = False) -> dict:
-    """Answer the suites with the extractive reader and score them; returns ``results.json``'s content."""
-    from domainlm.evals.pipeline import EvalConfig, evaluate
-
+                    force: bool = False) -> StageResult:
+    """Answer the suites with the extractive reader (a cached stage in ``out/reader``) and score the answers
+    as stored predictions; returns the eval stage's result for ``out`` (:func:`domainlm.evals.evaluate`:
+    ``outputs["results"]``, ``["predictions"]``, ``["report"]``; ``metrics["score"]``, ``["n"]``)."""
     out = Path(out)
     answers = out / "reader"
     with stage_run("kb-extractive", answers, inputs=[kb_path, *suites], config={"types": sorted(ANSWERABLE_TYPES), "limit": limit},

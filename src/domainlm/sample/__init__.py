@@ -4,6 +4,9 @@
 noisy web copies, ground truth (facts, noise and personal-data spans) and train/eval task files.
 """
 
-from domainlm.sample.generate import SIZES, SampleConfig, build_sample, generate_sample
+from domainlm.sample.config import SampleConfig
+from domainlm.sample.defaults import SPEED_PROMPTS, distill_data, gate_suite, tiny_corpus
+from domainlm.sample.generate import SIZES, build_sample, generate_sample
 
-__all__ = ["SIZES", "SampleConfig", "build_sample", "generate_sample"]
+__all__ = ["SIZES", "SPEED_PROMPTS", "SampleConfig", "build_sample", "distill_data", "gate_suite", "generate_sample",
+           "tiny_corpus"]

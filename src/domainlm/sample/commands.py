@@ -22,16 +22,18 @@ def sample_command(
     """Generate the sample bank domain: documents, noisy web copies, ground truth and task files."""
     from rich.console import Console
 
+    from domainlm.config import find_config, split_overrides
     from domainlm.errors import DomainlmError
+    from domainlm.manifest import read_manifest
     from domainlm.sample.generate import SIZES, generate_sample
-    from domainlm.workspace import find_config, load_config, read_manifest, split_overrides
+    from domainlm.workspace import load_workspace_config
 
     positional, overrides = split_overrides(args or [])
     if positional:
         raise DomainlmError(f"sample: unexpected argument '{positional[0]}' (the output folder goes after --out)")
     if out is None:
         raise DomainlmError("sample: --out DIR is required")
-    section = load_config(config or find_config(), overrides).sample
+    section = load_workspace_config(config or find_config(), overrides).sample
     seed = section.seed if seed is None else seed
     size = section.size if size is None else size
     if size not in SIZES:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from domainlm.errors import DomainlmError
 from domainlm.io import write_bytes, write_json, write_jsonl
-from domainlm.workspace import read_manifest, stage_run
+from domainlm.manifest import read_manifest, stage_run
+from domainlm.sample.config import SampleConfig
 
 STAGE = "sample"
 
@@ -29,15 +27,6 @@ SIZES: dict[str, dict] = {
                "qa_per_fact": 3, "policies": {"fees": ["zh", "en"], "security": ["zh", "en"], "privacy": ["zh", "en"]},
                "faqs": ["zh", "en"]},
 }
-
-
-class SampleConfig(BaseModel):
-    """Configuration of the sample domain generator."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int = Field(0, description="Seed; the same seed gives byte-identical files.")
-    size: Literal["tiny", "small", "medium"] = Field("small", description="tiny | small | medium")
 
 
 def _fact_records(docs) -> tuple[list[dict], dict]:
