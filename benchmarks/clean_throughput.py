@@ -126,7 +126,7 @@ def run_domainlm(path: Path, work: Path) -> tuple[float, list[str]]:
     start = time.perf_counter()
     result = clean([path], work / "domainlm", {"recipe": str(recipe), "workers": 1}, force=True)
     elapsed = time.perf_counter() - start
-    records = [json.loads(line) for line in result.clean_path.open(encoding="utf-8")]
+    records = [json.loads(line) for line in result.outputs["clean"].open(encoding="utf-8")]
     return elapsed, {r["meta"]["orig_id"]: r["text"] for r in records}
 
 

@@ -1,37 +1,48 @@
 """The ``domainlm`` command: one Typer app; each stage package adds its commands.
 
-A stage package ``domainlm.<pkg>`` joins the CLI by having a module ``domainlm/<pkg>/commands.py`` with a
-``register(app: typer.Typer)`` function. Command modules import their heavy libraries (torch, transformers)
-inside the command functions, so ``domainlm --help`` stays fast and torch-free.
+A stage package ``domainlm.<pkg>`` joins the CLI through its module ``domainlm/<pkg>/commands.py`` and its
+``register(app: typer.Typer)`` function, listed below. Command modules import their heavy libraries (torch,
+transformers) inside the command functions, so ``domainlm --help`` stays fast and torch-free.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import logging
 import sys
 from pathlib import Path
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 
 from domainlm import __version__
+from domainlm.compress import commands as compress_commands
+from domainlm.config import find_config
+from domainlm.data import commands as data_commands
 from domainlm.errors import DomainlmError
+from domainlm.evals import commands as evals_commands
+from domainlm.kb import commands as kb_commands
+from domainlm.pipeline import commands as pipeline_commands
+from domainlm.sample import commands as sample_commands
+from domainlm.sandbox import commands as sandbox_commands
+from domainlm.serve import commands as serve_commands
+from domainlm.synth import commands as synth_commands
+from domainlm.train import commands as train_commands
+from domainlm.workspace import Workspace, check_workspace, init_workspace, load_workspace_config
 
 # Order here is the order of `domainlm --help`: the line from raw data to served model.
-STAGE_COMMAND_MODULES = (
-    "domainlm.sample.commands",
-    "domainlm.data.commands",
-    "domainlm.kb.commands",
-    "domainlm.synth.commands",
-    "domainlm.models.commands",
-    "domainlm.train.commands",
-    "domainlm.compress.commands",
-    "domainlm.evals.commands",
-    "domainlm.serve.commands",
-    "domainlm.sandbox.commands",
-    "domainlm.pipeline.commands",
+STAGE_COMMANDS = (
+    sample_commands,
+    data_commands,
+    kb_commands,
+    synth_commands,
+    train_commands,
+    compress_commands,
+    evals_commands,
+    serve_commands,
+    sandbox_commands,
+    pipeline_commands,
 )
 
 console = Console(stderr=True)
@@ -66,8 +77,6 @@ def init(
     name: str = typer.Option(None, "--name", help="Project name written into domainlm.yaml."),
 ) -> None:
     """Create a workspace: a documented domainlm.yaml, sources/ and artifacts/ folders."""
-    from domainlm.workspace import init_workspace
-
     path = init_workspace(folder, name=name)
     console.print(f"wrote {path}; put your documents in {path.parent / 'sources' / 'docs'}")
 
@@ -79,17 +88,11 @@ def show_config(
 ) -> None:
     """Validate domainlm.yaml (with overrides), print the effective configuration, then check every path and
     model the build will need: what is missing is named (exit 2) before anything runs."""
-    import yaml
-
-    from domainlm.workspace import find_config, load_config
-
     path = config or find_config()
-    cfg = load_config(path, args or [])
+    cfg = load_workspace_config(path, args or [])
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True, sort_keys=False).rstrip())
     if path is None:
         return
-    from domainlm.pipeline.line import Workspace, check_workspace
-
     problems, notes = check_workspace(Workspace(root=Path(path).resolve().parent, config=cfg))
     for note in notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
@@ -100,23 +103,13 @@ def show_config(
     console.print("config: every path the build needs is there", highlight=False)
 
 
-def _register_stages() -> None:
-    for module_name in STAGE_COMMAND_MODULES:
-        # A stage that is not built yet has no commands module: it is simply not listed.
-        package = module_name.rsplit(".", 1)[0]
-        if importlib.util.find_spec(package) is None or importlib.util.find_spec(module_name) is None:
-            continue
-        importlib.import_module(module_name).register(app)
-
-
-_register_stages()
+for stage_commands in STAGE_COMMANDS:
+    stage_commands.register(app)
 
 
 def quiet_library_logs() -> None:
     """torchao (imported by transformers whenever it is installed) logs that it cannot load its CUDA kernels,
     and torch's pytree logs a deprecation for torchao's enums, on every CPU run: noise, not news, for a user."""
-    import logging
-
     for name in ("torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

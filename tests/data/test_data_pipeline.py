@@ -162,7 +162,7 @@ def test_bad_inputs_rejected_with_reasons(cleaned):
         else reasons[("raw/z_copy_utf16.txt", "dedup")]
     )
     assert "exact duplicate of" in dup
-    assert result.duplicates == 1
+    assert result.metrics["duplicates"] == 1
 
 
 def test_trace_has_every_document_and_operator(cleaned, corpus):
@@ -208,9 +208,9 @@ def test_byte_identical_rerun_any_workers_and_cache(cleaned, corpus, tmp_path):
         "datacard_quality.png",
     ):
         assert (out / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
-    assert again.kept == first.kept
+    assert again.metrics["kept"] == first.metrics["kept"]
     cached = clean([corpus], out, {"workers": 2})
-    assert cached.skipped and cached.kept == first.kept
+    assert cached.skipped and cached.metrics["kept"] == first.metrics["kept"]
 
 
 def test_decode_bytes_encodings():

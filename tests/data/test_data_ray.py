@@ -13,6 +13,6 @@ def test_ray_engine_matches_local(tmp_path):
     inputs = [tmp_path / "sample" / "docs", tmp_path / "sample" / "web"]
     local = clean(inputs, tmp_path / "local", {"engine": "local", "workers": 2})
     ray = clean(inputs, tmp_path / "ray", {"engine": "ray", "workers": 2})
-    assert ray.kept == local.kept and ray.duplicates == local.duplicates
+    assert ray.metrics["kept"] == local.metrics["kept"] and ray.metrics["duplicates"] == local.metrics["duplicates"]
     for name in ("clean.jsonl", "rejected.jsonl", "trace.jsonl", "datacard.md"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name

@@ -121,11 +121,11 @@ def test_pii_recall_on_ground_truth(sample):
 
 def test_datacard_counts_match_outputs(sample):
     root, out, result, truth, kept, rejected, trace = sample
-    assert result.kept == len(kept) and result.duplicates == sum(
+    assert result.metrics["kept"] == len(kept) and result.metrics["duplicates"] == sum(
         1 for r in rejected.values() if r["stage"] == "dedup"
     )
     md = (out / "datacard.md").read_text(encoding="utf-8")
-    assert f"| kept | {result.kept} |" in md
+    assert f"| kept | {result.metrics['kept']} |" in md
 
 
 def test_clean_documents_kept_and_web_copies_deduplicated_to_their_source(sample, tmp_path):

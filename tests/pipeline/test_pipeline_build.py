@@ -111,3 +111,17 @@ def test_a_gate_refusal_is_recorded_and_the_line_goes_on(demo_run, monkeypatch):
     assert "int8" not in summary["variants"]
     assert summary["compression"]["int8"]["passed"] is False
     assert "Compression retention" in result.report.read_text(encoding="utf-8")
+
+
+def test_serve_and_the_eval_stage_find_the_line_models_by_name(demo_run):
+    from domainlm.serve.commands import line_model_and_kb
+
+    out, _ = demo_run
+    config = out / "domainlm.yaml"
+    assert line_model_and_kb(config, []) == (str(out / "artifacts" / "models" / "sft"), str(out / "artifacts" / "kb"))
+    # the eval stage recorded the variants as named models, the base being what cpt built from `tiny`
+    variants = {v["name"]: v for v in read_json(out / "artifacts" / "eval" / "manifest.json")["config"]["variants"]}
+    assert list(variants) == ["base", "tuned", "tuned+kb"]
+    assert variants["tuned+kb"] == {"name": "tuned+kb", "model": str(out / "artifacts" / "models" / "sft"),
+                                    "kb": str(out / "artifacts" / "kb")}
+    assert variants["base"]["model"] != "tiny" and (out / "artifacts" / "models" / "sft").is_dir()

@@ -5,6 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
+
+from domainlm.config import split_overrides, with_options
+from domainlm.data.quality import QualityScorer
+from domainlm.data.recipe import load_recipe
+from domainlm.data.stage import clean
+from domainlm.errors import DomainlmError
+from domainlm.io import iter_jsonl
+from domainlm.workspace import workspace_config_or_defaults
 
 
 def register(app: typer.Typer) -> None:
@@ -28,27 +37,10 @@ def clean_command(
     config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
 ) -> None:
     """Clean raw documents: ingest, repair, remove noise, redact PII, score, dedup; trace and data card."""
-    from rich.console import Console
-
-    from domainlm.data.pipeline import CleanConfig, clean
-    from domainlm.data.recipe import load_recipe
-    from domainlm.errors import DomainlmError
-    from domainlm.workspace import find_config, load_config, split_overrides
-
     console = Console(stderr=True)
     inputs, overrides = split_overrides(args or [])
-    path = config or find_config()
-    section = load_config(path, overrides).clean
-    values = section.model_dump()
-    for key, value in (
-        ("recipe", recipe),
-        ("engine", engine),
-        ("workers", workers),
-        ("text_field", text_field),
-    ):
-        if value is not None:
-            values[key] = value
-    cfg = CleanConfig.model_validate({k: v for k, v in values.items() if k in CleanConfig.model_fields})
+    section = workspace_config_or_defaults(config, overrides).clean
+    cfg = with_options(section, "clean", recipe=recipe, engine=engine, workers=workers, text_field=text_field)
     if explain:
         typer.echo(load_recipe(cfg.recipe).explain())
         return
@@ -61,8 +53,8 @@ def clean_command(
         console.print(f"up to date: {out} (inputs and config unchanged; --force to re-run)")
     m = result.metrics
     typer.echo(
-        f"kept {result.kept}, rejected {result.rejected}, duplicates {result.duplicates} "
-        f"of {m.get('documents', 0)} documents -> {result.clean_path}"
+        f"kept {m.get('kept', 0)}, rejected {m.get('rejected', 0)}, duplicates {m.get('duplicates', 0)} "
+        f"of {m.get('documents', 0)} documents -> {result.outputs['clean']}"
     )
 
 
@@ -77,8 +69,6 @@ def quality_scorer_command(
     text_field: str = typer.Option("text", "--text-field"),
 ) -> None:
     """Train a learned quality scorer on your own kept/rejected examples."""
-    from domainlm.data.quality import QualityScorer
-    from domainlm.io import iter_jsonl
 
     def texts(paths: list[Path]) -> list[str]:
         return [r[text_field] for p in paths for r in iter_jsonl(p) if isinstance(r.get(text_field), str)]

@@ -114,6 +114,12 @@ class Deduplicator:
     _numbers: dict[str, frozenset] = field(default_factory=dict)
     clusters: dict[str, list[dict]] = field(default_factory=dict)
 
+    @classmethod
+    def from_params(cls, params: dict) -> Deduplicator:
+        """The deduplicator of a recipe's ``dedup`` step."""
+        known = ("threshold", "num_perm", "near", "exact", "same_numbers")
+        return cls(**{key: params[key] for key in known if key in params})
+
     def __post_init__(self):
         if self.near:
             from datasketch import MinHashLSH

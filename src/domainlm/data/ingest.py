@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
-from domainlm.workspace import expand_inputs
+from domainlm.io import expand_inputs
 
 TEXT_EXTS = {".txt", ".md", ".markdown", ".text", ".rst"}
 HTML_EXTS = {".html", ".htm", ".xhtml"}

@@ -22,7 +22,7 @@ _RECIPES: dict[str, Recipe] = {}
 
 
 def _process(row: dict, recipe_source: str, text_field: str) -> dict:
-    from domainlm.data.pipeline import process_unit
+    from domainlm.data.stage import process_unit
 
     # Loaded once per Ray worker process, like the local engine's pool initializer.
     if recipe_source not in _RECIPES:

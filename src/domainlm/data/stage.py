@@ -13,43 +13,21 @@ import contextlib
 import itertools
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from domainlm.config import validate
+from domainlm.data.config import CleanConfig
+from domainlm.data.datacard import DataCard
+from domainlm.data.dedup import Deduplicator
+from domainlm.data.dedup import signature as minhash
 from domainlm.data.ingest import Rejected, Unit, check_inputs, iter_units, read_unit
 from domainlm.data.recipe import Recipe, load_recipe
 from domainlm.errors import DomainlmError
 from domainlm.io import atomic_write, dumps
-
-OUTPUTS = ("clean.jsonl", "rejected.jsonl", "trace.jsonl", "datacard.md", "datacard.html")
-PII_KINDS = {"id_card", "mobile", "bank_card", "email", "address"}
-
-
-class CleanConfig(BaseModel):
-    """Configuration of the clean stage (the ``clean:`` section of domainlm.yaml plus CLI options)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    recipe: str = Field("default-zh", description="Built-in recipe name or a recipe YAML file.")
-    engine: str = Field("local", pattern="^(local|ray)$")
-    workers: int = Field(0, ge=0, description="Worker processes; 0 means one per core.")
-    text_field: str = Field("text", description="Text column of jsonl/csv inputs.")
-
-
-@dataclass
-class CleanResult:
-    out_dir: Path
-    kept: int
-    rejected: int
-    duplicates: int
-    metrics: dict = field(default_factory=dict)
-    skipped: bool = False
-
-    @property
-    def clean_path(self) -> Path:
-        return self.out_dir / "clean.jsonl"
+from domainlm.manifest import StageResult, StageRun, stage_run
 
 
 @dataclass
@@ -131,7 +109,6 @@ def process_unit(unit: Unit, recipe: Recipe, text_field: str = "text") -> Outcom
     signature = None
     dedup = recipe.dedup
     if dedup is not None and dedup.params.get("near", True):
-        from domainlm.data.dedup import signature as minhash
 
         signature = minhash(text, dedup.params.get("num_perm", 128), dedup.params.get("ngram", 3))
     trace["chars_out"] = len(text)
@@ -177,7 +154,7 @@ def _config(config: CleanConfig | BaseModel | dict | None) -> CleanConfig:
         return CleanConfig()
     if isinstance(config, BaseModel):
         config = config.model_dump()
-    return CleanConfig.model_validate(config)
+    return validate(CleanConfig, config, "clean")
 
 
 def clean(
@@ -187,12 +164,8 @@ def clean(
     *,
     force: bool = False,
     progress: bool = False,
-) -> CleanResult:
+) -> StageResult:
     """Clean ``inputs`` (files or folders) into ``out_dir``. Skips when inputs and config are unchanged."""
-    from domainlm.data.datacard import DataCard
-    from domainlm.data.dedup import Deduplicator
-    from domainlm.workspace import stage_run
-
     cfg = _config(config)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not inputs:
@@ -204,78 +177,73 @@ def clean(
     # The resolved recipe is part of the cached config: editing a recipe file re-runs the stage.
     stage_config = {**cfg.model_dump(), "workers": None, "recipe_steps": recipe.to_dict()}
     with stage_run("clean", out_dir, inputs=inputs, config=stage_config, force=force) as run:
-        if run.skipped:
-            m = run.previous.metrics
-            return CleanResult(out_dir, m.get("kept", 0), m.get("rejected", 0), m.get("duplicates", 0), m, skipped=True)
-        dedup_step = recipe.dedup
-        dedup = None
-        if dedup_step is not None:
-            p = dedup_step.params
-            dedup = Deduplicator(
-                p.get("threshold", 0.5),
-                p.get("num_perm", 128),
-                p.get("near", True),
-                p.get("exact", True),
-                p.get("same_numbers", 0.8),
-            )
-        card = DataCard(recipe)
-        units = iter_units(inputs, cfg.text_field)
-        if cfg.engine == "ray":
-            from domainlm.data.ray_engine import run_ray
+        if not run.skipped:
+            _clean(inputs, cfg, recipe, workers, run, progress)
+    return run.result()
 
-            outcomes = run_ray(units, recipe, cfg.text_field, workers)
-        else:
-            outcomes = run_local(units, recipe, cfg.text_field, workers)
-        unread: list[tuple[str, str]] = []  # inputs that could not become documents, for the warning lines
-        with contextlib.ExitStack() as stack:
-            clean_f = stack.enter_context(atomic_write(run.output("clean.jsonl")))
-            rejected_f = stack.enter_context(atomic_write(run.output("rejected.jsonl")))
-            trace_f = stack.enter_context(atomic_write(run.output("trace.jsonl")))
-            for outcome in _progress(outcomes, progress):
-                if outcome.text is not None and dedup is not None:
-                    evidence = dedup.check(outcome.id, outcome.text, outcome.signature)
-                    outcome.trace["ops"].append(
+
+def _clean(inputs: list, cfg: CleanConfig, recipe: Recipe, workers: int, run: StageRun, progress: bool) -> None:
+    """The stage's work: every unit through the recipe, then dedup in input order, then the data card."""
+    out_dir = run.out_dir
+    dedup = Deduplicator.from_params(recipe.dedup.params) if recipe.dedup is not None else None
+    card = DataCard(recipe)
+    units = iter_units(inputs, cfg.text_field)
+    if cfg.engine == "ray":
+        from domainlm.data.ray_engine import run_ray
+
+        outcomes = run_ray(units, recipe, cfg.text_field, workers)
+    else:
+        outcomes = run_local(units, recipe, cfg.text_field, workers)
+    unread: list[tuple[str, str]] = []  # inputs that could not become documents, for the warning lines
+    with contextlib.ExitStack() as stack:
+        clean_f = stack.enter_context(atomic_write(run.output("clean.jsonl", key="clean")))
+        rejected_f = stack.enter_context(atomic_write(run.output("rejected.jsonl", key="rejected")))
+        trace_f = stack.enter_context(atomic_write(run.output("trace.jsonl")))
+        for outcome in _progress(outcomes, progress):
+            if outcome.text is not None and dedup is not None:
+                rejected_text = outcome.text
+                if _dedup(outcome, dedup):
+                    rejected_f.write(dumps(_rejected_record(outcome, rejected_text)) + "\n")
+            card.add(outcome)
+            if outcome.text is not None:
+                outcome.trace["decision"] = "keep"
+                clean_f.write(
+                    dumps(
                         {
-                            "op": "dedup",
-                            **({"duplicate": evidence} if evidence else {}),
-                            "decision": "drop" if evidence else "keep",
+                            "id": outcome.id,
+                            "text": outcome.text,
+                            "source": outcome.source,
+                            "meta": outcome.meta,
                         }
                     )
-                    if evidence:
-                        reason = f"{evidence['type']} duplicate of {evidence['duplicate_of']} (jaccard {evidence['jaccard']})"
-                        outcome.trace.update(decision="rejected", reason=reason, stage="dedup")
-                        outcome.reject_reason, outcome.reject_stage = reason, "dedup"
-                        outcome.meta["duplicate_of"] = evidence["duplicate_of"]
-                        rejected_text = outcome.text
-                        outcome.text = None
-                        rejected_f.write(dumps(_rejected_record(outcome, rejected_text)) + "\n")
-                card.add(outcome)
-                if outcome.text is not None:
-                    outcome.trace["decision"] = "keep"
-                    clean_f.write(
-                        dumps(
-                            {
-                                "id": outcome.id,
-                                "text": outcome.text,
-                                "source": outcome.source,
-                                "meta": outcome.meta,
-                            }
-                        )
-                        + "\n"
-                    )
-                elif outcome.reject_stage != "dedup":
-                    rejected_f.write(dumps(_rejected_record(outcome, outcome.rejected_text)) + "\n")
-                    if outcome.reject_stage == "ingest":
-                        unread.append((outcome.source, outcome.reject_reason))
-                trace_f.write(dumps(outcome.trace) + "\n")
-        _warn_unread(unread, run.out_dir / "rejected.jsonl")
-        if dedup is not None:
-            card.clusters = dedup.clusters
-        card.write(run.output("datacard.md"), run.output("datacard.html"), out_dir)
-        run.outputs.extend(n for n in card.extra_outputs if n not in run.outputs)
-        metrics = card.summary()
-        run.metrics.update(metrics)
-    return CleanResult(out_dir, metrics["kept"], metrics["rejected"], metrics["duplicates"], metrics)
+                    + "\n"
+                )
+            elif outcome.reject_stage != "dedup":
+                rejected_f.write(dumps(_rejected_record(outcome, outcome.rejected_text)) + "\n")
+                if outcome.reject_stage == "ingest":
+                    unread.append((outcome.source, outcome.reject_reason))
+            trace_f.write(dumps(outcome.trace) + "\n")
+    _warn_unread(unread, run.out_dir / "rejected.jsonl")
+    if dedup is not None:
+        card.clusters = dedup.clusters
+    card.write(run.output("datacard.md", key="datacard"), run.output("datacard.html"), out_dir)
+    run.outputs.extend(n for n in card.extra_outputs if n not in run.outputs)
+    run.metrics.update(card.summary())
+
+
+def _dedup(outcome: Outcome, dedup: Deduplicator) -> bool:
+    """Check a kept document against those kept before it; a duplicate becomes a rejected outcome."""
+    evidence = dedup.check(outcome.id, outcome.text, outcome.signature)
+    outcome.trace["ops"].append(
+        {"op": "dedup", **({"duplicate": evidence} if evidence else {}), "decision": "drop" if evidence else "keep"})
+    if not evidence:
+        return False
+    reason = f"{evidence['type']} duplicate of {evidence['duplicate_of']} (jaccard {evidence['jaccard']})"
+    outcome.trace.update(decision="rejected", reason=reason, stage="dedup")
+    outcome.reject_reason, outcome.reject_stage = reason, "dedup"
+    outcome.meta["duplicate_of"] = evidence["duplicate_of"]
+    outcome.text = None
+    return True
 
 
 def _warn_unread(unread: list[tuple[str, str]], rejected_path: Path, show: int = 5) -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from domainlm.errors import DomainlmError
-from domainlm.evals.stats import FEW_ITEMS
+from domainlm.evals import FEW_ITEMS
 from domainlm.io import read_json, read_jsonl, sha256_text, write_json, write_text
+from domainlm.manifest import MANIFEST_FILE, StageResult, stage_run
 from domainlm.report import bar_plot, escape, html_page, scatter_plot, table
-from domainlm.workspace import MANIFEST_FILE, stage_run
+from domainlm.workspace import Workspace
 
 
 def _manifest(folder: Path) -> dict:
@@ -45,26 +46,24 @@ def _refusal_rows(results: dict) -> dict[str, Any]:
     return {"refusal_accuracy": round(sum(t["score"] * t["n"] for t in tasks) / n, 6), "refusal_recall": round(recall, 6), "n": n}
 
 
-def collect(ws) -> dict[str, Any]:
+def collect(ws: Workspace) -> dict[str, Any]:
     """Every number of the line report, from the artifacts."""
-    from domainlm.pipeline.line import compressed_dir, model_dir
-
-    artifacts = ws.artifacts
+    layout = ws.layout
     summary: dict[str, Any] = {"workspace": str(ws.root), "name": ws.config.name, "stages": {}}
-    folders = {"clean": artifacts / "clean", "kb": artifacts / "kb", "synth": artifacts / "synth"}
-    folders |= {f"train-{s}": model_dir(ws, s) for s in ws.config.train.stages}
-    folders |= {f"compress-{t}": compressed_dir(ws, t) for t in ws.config.compress.targets}
-    folders |= {"eval": artifacts / "eval", "eval-kb-extractive": artifacts / "eval-kb-extractive"}
+    folders = {"clean": layout.clean, "kb": layout.kb, "synth": layout.synth}
+    folders |= {f"train-{s}": layout.model(s) for s in ws.config.train.stages}
+    folders |= {f"compress-{t}": layout.compressed(t) for t in ws.config.compress.targets}
+    folders |= {"eval": layout.eval, "eval-kb-extractive": layout.eval_extractive}
     for name, folder in folders.items():
         manifest = _manifest(folder)
         if manifest:
             summary["stages"][name] = {"wall_time_s": manifest.get("wall_time_s"), "metrics": manifest.get("metrics", {})}
 
-    variants: dict[str, dict] = dict(_results(artifacts / "eval").get("variants", {}))
-    extractive = _results(artifacts / "eval-kb-extractive")
+    variants: dict[str, dict] = dict(_results(layout.eval).get("variants", {}))
+    extractive = _results(layout.eval_extractive)
     if extractive:
         variants = {"kb-extractive": extractive, **variants}
-    folders_of = {name: artifacts / "eval" / name for name in variants} | {"kb-extractive": artifacts / "eval-kb-extractive"}
+    folders_of = {name: layout.eval / name for name in variants} | {"kb-extractive": layout.eval_extractive}
     questions = _questions(ws)
     summary["variants"] = {
         name: {
@@ -85,7 +84,7 @@ def collect(ws) -> dict[str, Any]:
     }
     gates = {}
     for target in ws.config.compress.targets:
-        gate_path = compressed_dir(ws, target) / "gate.json"
+        gate_path = layout.compressed(target) / "gate.json"
         if gate_path.is_file():
             gates[target] = read_json(gate_path)
     summary["compression"] = gates
@@ -99,12 +98,10 @@ FEW_STEPS = 50
 MOSTLY_SILENT = 0.2  # share of empty or degenerate outputs that makes a variant's score suspect
 
 
-def _questions(ws) -> dict[str, dict]:
+def _questions(ws: Workspace) -> dict[str, dict]:
     """Eval items by id (question and gold), read from the suites the eval stage used."""
-    from domainlm.pipeline.line import eval_suites
-
     items: dict[str, dict] = {}
-    for folder in eval_suites(ws):
+    for folder in ws.eval_suites():
         for path in sorted(folder.glob("*.jsonl")):
             try:
                 records = read_jsonl(path)
@@ -257,9 +254,7 @@ def _variant_sections(summary: dict) -> list[tuple[str, str]]:
     return sections
 
 
-def render(ws, summary: dict) -> str:
-    from domainlm.pipeline.line import model_dir
-
+def render(ws: Workspace, summary: dict) -> str:
     warning_list = "".join(f"<li>{escape(w)}</li>" for w in summary["warnings"])
     top = f'<p><strong>{escape(summary["headline"])}</strong></p>'
     top += f'<ul class="warnings">{warning_list}</ul>' if warning_list else '<p class="note">No warnings.</p>'
@@ -271,7 +266,7 @@ def render(ws, summary: dict) -> str:
     kb = summary["stages"].get("kb", {}).get("metrics", {})
     if kb:
         sections.append(("Knowledge base", table([kb])))
-    curves = "".join(_png(model_dir(ws, s) / "loss.png", f"{s} loss") for s in ws.config.train.stages)
+    curves = "".join(_png(ws.layout.model(s) / "loss.png", f"{s} loss") for s in ws.config.train.stages)
     if curves:
         sections.append(("Training", curves))
     sections += _variant_sections(summary)
@@ -281,20 +276,19 @@ def render(ws, summary: dict) -> str:
     return html_page(f"domainlm line report: {summary['name']}", sections, intro=f"Workspace {summary['workspace']}")
 
 
-def write_line_report(ws, *, force: bool = False) -> Path:
-    """Write ``artifacts/report/report.html`` and ``summary.json``; cached on the stages' manifests."""
-    from domainlm.pipeline.line import compressed_dir
-
-    out = ws.artifacts / "report"
-    inputs = sorted(p for p in ws.artifacts.rglob(MANIFEST_FILE) if p.parent != out)
-    inputs += sorted(p for p in ws.artifacts.rglob("results.json"))
+def write_line_report(ws: Workspace, *, force: bool = False) -> StageResult:
+    """Write ``report.html`` and ``summary.json`` (outputs ``report``, ``summary``); cached on the stages'
+    manifests."""
+    layout = ws.layout
+    out = layout.report
+    inputs = sorted(p for p in layout.artifacts.rglob(MANIFEST_FILE) if p.parent != out)
+    inputs += sorted(p for p in layout.artifacts.rglob("results.json"))
     # A refused compression target leaves gate.json but no manifest: the report must still show it.
-    inputs += [p for p in (compressed_dir(ws, t) / "gate.json" for t in ws.config.compress.targets) if p.is_file()]
+    inputs += [p for p in (layout.compressed(t) / "gate.json" for t in ws.config.compress.targets) if p.is_file()]
     config = {"name": ws.config.name, "targets": ws.config.compress.targets}
     with stage_run("report", out, inputs=inputs, config=config, force=force) as run:
-        if run.skipped:
-            return out / "report.html"
-        summary = collect(ws)
-        write_json(run.output("summary.json"), summary)
-        write_text(run.output("report.html"), render(ws, summary))
-    return out / "report.html"
+        if not run.skipped:
+            summary = collect(ws)
+            write_json(run.output("summary.json", key="summary"), summary)
+            write_text(run.output("report.html", key="report"), render(ws, summary))
+    return run.result()

@@ -59,7 +59,7 @@ def html_page(title: str, sections: Sequence[tuple[str, str]], intro: str = "") 
     )
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -71,7 +71,7 @@ def _figure(width: float, height: float):
     return plt.subplots(figsize=(width, height))
 
 
-def _to_img(fig, alt: str) -> str:
+def figure_html(fig, alt: str) -> str:
     import warnings
 
     import matplotlib.pyplot as plt
@@ -93,9 +93,9 @@ def bar_plot(labels: Sequence[str], series: dict[str, Sequence[float]], *, title
 
     n, k = len(labels), max(1, len(series))
     if horizontal:
-        fig, ax = _figure(8, max(2.0, 0.28 * n * k + 1))
+        fig, ax = new_figure(8, max(2.0, 0.28 * n * k + 1))
     else:
-        fig, ax = _figure(max(4.0, 0.5 * n * k + 1), 4)
+        fig, ax = new_figure(max(4.0, 0.5 * n * k + 1), 4)
     positions = np.arange(n)
     width = 0.8 / k
     for j, (name, values) in enumerate(series.items()):
@@ -119,13 +119,13 @@ def bar_plot(labels: Sequence[str], series: dict[str, Sequence[float]], *, title
     if len(series) > 1:
         ax.legend(fontsize="small")
     ax.set_title(title)
-    return _to_img(fig, title or "bar plot")
+    return figure_html(fig, title or "bar plot")
 
 
 def scatter_plot(points: Sequence[tuple[float, float, str]], *, title: str = "", xlabel: str = "",
                  ylabel: str = "", logx: bool = False) -> str:
     """Labelled points (x, y, label)."""
-    fig, ax = _figure(6, 4)
+    fig, ax = new_figure(6, 4)
     for x, y, label in points:
         ax.scatter([x], [y])
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
@@ -134,7 +134,7 @@ def scatter_plot(points: Sequence[tuple[float, float, str]], *, title: str = "",
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return _to_img(fig, title or "scatter plot")
+    return figure_html(fig, title or "scatter plot")
 
 
-__all__ = ["bar_plot", "escape", "html_page", "scatter_plot", "table"]
+__all__ = ["bar_plot", "escape", "figure_html", "html_page", "new_figure", "scatter_plot", "table"]

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
+from domainlm.config import validate
 from domainlm.errors import DomainlmError
 
 console = Console(stderr=True)
@@ -37,12 +37,6 @@ def _sources(data: list[str]) -> dict:
     return sources
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"])
-    return f"bad value for '{key}': {err['msg']} (got {err.get('input')!r})"
-
-
 @sandbox_app.command("sweep")
 def sweep_cmd(
     overrides: list[str] = typer.Argument(None, help="key=value overrides of the sweep config, e.g. workers=4"),
@@ -54,9 +48,10 @@ def sweep_cmd(
     force: bool = typer.Option(False, "--force", help="Re-run every run, even finished ones."),
 ) -> None:
     """Run a grid / random / Bayesian sweep of small muP models; resumable; prints the results table."""
+    from domainlm.config import apply_overrides
     from domainlm.io import read_jsonl
+    from domainlm.manifest import stage_run
     from domainlm.sandbox.sweep import SweepConfig, load_sweep_config, print_table, run_sweep, write_results
-    from domainlm.workspace import apply_overrides, stage_run
 
     overrides = overrides or []
     if config is not None:
@@ -66,10 +61,7 @@ def sweep_cmd(
     elif data:
         raw = apply_overrides({"name": "default", "data": {"sources": _sources(data)}, "base": dict(DEFAULT_BASE),
                                "search": {"method": "grid", "space": DEFAULT_SPACE}}, overrides)
-        try:
-            cfg = SweepConfig.model_validate(raw)
-        except ValidationError as exc:
-            raise DomainlmError(f"sandbox sweep: {_first_error(exc)}") from None
+        cfg = validate(SweepConfig, raw, "sandbox sweep")
         config_dir, inputs = Path("."), []
     else:
         raise DomainlmError("sandbox sweep: give --config SWEEP.yaml or --data PATH")
@@ -112,10 +104,10 @@ def fit_cmd(
 ) -> None:
     """Fit loss vs params/tokens/compute and optimal LR / batch size vs scale, with bootstrap intervals."""
     from domainlm.io import write_json, write_text
+    from domainlm.manifest import stage_run
     from domainlm.sandbox.fit import fit_runs
     from domainlm.sandbox.report import fit_report
     from domainlm.sandbox.sweep import load_results
-    from domainlm.workspace import stage_run
 
     records = load_results(sweeps)
     files = [Path(s) / "runs" if (Path(s) / "runs").is_dir() else Path(s) for s in sweeps]
@@ -185,10 +177,11 @@ def capacity_cmd(
     force: bool = typer.Option(False, "--force"),
 ) -> None:
     """Bits of knowledge stored per parameter on a synthetic knowledge set, vs exposures and mixing."""
+    from domainlm.config import apply_overrides
     from domainlm.io import write_json, write_text
+    from domainlm.manifest import stage_run
     from domainlm.sandbox.capacity import CapacityConfig
     from domainlm.sandbox.report import capacity_report
-    from domainlm.workspace import apply_overrides, stage_run
 
     raw = apply_overrides({}, overrides or [])
     if exposures:
@@ -201,10 +194,7 @@ def capacity_cmd(
             raw["mix_fractions"] = [float(x) for x in mix_fractions.split(",") if x.strip()]
         except ValueError:
             raise DomainlmError(f"--mix-fractions '{mix_fractions}': expected numbers like 0,0.5") from None
-    try:
-        cfg = CapacityConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise DomainlmError(f"sandbox capacity: {_first_error(exc)}") from None
+    cfg = validate(CapacityConfig, raw, "sandbox capacity")
     if any(m > 0 for m in cfg.mix_fractions) and other is None:
         raise DomainlmError("sandbox capacity: a mix fraction > 0 needs --other PATH (the text to mix in)")
     with stage_run("sandbox.capacity", out, inputs=[other] if other else [], config=cfg, seed=cfg.seed,

@@ -10,18 +10,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from domainlm.report import _figure, _to_img, escape, html_page, table
-
-
-def _fmt_interval(estimate: dict) -> str:
-    if "low" in estimate:
-        return f"{estimate['value']:.4g} [{estimate['low']:.4g}, {estimate['high']:.4g}]"
-    return f"{estimate['value']:.4g}"
+from domainlm.report import escape, figure_html, html_page, new_figure, table
 
 
 def lr_plot(rows: list[dict]) -> str:
     """Validation loss against learning rate, one line per model size: the muTransfer picture."""
-    fig, ax = _figure(6.5, 4)
+    fig, ax = new_figure(6.5, 4)
     by_size = defaultdict(dict)
     for r in rows:
         key = (r["width"], r["depth"], r["D"])
@@ -34,13 +28,13 @@ def lr_plot(rows: list[dict]) -> str:
     ax.set_ylabel("validation loss (nats/byte)")
     ax.set_title("loss vs learning rate by model size")
     ax.legend(fontsize="x-small")
-    return _to_img(fig, "loss vs learning rate")
+    return figure_html(fig, "loss vs learning rate")
 
 
 def compute_plot(fit: dict) -> str:
     from domainlm.sandbox.fit import loss_c
 
-    fig, ax = _figure(6.5, 4)
+    fig, ax = new_figure(6.5, 4)
     env = fit["envelope"]
     ax.scatter([r["C"] for r in fit["runs_table"]], [r["loss"] for r in fit["runs_table"]], s=8, c="#bbb", label="runs")
     ax.scatter([r["C"] for r in env], [r["loss"] for r in env], s=18, label="best per (N, D)")
@@ -57,7 +51,7 @@ def compute_plot(fit: dict) -> str:
     ax.set_ylabel("validation loss")
     ax.set_title("loss vs compute (to 10x beyond the largest run)")
     ax.legend(fontsize="x-small")
-    return _to_img(fig, "loss vs compute")
+    return figure_html(fig, "loss vs compute")
 
 
 def optimum_plot(fit: dict, name: str) -> str:
@@ -65,7 +59,7 @@ def optimum_plot(fit: dict, name: str) -> str:
 
     law = fit["fits"][name]
     points = np.array(law["points"])
-    fig, ax = _figure(6, 3.6)
+    fig, ax = new_figure(6, 3.6)
     ax.scatter(points[:, 0], points[:, 1], label=f"optimal {name} per size")
     c = np.geomspace(points[:, 0].min(), points[:, 0].max() * 10, 50)
     ax.plot(c, power_law(law["params"], c), label=f"fit a·C^b (b={law['params']['b']:.3f})")
@@ -74,7 +68,7 @@ def optimum_plot(fit: dict, name: str) -> str:
     ax.set_xlabel("compute C (FLOPs)")
     ax.set_ylabel(name)
     ax.legend(fontsize="x-small")
-    return _to_img(fig, f"optimal {name} vs compute")
+    return figure_html(fig, f"optimal {name} vs compute")
 
 
 def fit_report(fit: dict, title: str = "domainlm sandbox: scaling fits") -> str:
@@ -97,7 +91,7 @@ def fit_report(fit: dict, title: str = "domainlm sandbox: scaling fits") -> str:
 
 
 def capacity_report(results: list[dict], config: dict) -> str:
-    fig, ax = _figure(6, 3.8)
+    fig, ax = new_figure(6, 3.8)
     for mix in sorted({r["mix_fraction"] for r in results}):
         line = sorted((r["exposures"], r["bits_per_param"]) for r in results if r["mix_fraction"] == mix)
         ax.plot([x for x, _ in line], [y for _, y in line], marker="o", label=f"other text {mix:.0%}")
@@ -107,7 +101,7 @@ def capacity_report(results: list[dict], config: dict) -> str:
     ax.set_ylabel("bits per parameter")
     ax.legend(fontsize="x-small")
     columns = ["exposures", "mix_fraction", "params_total", "train_tokens", "bits", "bits_possible", "bits_per_param", "accuracy"]
-    sections = [("Bits per parameter vs exposures", _to_img(fig, "capacity")), ("Runs", table(results, columns)),
+    sections = [("Bits per parameter vs exposures", figure_html(fig, "capacity")), ("Runs", table(results, columns)),
                 ("Configuration", f"<pre>{escape(config)}</pre>")]
     return html_page("domainlm sandbox: knowledge capacity", sections,
                      intro="Synthetic fictional people with uniformly random attributes; bits = log2 q(true | person) "
@@ -118,7 +112,7 @@ def capacity_report(results: list[dict], config: dict) -> str:
 def coord_report(results: dict[str, dict[int, dict[str, float]]]) -> str:
     sections = []
     for label, per_width in results.items():
-        fig, ax = _figure(6, 3.6)
+        fig, ax = new_figure(6, 3.6)
         widths = sorted(per_width)
         for layer in per_width[widths[0]]:
             ax.plot(widths, [per_width[w][layer] for w in widths], marker="o", label=layer)
@@ -127,6 +121,6 @@ def coord_report(results: dict[str, dict[int, dict[str, float]]]) -> str:
         ax.set_xlabel("width")
         ax.set_ylabel("mean |activation|")
         ax.legend(fontsize="x-small")
-        sections.append((label, _to_img(fig, label)))
+        sections.append((label, figure_html(fig, label)))
     return html_page("domainlm sandbox: muP coordinate check", sections,
                      intro="Flat lines: activation sizes do not depend on width (muP); rising lines: they do (SP).")

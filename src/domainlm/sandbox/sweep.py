@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from domainlm.config import load_config, validate
 from domainlm.errors import DomainlmError
 from domainlm.io import read_json, write_json, write_jsonl, write_text
 from domainlm.sandbox.trainer import RunConfig
@@ -101,8 +102,6 @@ class SweepConfig(_Model):
 
 
 def load_sweep_config(path: str | Path, overrides=()) -> SweepConfig:
-    from domainlm.workspace import load_config
-
     return load_config(path, overrides, model=SweepConfig)
 
 
@@ -115,12 +114,7 @@ def make_run(cfg: SweepConfig, point: dict[str, Any]) -> RunConfig:
             mix[key[4:]] = float(value)
     settings.update({k: v for k, v in point.items() if not k.startswith("mix.")})
     settings["mix"] = mix
-    try:
-        return RunConfig.model_validate(settings)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise DomainlmError(f"run {point}: bad value for '{key}': {err['msg']}") from None
+    return validate(RunConfig, settings, f"run {point}")
 
 
 def grid_points(space: dict[str, list]) -> list[dict[str, Any]]:

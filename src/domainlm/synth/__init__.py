@@ -6,6 +6,7 @@ supporting sentence as evidence, plus unanswerable questions that must be refuse
 the teacher writes more questions from each chunk; only those whose answer is found in the chunk are kept.
 """
 
-from domainlm.synth.generate import SynthConfig, SynthResult, synthesize
+from domainlm.synth.config import SynthConfig, SynthSection
+from domainlm.synth.generate import SynthResult, synth_stage, synthesize
 
-__all__ = ["SynthConfig", "SynthResult", "synthesize"]
+__all__ = ["SynthConfig", "SynthResult", "SynthSection", "synth_stage", "synthesize"]

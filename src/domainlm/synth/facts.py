@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import jieba.posseg as pseg
 
+from domainlm.data import detect_language
 from domainlm.synth.questions import is_pronoun
 
 _NOUNS = ("n", "nr", "ns", "nt", "nz", "j", "eng", "vn", "nrt")
@@ -49,9 +50,9 @@ def sentences(text: str, lang: str) -> list[str]:
 
 
 def detect_lang(text: str) -> str:
-    han = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
-    letters = sum(1 for ch in text if ch.isascii() and ch.isalpha())
-    return "zh" if han >= letters / 4 else "en"
+    """The language synth writes questions in for ``text``: English when the clean stage's language
+    detector says English, Chinese otherwise (synth has rules for these two)."""
+    return "en" if detect_language(text)[0] == "en" else "zh"
 
 
 def find_facts(text: str, lang: str | None = None) -> list[Fact]:

@@ -10,15 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jieba.posseg as pseg
-from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from domainlm.errors import DomainlmError
-from domainlm.evals.stats import FEW_ITEMS
+from domainlm.evals import FEW_ITEMS
 from domainlm.io import sha256_text, write_json, write_jsonl, write_text
+from domainlm.kb import open_kb
+from domainlm.manifest import StageResult, stage_run
+from domainlm.models import load_model
 from domainlm.prompts import render_prompt
 from domainlm.synth.checks import check_pair
+from domainlm.synth.config import SynthConfig
 from domainlm.synth.facts import detect_lang, find_facts, sentences
 from domainlm.synth.questions import question_candidates
 
@@ -56,24 +59,6 @@ TEACHER_RETRY = {
     "zh": "上次的输出不是所要求的JSON数组。请只输出JSON数组，不要任何其他文字。",
     "en": "The last output was not the JSON array asked for. Output only the JSON array, nothing else.",
 }
-
-
-class SynthConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int = 0
-    train_phrasings: int = Field(2, ge=1, le=3, description="Train questions per fact (distinct templates).")
-    eval_only_fraction: float = Field(
-        0.2, ge=0, lt=1, description="Share of facts asked only in eval: answerable from the KB, never trained on."
-    )
-    refusal_per_subject: int = Field(1, ge=0, description="Unanswerable questions per subject.")
-    reading_passages: int = Field(
-        3, ge=0, description="Passages per reading item (match eval's --kb k); 0 writes no reading items.")
-    reading_per_fact: int = Field(3, ge=1, description="Reading items per trained fact (each with another swapped value).")
-    teacher: str | None = Field(None, description="Model spec of a teacher that writes extra questions.")
-    teacher_questions_per_chunk: int = Field(3, ge=1)
-    max_chunks_for_teacher: int = Field(200, ge=1)
-    teacher_retries: int = Field(1, ge=0, description="Extra tries for a chunk whose teacher output was not JSON.")
 
 
 @dataclass
@@ -343,8 +328,6 @@ def _teacher_items(chunks: list[dict], config: SynthConfig, rng: random.Random, 
     Returns (kept items, rejected records, cost): a chunk whose reply is not a JSON array is asked again
     (``teacher_retries``), and the cost counts requests and tokens (the server's own count where it
     reports one, else characters)."""
-    from domainlm.models import load_model
-
     teacher = load_model(config.teacher)
     picked = rng.sample(chunks, min(config.max_chunks_for_teacher, len(chunks)))
     cost = {"requests": 0, "retries": 0, "prompt_chars": 0, "completion_chars": 0}
@@ -409,8 +392,6 @@ def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | N
     the same QA and refusal files under ``eval/`` (with a ``suite.yaml`` naming the suite), ``rejected.jsonl``
     (teacher pairs that failed a check) and ``quality.json`` / ``quality.md`` (what was seen, kept and
     dropped, and why). Too few items is said plainly in ``warnings``, never padded."""
-    from domainlm.kb import open_kb
-
     config = config or SynthConfig()
     console = console or Console(stderr=True)
     kb = open_kb(kb_path)
@@ -507,19 +488,18 @@ def _quality_markdown(quality: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def synth_stage(kb_path: str | Path, out_dir: str | Path, config: SynthConfig, *, force: bool = False) -> tuple[dict, bool]:
-    """The cached stage: (metrics, skipped). ``synthesize`` runs only when the KB or config changed."""
-    from domainlm.kb import open_kb
-    from domainlm.workspace import stage_run
-
+def synth_stage(kb_path: str | Path, out_dir: str | Path, config: SynthConfig, *, force: bool = False) -> StageResult:
+    """The cached stage: ``synthesize`` runs only when the KB or config changed. Named outputs: ``train`` and
+    ``eval`` (folders of task JSONL) and ``quality`` (quality.md)."""
     open_kb(kb_path)  # a missing or broken KB fails here with its own one-line reason
     with stage_run("synth", out_dir, inputs=[kb_path], config=config, seed=config.seed, force=force) as run:
-        if run.skipped:
-            return dict(run.previous.metrics), True
-        result = synthesize(kb_path, out_dir, config)
-        for name in [*result.counts, "rejected", "eval/suite", "quality"]:
-            run.output(f"{name}.yaml" if name == "eval/suite" else f"{name}.json" if name == "quality" else f"{name}.jsonl")
-        run.output("quality.md")
-        run.metrics.update(result.counts, rejected=result.rejected, facts=result.quality["facts_kept"],
-                           candidates=result.quality["candidates"], warnings=result.warnings)
-    return dict(run.metrics), False
+        if not run.skipped:
+            result = synthesize(kb_path, out_dir, config)
+            for name in [*result.counts, "rejected", "eval/suite", "quality"]:
+                run.output(f"{name}.yaml" if name == "eval/suite" else f"{name}.json" if name == "quality" else f"{name}.jsonl")
+            run.output("quality.md", key="quality")
+            run.name_output("train", run.out_dir / "train")
+            run.name_output("eval", run.out_dir / "eval")
+            run.metrics.update(result.counts, rejected=result.rejected, facts=result.quality["facts_kept"],
+                               candidates=result.quality["candidates"], warnings=result.warnings)
+    return run.result()
