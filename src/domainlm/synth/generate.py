@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jieba.posseg as pseg
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from domainlm.errors import DomainlmError
-from domainlm.evals import FEW_ITEMS
 from domainlm.io import sha256_text, write_json, write_jsonl, write_text
 from domainlm.kb import open_kb
 from domainlm.manifest import StageResult, stage_run
-from domainlm.models import load_model
 from domainlm.prompts import render_prompt
 from domainlm.synth.checks import check_pair
 from domainlm.synth.config import SynthConfig
 from domainlm.synth.facts import detect_lang, find_facts, sentences
+from domainlm.synth.quality import Tally, quality_markdown, quality_summary, warnings_for
 from domainlm.synth.questions import question_candidates
+from domainlm.synth.teacher import teacher_pairs
 
 # Train and eval phrasings never overlap, so eval measures knowledge, not memorised wording. The words are
 # the language's own, never a domain's: an attribute question is asked of whatever subject the text names.
@@ -46,20 +44,6 @@ QA_TASK, REFUSAL_TASK = "synth_knowledge_qa", "synth_unanswerable"
 READING_FILE = "synth_reading"  # chat rows for sft (train only): answer from the passages, not from memory
 # Category names match the sample domain's taxonomy, so one report groups them together.
 CATEGORY = {"zh": ("knowledge", "hallucination"), "en": ("knowledge", "hallucination")}
-
-TEACHER_PROMPT = {
-    "zh": "根据下面的资料写出{n}个问答对。要求：问题是完整的问句，点明所问的对象（不要用“他”“该”“这”等代词），"
-    "不看资料也能读懂；答案是简短的原文片段，必须一字不差地出现在资料中。只输出JSON数组，"
-    '形如[{{"question": "...", "answer": "..."}}]。\n资料：\n{text}',
-    "en": "Write {n} question-answer pairs about the passage below. Each question is complete, names what it asks "
-    "about (no bare pronouns) and makes sense without the passage; each answer is a short span copied verbatim "
-    'from the passage. Output only a JSON array like [{{"question": "...", "answer": "..."}}].\nPassage:\n{text}',
-}
-TEACHER_RETRY = {
-    "zh": "上次的输出不是所要求的JSON数组。请只输出JSON数组，不要任何其他文字。",
-    "en": "The last output was not the JSON array asked for. Output only the JSON array, nothing else.",
-}
-
 
 @dataclass
 class SynthResult:
@@ -144,21 +128,7 @@ def _value_word(value: str, lang: str) -> str:
     return "多少" if re.search(r"\d", value) else "什么"
 
 
-@dataclass
-class _Tally:
-    """What the quality report counts: every candidate seen, and why each dropped one was dropped."""
-
-    sentences: int = 0
-    candidates: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    dropped_examples: dict = field(default_factory=dict)
-
-    def drop(self, reason: str, example: str) -> None:
-        self.dropped[reason] += 1
-        self.dropped_examples.setdefault(reason, example)
-
-
-def _seeds(chunks: list[dict], config: SynthConfig, rng: random.Random, tally: _Tally) -> list[Seed]:
+def _seeds(chunks: list[dict], config: SynthConfig, rng: random.Random, tally: Tally) -> list[Seed]:
     """Facts to ask about, from attribute statements and from sentences with a typed span (Chinese)."""
     seeds: list[Seed] = []
     seen: set[tuple[str, str]] = set()
@@ -307,73 +277,7 @@ def _reading_items(seeds: list[Seed], chunks: list[dict], eval_only: set[int], c
     return rows
 
 
-def _parse_pairs(text: str) -> list[dict] | None:
-    """Question/answer pairs from a teacher's reply; None when the reply holds no JSON array."""
-    match = re.search(r"\[.*\]", text, flags=re.S)
-    if not match:
-        return None
-    try:
-        data = json.loads(match.group(0))
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, list):
-        return None
-    return [d for d in data if isinstance(d, dict) and isinstance(d.get("question"), str) and isinstance(d.get("answer"), str)]
-
-
-def _teacher_items(chunks: list[dict], config: SynthConfig, rng: random.Random, tally: _Tally,
-                   console: Console) -> tuple[list[dict], list[dict], dict]:
-    """Pairs a teacher model writes from chunks, each verified against its chunk before it is kept.
-
-    Returns (kept items, rejected records, cost): a chunk whose reply is not a JSON array is asked again
-    (``teacher_retries``), and the cost counts requests and tokens (the server's own count where it
-    reports one, else characters)."""
-    teacher = load_model(config.teacher)
-    picked = rng.sample(chunks, min(config.max_chunks_for_teacher, len(chunks)))
-    cost = {"requests": 0, "retries": 0, "prompt_chars": 0, "completion_chars": 0}
-    kept, rejected = [], []
-    with Progress(TextColumn("synth: teacher"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("teacher", total=len(picked))
-        for chunk in picked:
-            lang = detect_lang(chunk["text"])
-            messages = [{"role": "user", "content": TEACHER_PROMPT[lang].format(
-                n=config.teacher_questions_per_chunk, text=chunk["text"])}]
-            pairs = None
-            for attempt in range(config.teacher_retries + 1):
-                output = teacher.chat([messages], max_new_tokens=512, temperature=0.0, seed=config.seed + attempt)[0]
-                cost["requests"] += 1
-                cost["retries"] += attempt > 0
-                cost["prompt_chars"] += sum(len(m["content"]) for m in messages)
-                cost["completion_chars"] += len(output)
-                pairs = _parse_pairs(output)
-                if pairs is not None:
-                    break
-                messages = [*messages, {"role": "assistant", "content": output},
-                            {"role": "user", "content": TEACHER_RETRY[lang]}]
-            progress.advance(task)
-            if pairs is None:
-                rejected.append({"chunk_id": chunk["id"], "output": output, "reason": "no JSON question/answer pairs"})
-                tally.drop("teacher: no JSON question/answer pairs", output[:200])
-                continue
-            for pair in pairs:
-                tally.candidates += 1
-                question, answer = pair["question"].strip(), pair["answer"].strip()
-                failed = check_pair(question, answer, chunk["text"], lang)
-                if failed:
-                    rejected.append({"chunk_id": chunk["id"], "output": pair, "reason": failed[0], "checks": failed})
-                    tally.drop(f"teacher: {failed[0]}", f"{question} → {answer}")
-                    continue
-                sentence = next((s for s in sentences(chunk["text"], lang) if answer in s), answer)
-                seed = Seed(chunk, sentence, answer, lang, f"teacher:{config.teacher}", "teacher", [question], question)
-                kept.append(_qa_item(seed, question, "train", True))
-    usage = getattr(teacher, "usage", None)
-    if usage:
-        cost.update(usage)
-    return kept, rejected, cost
-
-
-def _verified(seeds: list[Seed], tally: _Tally) -> list[Seed]:
+def _verified(seeds: list[Seed], tally: Tally) -> list[Seed]:
     """Seeds whose every question passes the checks a teacher's pairs pass (rules are held to the same bar)."""
     out = []
     for seed in seeds:
@@ -398,7 +302,7 @@ def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | N
     if not kb.chunks:
         raise DomainlmError(f"{kb_path}: the knowledge base is empty; nothing to synthesize from")
     rng = random.Random(config.seed)
-    tally = _Tally()
+    tally = Tally()
     seeds = _verified(_seeds(kb.chunks, config, rng, tally), tally)
     order = list(range(len(seeds)))
     rng.shuffle(order)
@@ -419,9 +323,13 @@ def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | N
     rejected: list[dict] = []
     cost: dict = {}
     if config.teacher:
-        teacher_items, rejected, cost = _teacher_items(kb.chunks, config, rng, tally, console)
+        pairs, rejected, cost = teacher_pairs(kb.chunks, config, rng, tally, console)
         eval_questions = {item["question"] for item in evaluation}
-        train.extend(item for item in teacher_items if item["question"] not in eval_questions)
+        for pair in pairs:
+            seed = Seed(pair.chunk, pair.sentence, pair.answer, pair.lang, f"teacher:{config.teacher}", "teacher",
+                        [pair.question], pair.question)
+            if pair.question not in eval_questions:
+                train.append(_qa_item(seed, pair.question, "train", True))
 
     out_dir = Path(out_dir)
     counts = {
@@ -434,58 +342,11 @@ def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | N
     # The eval folder is a suite of its own for `domainlm eval` (named, so it never clashes with another "eval").
     write_text(out_dir / "eval" / "suite.yaml", "name: synth\n")
     write_jsonl(out_dir / "rejected.jsonl", rejected)
-    warnings = _warnings(len(kb.chunks), len(seeds), len(evaluation), config)
-    quality = _quality(tally, seeds, train, evaluation, refusals, cost, warnings)
+    warnings = warnings_for(len(kb.chunks), len(seeds), len(evaluation), config)
+    quality = quality_summary(tally, [seed.generator for seed in seeds], train, evaluation, refusals, cost, warnings)
     write_json(out_dir / "quality.json", quality)
-    write_text(out_dir / "quality.md", _quality_markdown(quality))
+    write_text(out_dir / "quality.md", quality_markdown(quality))
     return SynthResult(out_dir=out_dir, counts=counts, rejected=len(rejected), quality=quality, warnings=warnings)
-
-
-def _warnings(n_chunks: int, n_facts: int, n_eval: int, config: SynthConfig) -> list[str]:
-    if n_facts == 0:
-        return [f"no question could be made from {n_chunks} chunks: the rules found no sentence stating a date, "
-                "quantity, named entity or attribute they could stand behind; add task files, or use --teacher"]
-    if n_eval < FEW_ITEMS:
-        return [f"only {n_eval} eval questions from {n_chunks} chunks (fewer than {FEW_ITEMS}): scores on them have "
-                "wide intervals; add documents or task files, or use --teacher"]
-    return []
-
-
-def _quality(tally: _Tally, seeds: list[Seed], train: list[dict], evaluation: list[dict], refusals: list[dict],
-             cost: dict, warnings: list[str]) -> dict:
-    examples = [{"question": item["question"], "answer": item["answer"], "evidence": item["evidence"],
-                 "generator": item["meta"]["generator"]} for item in evaluation[:10]]
-    return {
-        "sentences_seen": tally.sentences,
-        "candidates": tally.candidates,
-        "facts_kept": len(seeds),
-        "items": {"train_qa": len(train), "eval_qa": len(evaluation), "refusals": len(refusals)},
-        "by_generator": dict(Counter(seed.generator for seed in seeds).most_common()),
-        "dropped": dict(tally.dropped.most_common()),
-        "dropped_examples": tally.dropped_examples,
-        "teacher_cost": cost,
-        "warnings": warnings,
-        "examples": examples,
-    }
-
-
-def _quality_markdown(quality: dict) -> str:
-    lines = ["# synth quality report", "",
-             f"- sentences seen: {quality['sentences_seen']}",
-             f"- candidate questions: {quality['candidates']}",
-             f"- facts kept: {quality['facts_kept']} ({', '.join(f'{k} {v}' for k, v in quality['by_generator'].items()) or 'none'})",
-             f"- items: {', '.join(f'{k} {v}' for k, v in quality['items'].items())}"]
-    if quality["teacher_cost"]:
-        lines.append(f"- teacher: {', '.join(f'{k} {v}' for k, v in quality['teacher_cost'].items())}")
-    lines += ["", *[f"**Warning:** {w}" for w in quality["warnings"]], "", "## Dropped, by reason", "",
-              "| reason | count | example |", "|---|---|---|"]
-    for reason, count in quality["dropped"].items():
-        example = quality["dropped_examples"].get(reason, "").replace("|", "\\|").replace("\n", " ")[:120]
-        lines.append(f"| {reason} | {count} | {example} |")
-    lines += ["", "## Examples (eval)", "", "| question | answer | generator |", "|---|---|---|"]
-    for ex in quality["examples"]:
-        lines.append(f"| {ex['question']} | {ex['answer']} | {ex['generator']} |")
-    return "\n".join(lines) + "\n"
 
 
 def synth_stage(kb_path: str | Path, out_dir: str | Path, config: SynthConfig, *, force: bool = False) -> StageResult:
