@@ -70,3 +70,15 @@ def test_symlinked_folders_are_followed_and_a_loop_is_reported(tmp_path):
     problems = []
     assert expand_inputs([src], problems) == [src / "link" / "a.txt", src / "real" / "a.txt"]
     assert [(p.name, r) for p, r in problems] == [("up", "symlink loop (points to a folder that contains it)")] * 2
+
+
+def test_jsonl_lines_gives_each_bad_line_its_reason_and_reads_on(tmp_path):
+    from domainlm.io import jsonl_lines, numbered_jsonl
+
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"id": 1}\n\nnot json\n[1, 2]\n{"id": "二"}\n', encoding="utf-8")
+    assert [(n, r, p and p.split(" (")[0]) for n, r, p in jsonl_lines(path)] == [
+        (1, {"id": 1}, None), (3, None, "not valid JSON"), (4, None, "expected a JSON object, got list"),
+        (5, {"id": "二"}, None)]
+    with pytest.raises(DomainlmError, match=r"mixed\.jsonl:3: not valid JSON"):
+        list(numbered_jsonl(path))

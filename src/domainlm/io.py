@@ -91,14 +91,19 @@ def iter_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> Iterator[di
         yield record
 
 
-def numbered_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` of a JSONL file, for readers whose own checks name the line too."""
+def jsonl_lines(path: str | Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """``(line number, object, None)`` or ``(line number, None, reason)`` for each non-blank line of a JSONL file.
+
+    The one JSONL reader: a bad line is a value, not an exception, so a caller that rejects one record and
+    goes on (training data, a batch of queries) and a caller that stops at the first (:func:`numbered_jsonl`)
+    read files the same way. A missing file, or bytes that are not UTF-8, is an error for the whole file."""
     path = Path(path)
-    required = tuple(required)
     try:
         handle = path.open(encoding="utf-8")
     except FileNotFoundError:
         raise DomainlmError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DomainlmError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with handle:
         line_no = 0
         try:
@@ -108,15 +113,27 @@ def numbered_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> Iterato
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise DomainlmError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
+                    yield line_no, None, f"not valid JSON ({exc.msg})"
+                    continue
                 if not isinstance(record, dict):
-                    raise DomainlmError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-                for key in required:
-                    if key not in record:
-                        raise DomainlmError(f"{path}:{line_no}: missing key '{key}'")
-                yield line_no, record
+                    yield line_no, None, f"expected a JSON object, got {type(record).__name__}"
+                    continue
+                yield line_no, record, None
         except UnicodeDecodeError:
             raise DomainlmError(f"{path}:{line_no + 1}: not UTF-8 text") from None
+
+
+def numbered_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` of a JSONL file, for readers whose own checks name the line too; the first
+    bad line is an error naming the file and line."""
+    required = tuple(required)
+    for line_no, record, problem in jsonl_lines(path):
+        if problem is not None:
+            raise DomainlmError(f"{path}:{line_no}: {problem}")
+        for key in required:
+            if key not in record:
+                raise DomainlmError(f"{path}:{line_no}: missing key '{key}'")
+        yield line_no, record
 
 
 def read_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> list[dict]:

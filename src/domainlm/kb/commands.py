@@ -7,7 +7,6 @@ Thin shells over :mod:`domainlm.kb.stage` (build), :mod:`domainlm.kb.store` (add
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -16,7 +15,7 @@ from rich.markup import escape
 
 from domainlm.config import find_config, split_overrides, with_options
 from domainlm.errors import DomainlmError
-from domainlm.io import dumps
+from domainlm.io import dumps, jsonl_lines
 from domainlm.kb.answer import answer
 from domainlm.kb.chatfile import ask_file, summarize_file
 from domainlm.kb.search import kb_summary, open_kb
@@ -140,11 +139,13 @@ def search(
     if not queries.is_file():
         raise DomainlmError(f"{queries}: file not found")
     n = failed = 0
-    for line_no, record in _lenient_jsonl(queries):
+    for line_no, record, problem in jsonl_lines(queries):
         n += 1
-        qid = record.get("id", line_no) if isinstance(record, dict) else line_no
+        qid = record.get("id", line_no) if record is not None else line_no
         try:
-            if not isinstance(record, dict) or not isinstance(record.get("query"), str):
+            if record is None:
+                raise DomainlmError(f"{queries}:{line_no}: {problem}")
+            if not isinstance(record.get("query"), str):
                 raise DomainlmError(f"{queries}:{line_no}: expected an object with a string 'query'")
             hits = base.search(record["query"], k=k, mode=mode, fusion=fusion, rerank=rerank)
             _echo_json({"id": qid, "query": record["query"], "mode": mode, "hits": [h.to_dict() for h in hits]})
@@ -152,18 +153,6 @@ def search(
             failed += 1
             _echo_json({"id": qid, "error": str(exc)})
     err.print(f"{n} queries, {failed} failed")
-
-
-def _lenient_jsonl(path: Path):
-    """(line number, parsed object or None) for each non-blank line; a broken line yields None."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError:
-                yield line_no, None
 
 
 def _print_answer(ans) -> None:

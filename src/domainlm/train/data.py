@@ -16,14 +16,13 @@ A record that does not fit its format is rejected with ``file:line: field: reaso
 from __future__ import annotations
 
 import bisect
-import json
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
-from domainlm.io import expand_inputs
+from domainlm.io import expand_inputs, jsonl_lines
 from domainlm.prompts import CONTEXT_TYPES, TEMPLATES, render_answer, render_prompt
 
 ROLES = {"system", "user", "assistant", "tool"}
@@ -61,33 +60,6 @@ def _is_data_file(path: Path) -> bool:
     # Every part counts, the named folder's own ancestors too: that is the rule training data always had
     # (compress's readers, on expand_inputs alone, look at the names inside the folder only).
     return path.suffix == ".jsonl" and not any(part.startswith(".") for part in path.parts)
-
-
-def _iter_lines(path: Path):
-    """(line number, object or None, error) for each non-empty line; a bad line is an error, not an exception.
-
-    Not :func:`domainlm.io.numbered_jsonl`, which stops at the first bad line: a bad training record is
-    rejected (``rejected.jsonl``) and the others still train."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise DomainlmError(f"{path}: cannot read ({exc.strerror})") from None
-    with handle:
-        try:
-            for no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield no, None, f"not valid JSON ({exc.msg})"
-                    continue
-                if not isinstance(obj, dict):
-                    yield no, None, f"expected a JSON object, got {type(obj).__name__}"
-                    continue
-                yield no, obj, None
-        except UnicodeDecodeError:
-            raise DomainlmError(f"{path}: not UTF-8 text") from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,7 +202,7 @@ def load_records(paths: Sequence[str | Path], stage: str) -> Loaded:
     check = CHECKS[stage]
     out = Loaded(files=data_files(paths))
     for path in out.files:
-        for no, obj, error in _iter_lines(path):
+        for no, obj, error in jsonl_lines(path):
             where = f"{path}:{no}"
             if error is None:
                 try:
