@@ -5,7 +5,7 @@ import pytest
 
 from domainlm.errors import DomainlmError
 from domainlm.io import read_json, write_text
-from domainlm.manifest import stage_run
+from domainlm.manifest import read_result, stage_run
 
 
 def _run_stage(out, inputs, config, force=False):
@@ -111,8 +111,6 @@ def test_unreadable_inputs_are_hashed_as_errors_not_crashes(tmp_path, unreadable
 
 
 def test_named_outputs_come_back_from_a_cached_run_and_from_disk(tmp_path):
-    from domainlm.manifest import read_result
-
     def stage(force=False):
         with stage_run("demo", tmp_path / "out", config={"k": 1}, force=force) as run:
             if not run.skipped:
@@ -135,5 +133,6 @@ def test_a_manifest_from_before_named_outputs_reruns_once(tmp_path):
     manifest.pop("format")
     manifest.pop("named_outputs")
     (tmp_path / "o" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert read_result(tmp_path / "o") is None  # its outputs are unknown, so it is not a result to build on
     assert _run_stage(tmp_path / "o", [], {"k": 1})[1] == [1]
     assert _run_stage(tmp_path / "o", [], {"k": 1})[1] == []

@@ -237,7 +237,10 @@ def config_template(model: type[BaseModel], indent: int = 0) -> str:
     out: list[str] = []
     instance = model()
     line_keys = getattr(model, "set_by_line", {})
-    for name, info in model.model_fields.items():
+    # A section's own keys (train.base, train.stages, compress.targets) first, then the stage settings it inherits.
+    own = [name for name in model.model_fields if name in vars(model).get("__annotations__", {})]
+    for name in [*own, *(n for n in model.model_fields if n not in own)]:
+        info = model.model_fields[name]
         if name in line_keys:
             continue
         value = getattr(instance, name)

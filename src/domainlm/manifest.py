@@ -176,9 +176,10 @@ def read_result(out_dir: str | Path) -> StageResult | None:
     """The result a finished stage left in ``out_dir`` (its manifest's metrics and named outputs), or None.
 
     This is how a caller that did not run a stage in this process (``build --from eval``) learns where its
-    outputs are: through the same StageResult the stage returns, never by parsing manifest fields itself."""
+    outputs are: through the same StageResult the stage returns, never by parsing manifest fields itself.
+    A manifest written before named outputs existed is not read (the next build re-runs that stage)."""
     previous = read_manifest(out_dir)
-    if previous is None:
+    if previous is None or previous.format < MANIFEST_FORMAT:
         return None
     run = StageRun(stage=previous.stage, out_dir=Path(out_dir), inputs=previous.inputs, config=previous.config,
                    seed=previous.seed, skipped=True, previous=previous)
