@@ -125,3 +125,16 @@ def test_serve_and_the_eval_stage_find_the_line_models_by_name(demo_run):
     assert variants["tuned+kb"] == {"name": "tuned+kb", "model": str(out / "artifacts" / "models" / "sft"),
                                     "kb": str(out / "artifacts" / "kb")}
     assert variants["base"]["model"] != "tiny" and (out / "artifacts" / "models" / "sft").is_dir()
+
+
+def test_the_flywheel_starts_from_the_line_model_and_gates_on_its_suites(demo_run, tmp_path):
+    out, _ = demo_run
+    registry = tmp_path / "registry"
+    code = main(["flywheel", "-c", str(out / "domainlm.yaml"), "--registry", str(registry),
+                 "--db", f"sqlite:///{tmp_path / 'feedback.db'}"])
+    assert code == 0
+    state = read_json(registry / "registry.json")
+    assert state["history"][0]["source"] == str(out / "artifacts" / "models" / "sft")
+    decision = read_json(next((registry / "runs").glob("run-*")) / "decision.json")
+    assert decision["decision"] == "skipped" and decision["rows"] == 0  # no feedback yet: nothing to train on
+    assert decision["current"] == "v0001"

@@ -11,7 +11,7 @@ from domainlm.config import find_config, validate
 from domainlm.serve.config import ServeConfig
 from domainlm.serve.flywheel import FlywheelConfig, init_registry, rollback, run_flywheel
 from domainlm.serve.server import ServeOptions, run_server
-from domainlm.workspace import load_workspace, workspace_config_or_defaults
+from domainlm.workspace import Workspace, load_workspace, workspace_config_or_defaults
 
 console = Console(stderr=True)
 
@@ -24,13 +24,17 @@ def _options(**values) -> ServeOptions:
     return validate(ServeOptions, {k: v for k, v in values.items() if v is not None}, "serve")
 
 
+def _line_workspace(config: Path | None, overrides: list[str] = ()) -> Workspace | None:
+    path = config or find_config()
+    return load_workspace(path, overrides) if path is not None else None
+
+
 def line_model_and_kb(config: Path | None, overrides: list[str]) -> tuple[str | None, str | None]:
     """The model and knowledge base the workspace's line made (tuned model, kb), found by name through its
     layout, so ``domainlm serve`` in a built workspace needs no paths. (None, None) outside a workspace."""
-    path = config or find_config()
-    if path is None:
+    ws = _line_workspace(config, overrides)
+    if ws is None:
         return None, None
-    ws = load_workspace(path, overrides)
     model = ws.tuned_model() if ws.config.train.stages and ws.trained_stages() else None
     kb = ws.layout.kb if (ws.layout.kb / "kb.json").is_file() else None
     return (str(model) if model else None), (str(kb) if kb else None)
@@ -109,10 +113,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def flywheel(
         registry: Path = typer.Option(..., "--registry", help="Model registry folder (serve REGISTRY/current)."),
-        gate: list[str] = typer.Option(None, "--gate", help="Gate suite(s): the candidate must beat the serving model here."),
+        gate: list[str] = typer.Option(None, "--gate", help="Gate suite(s): the candidate must beat the serving model "
+                                       "here (in a workspace, default: its eval suites)."),
         db: str = typer.Option(None, "--db", help="Feedback store URL (default: serve.db of domainlm.yaml)."),
         stage: str = typer.Option("sft", "--stage", help="sft (corrections) | dpo (corrections, choices) | kto (thumbs)"),
-        init_model: str = typer.Option(None, "--init-model", help="Create the registry with this model as v0001."),
+        init_model: str = typer.Option(None, "--init-model", help="Create the registry with this model as v0001 "
+                                       "(in a built workspace, default: the line's tuned model)."),
         max_steps: int = typer.Option(30, "--max-steps"),
         lr: float = typer.Option(1e-3, "--lr"),
         method: str = typer.Option("full", "--method", help="full | lora"),
@@ -126,6 +132,11 @@ def register(app: typer.Typer) -> None:
             state = rollback(registry)
             console.print(f"{registry}: serving {state['current']} again")
             return
+        line = _line_workspace(config)
+        if init_model is None and line is not None and not (registry / "registry.json").exists():
+            init_model = str(line.tuned_model()) if line.trained_stages() else None
+        if not gate and line is not None:
+            gate = [str(suite) for suite in line.eval_suites()]
         if init_model:
             init_registry(registry, init_model)
             console.print(f"{registry}: v0001 = {init_model}")
