@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from domainlm.pipeline import build as run_build
+from domainlm.pipeline import demo as run_demo
+
 
 def _print_result(result) -> None:
     from rich.console import Console
@@ -27,7 +30,6 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Re-run the selected stages even when up to date."),
     ) -> None:
         """Run the configured line on a workspace: clean → kb → synth → train → compress → eval → report."""
-        from domainlm.pipeline import build as run_build
 
         _print_result(run_build(config, args or [], until=until, from_=from_, force=force))
 
@@ -41,6 +43,5 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Re-run every stage."),
     ) -> None:
         """Write the Harbor Bank sample domain and build the whole line on it; prints the report's path."""
-        from domainlm.pipeline import demo as run_demo
 
         _print_result(run_demo(out, base=base, size=size, seed=seed, overrides=args or [], force=force))

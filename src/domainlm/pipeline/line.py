@@ -120,8 +120,9 @@ def run_train(ws: Workspace, force: bool) -> StepResult:
         kb = str(ws.layout.kb) if stage == "sft" and retrieval.train else None
         cfg = section.stage_config(stage, seed=ws.config.seed, kb=kb, kb_k=retrieval.k)
         result = train(base, data, ws.layout.model(stage), cfg, force=force)
-        loss = result.metrics.get("final_eval_loss", result.metrics.get("final_loss"))
-        details.append(f"{stage} {result.metrics.get('steps')} steps" + (f", loss {loss:.3f}" if isinstance(loss, float) else ""))
+        m = result.metrics
+        loss = m.get("eval_loss_end") if m.get("eval_loss_end") is not None else m.get("train_loss")
+        details.append(f"{stage} {m.get('steps')} steps" + (f", loss {loss:.3f}" if isinstance(loss, float) else ""))
         results.append(result)
         base = str(result.outputs["model"])
     return StepResult(results, "; ".join(details))

@@ -6,6 +6,12 @@ from pathlib import Path
 
 import typer
 
+from domainlm.config import find_config, split_overrides
+from domainlm.errors import DomainlmError
+from domainlm.manifest import read_manifest
+from domainlm.sample.generate import SIZES, generate_sample
+from domainlm.workspace import load_workspace_config
+
 
 def register(app: typer.Typer) -> None:
     app.command("sample")(sample_command)
@@ -22,11 +28,6 @@ def sample_command(
     """Generate the sample bank domain: documents, noisy web copies, ground truth and task files."""
     from rich.console import Console
 
-    from domainlm.config import find_config, split_overrides
-    from domainlm.errors import DomainlmError
-    from domainlm.manifest import read_manifest
-    from domainlm.sample.generate import SIZES, generate_sample
-    from domainlm.workspace import load_workspace_config
 
     positional, overrides = split_overrides(args or [])
     if positional:

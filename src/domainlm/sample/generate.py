@@ -14,6 +14,10 @@ from domainlm.errors import DomainlmError
 from domainlm.io import write_bytes, write_json, write_jsonl
 from domainlm.manifest import read_manifest, stage_run
 from domainlm.sample.config import SampleConfig
+from domainlm.sample.documents import build_documents, render
+from domainlm.sample.tasks import TAXONOMY, build_tasks, intents_table, tools_table
+from domainlm.sample.web import build_web
+from domainlm.sample.world import build_world
 
 STAGE = "sample"
 
@@ -51,10 +55,6 @@ def _fact_records(docs) -> tuple[list[dict], dict]:
 
 def build_sample(seed: int = 0, size: str = "small") -> dict[str, bytes | list | dict]:
     """Every file of the sample domain in memory: relative path -> bytes, JSONL records or a JSON object."""
-    from domainlm.sample.documents import build_documents, render
-    from domainlm.sample.tasks import TAXONOMY, build_tasks, intents_table, tools_table
-    from domainlm.sample.web import build_web
-    from domainlm.sample.world import build_world
 
     if size not in SIZES:
         raise DomainlmError(f"size '{size}': expected one of {', '.join(SIZES)}")

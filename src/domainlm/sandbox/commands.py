@@ -11,8 +11,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from domainlm.config import validate
+from domainlm.config import apply_overrides, validate
 from domainlm.errors import DomainlmError
+from domainlm.io import read_json, read_jsonl, write_json, write_text
+from domainlm.manifest import stage_run
+from domainlm.sandbox.capacity import CapacityConfig, run_capacity
+from domainlm.sandbox.fit import fit_runs, predict
+from domainlm.sandbox.sweep import SweepConfig, load_results, load_sweep_config, print_table, run_sweep, write_results
 
 console = Console(stderr=True)
 
@@ -48,10 +53,6 @@ def sweep_cmd(
     force: bool = typer.Option(False, "--force", help="Re-run every run, even finished ones."),
 ) -> None:
     """Run a grid / random / Bayesian sweep of small muP models; resumable; prints the results table."""
-    from domainlm.config import apply_overrides
-    from domainlm.io import read_jsonl
-    from domainlm.manifest import stage_run
-    from domainlm.sandbox.sweep import SweepConfig, load_sweep_config, print_table, run_sweep, write_results
 
     overrides = overrides or []
     if config is not None:
@@ -103,11 +104,7 @@ def fit_cmd(
     force: bool = typer.Option(False, "--force"),
 ) -> None:
     """Fit loss vs params/tokens/compute and optimal LR / batch size vs scale, with bootstrap intervals."""
-    from domainlm.io import write_json, write_text
-    from domainlm.manifest import stage_run
-    from domainlm.sandbox.fit import fit_runs
     from domainlm.sandbox.report import fit_report
-    from domainlm.sandbox.sweep import load_results
 
     records = load_results(sweeps)
     files = [Path(s) / "runs" if (Path(s) / "runs").is_dir() else Path(s) for s in sweeps]
@@ -149,8 +146,6 @@ def predict_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Predicted loss, learning rate and batch size (with intervals) for a bigger run."""
-    from domainlm.io import read_json
-    from domainlm.sandbox.fit import predict
 
     path = fit / "fit.json" if fit.is_dir() else fit
     result = predict(read_json(path), params, tokens)
@@ -177,10 +172,6 @@ def capacity_cmd(
     force: bool = typer.Option(False, "--force"),
 ) -> None:
     """Bits of knowledge stored per parameter on a synthetic knowledge set, vs exposures and mixing."""
-    from domainlm.config import apply_overrides
-    from domainlm.io import write_json, write_text
-    from domainlm.manifest import stage_run
-    from domainlm.sandbox.capacity import CapacityConfig
     from domainlm.sandbox.report import capacity_report
 
     raw = apply_overrides({}, overrides or [])
@@ -225,7 +216,6 @@ def _run_capacity(cfg, other: Path | None, device: str) -> list[dict]:
     from rich.progress import Progress
 
     from domainlm.sandbox import tokenizer
-    from domainlm.sandbox.capacity import run_capacity
     from domainlm.sandbox.data import load_texts
     from domainlm.sandbox.trainer import pick_device
 
@@ -249,7 +239,6 @@ def coord_check_cmd(
     """muP coordinate check: activation sizes vs width after a few steps, muP beside standard param."""
     import numpy as np
 
-    from domainlm.io import write_json, write_text
     from domainlm.sandbox import tokenizer
     from domainlm.sandbox.coord_check import coord_check, spread
     from domainlm.sandbox.data import load_texts

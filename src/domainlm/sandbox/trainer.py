@@ -77,7 +77,7 @@ def build_model(cfg: RunConfig, vocab_size: int = 257, device: str = "cpu"):
     return MupTransformer(model_cfg).to(device)
 
 
-def evaluate(model, windows: np.ndarray, device: str, batch_size: int = 32) -> float:
+def validation_loss(model, windows: np.ndarray, device: str, batch_size: int = 32) -> float:
     """Mean next-token cross-entropy (nats per byte) over fixed validation windows."""
     import torch
 
@@ -155,7 +155,7 @@ def train_run(cfg: RunConfig, streams: dict[str, dict[str, np.ndarray]], device:
     val_losses: dict[str, float | None] = {}
     if result["status"] == "ok":
         for name, stream in streams.items():
-            loss = evaluate(model, eval_windows(stream["val"], cfg.seq_len, cfg.eval_windows), device)
+            loss = validation_loss(model, eval_windows(stream["val"], cfg.seq_len, cfg.eval_windows), device)
             val_losses[name] = round(loss, 6) if math.isfinite(loss) else None
     total_w = sum(weights.get(n, 0.0) for n in streams)
     if result["status"] == "ok" and all(v is not None for v in val_losses.values()):
