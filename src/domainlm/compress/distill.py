@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import copy
 
+from rich.progress import TextColumn
+
 from domainlm.compress.config import CompressConfig
+from domainlm.progress import counting_bar
 
 
 def kd_loss(student_logits, teacher_logits, kind: str = "forward_kl", temperature: float = 1.0, beta: float = 0.5):
@@ -60,7 +63,6 @@ def train_student(student, teacher, examples: list, cfg: CompressConfig, pad_id:
                   kd_weight: float | None = None) -> list[dict]:
     """Train ``student`` in place for ``cfg.steps`` steps; returns the loss history (every 10 steps)."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from domainlm.compress.data import batches
     from domainlm.train import collate
@@ -75,8 +77,7 @@ def train_student(student, teacher, examples: list, cfg: CompressConfig, pad_id:
     warmup = max(1, cfg.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
     history: list[dict] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[loss]}"), transient=True) as progress:
+    with counting_bar(TextColumn("{task.fields[loss]}")) as progress:
         bar = progress.add_task(label, total=cfg.steps, loss="")
         for step, chunk in enumerate(batches(examples, cfg.train_batch_size, cfg.steps, cfg.seed), start=1):
             batch = collate(chunk, pad_id)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from domainlm.errors import DomainlmError
 from domainlm.evals.aggregate import all_items, read_predictions, score_predictions, summarize
@@ -25,6 +25,7 @@ from domainlm.evals.runner import judge_generations, run_model
 from domainlm.evals.tasks import Suite, load_suite
 from domainlm.io import write_json, write_jsonl, write_text
 from domainlm.models import LanguageModel, load_model, load_scoring_model
+from domainlm.progress import counting_bar
 
 
 @dataclass
@@ -87,8 +88,7 @@ def select_items(suites: Sequence[Suite | str | Path], *, limit: int = 0, seed: 
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=True)
+    return counting_bar()
 
 
 def score(

@@ -39,6 +39,7 @@ from domainlm.kb.config import KBConfig
 from domainlm.kb.embed import load_embedder
 from domainlm.kb.terms import mine_terms
 from domainlm.kb.text import Tokenizer, read_terms
+from domainlm.progress import counting_bar
 
 FORMAT_VERSION = 1
 KB_FILE = "kb.json"
@@ -178,17 +179,7 @@ def read_info(kb_dir: Path) -> dict:
 
 
 def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    return counting_bar()
 
 
 def _chunk_documents(documents: list[dict], config: KBConfig) -> tuple[list[dict], list[dict]]:

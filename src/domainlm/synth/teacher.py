@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from domainlm.models import load_model
+from domainlm.progress import counting_bar
 from domainlm.synth.checks import check_pair
 from domainlm.synth.config import SynthConfig
 from domainlm.synth.facts import detect_lang, sentences
@@ -71,9 +71,8 @@ def teacher_pairs(chunks: list[dict], config: SynthConfig, rng: random.Random, t
     picked = rng.sample(chunks, min(config.max_chunks_for_teacher, len(chunks)))
     cost = {"requests": 0, "retries": 0, "prompt_chars": 0, "completion_chars": 0}
     kept, rejected = [], []
-    with Progress(TextColumn("synth: teacher"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("teacher", total=len(picked))
+    with counting_bar(console=console) as progress:
+        task = progress.add_task("synth: teacher", total=len(picked))
         for chunk in picked:
             lang = detect_lang(chunk["text"])
             messages = [{"role": "user", "content": TEACHER_PROMPT[lang].format(
