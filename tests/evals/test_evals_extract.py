@@ -8,12 +8,11 @@ import pytest
 from domainlm.evals.extract import (
     extract_choice,
     extract_entities,
-    extract_json,
     extract_label,
-    extract_tool_call,
     extract_yes_no,
     is_refusal,
 )
+from domainlm.parsing import extract_json, extract_tool_call
 
 DATA = Path(__file__).parent / "data" / "adversarial_extraction.jsonl"
 

@@ -17,9 +17,7 @@ import re
 import unicodedata
 
 from domainlm.evals.normalize import normalize_text
-
-# extract_tool_call is not used here: the scorers read it from this module with the other extractors.
-from domainlm.parsing import extract_json, extract_tool_call  # noqa: F401
+from domainlm.parsing import extract_json
 from domainlm.prompts import LETTERS
 
 # ----------------------------------------------------------------------------------------------

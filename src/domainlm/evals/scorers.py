@@ -20,6 +20,7 @@ import numpy as np
 from domainlm.evals import extract
 from domainlm.evals.degenerate import degenerate_reason
 from domainlm.evals.normalize import normalize_answer, normalize_text, units
+from domainlm.parsing import extract_json, extract_tool_call
 
 TYPES = ("mcq", "yesno", "qa", "intent", "ner", "tool_call", "json", "refusal", "generation")
 
@@ -228,7 +229,7 @@ class ToolCall(Scorer):
         gold = item["answer"]
         if isinstance(gold, str):
             gold = json.loads(gold)
-        call = extract.extract_tool_call(output)
+        call = extract_tool_call(output)
         name_ok = bool(call) and call["name"] == gold["name"]
         args_ok = name_ok and call["arguments"] is not None and normalize_value(call["arguments"]) == normalize_value(
             gold.get("arguments", {})
@@ -248,7 +249,7 @@ class JSONOutput(Scorer):
         import jsonschema
 
         gold = item["answer"]
-        value = extract.extract_json(output)
+        value = extract_json(output)
         valid = False
         if value is not None and item.get("schema"):
             valid = jsonschema.Draft202012Validator(item["schema"]).is_valid(value)
