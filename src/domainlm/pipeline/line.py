@@ -21,7 +21,6 @@ from domainlm.config import CONFIG_FILE
 from domainlm.data import clean
 from domainlm.errors import DomainlmError
 from domainlm.evals import Variant, evaluate, load_suite
-from domainlm.io import read_json
 from domainlm.kb import build_stage as build_kb_stage
 from domainlm.manifest import StageResult
 from domainlm.pipeline.extractive import extractive_eval
@@ -169,8 +168,7 @@ def run_eval(ws: Workspace, force: bool) -> StepResult:
     config = e.stage_config(suites=suites, variants=variants(ws), kb_k=ws.config.retrieval.k)
     models = evaluate(config, ws.layout.eval, force=force)
     reader = extractive_eval(ws.layout.kb, suites, ws.layout.eval_extractive, seed=e.seed, limit=e.limit, force=force)
-    scores = {name: v["overall"]["score"] for name, v in read_json(models.outputs["results"])["variants"].items()}
-    scores["kb-extractive"] = read_json(reader.outputs["results"])["overall"]["score"]
+    scores = {**models.metrics["scores"], "kb-extractive": reader.metrics["score"]}
     return StepResult([models, reader], ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
 
 
