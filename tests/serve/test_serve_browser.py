@@ -52,6 +52,9 @@ def test_chat_stream_citations_rating_and_correction(page_server, browser):
     # The key travels in the URL fragment, which the browser never sends to the server.
     page.goto(page_server.url + f"/#key={KEY}")
     page.wait_for_function("document.getElementById('model-name').textContent === 'tiny'")
+    # The server has a knowledge base (--kb): the KB switch starts on. Off for the plain question first.
+    page.wait_for_function("document.getElementById('use-kb').checked === true")
+    page.uncheck("#use-kb")
 
     # 1. a plain question: the model's streamed answer appears piece by piece, then the rating controls.
     page.evaluate("""() => {

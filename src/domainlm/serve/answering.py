@@ -13,12 +13,13 @@ client sees any of it, and the KB reader answers at once. This all runs in worke
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 from domainlm.parsing import ParsedOutput, decode_arguments, json_text, parse_tool_calls
 from domainlm.serve.asgi import ApiError
-from domainlm.serve.generation import GenParams, ServedModel, stop_stream
+from domainlm.serve.generation import Generated, GenParams, ServedModel, stop_stream
 from domainlm.serve.plugins import PLUGIN_TOOLS, kb_answer, run_plugin_tool
 from domainlm.serve.router import Decision
 from domainlm.serve.state import ServeState
@@ -35,6 +36,8 @@ class Turn:
     kb: bool  # answer from the knowledge base's reader instead of the model
     client_tools: set[str]  # tools the client offered: a call to one goes back to the client, never run here
     record: dict  # the request as stored with the response
+    # Set when the client has gone away: the generation behind the turn stops at its next decode step.
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -45,10 +48,11 @@ class Answer:
     citations: list[dict] | None = None  # knowledge-base answers only
     route: dict | None = None  # routed answers only: target, model, reason, confidence
     plugin_calls: list[dict] = field(default_factory=list)  # plugin tools the server ran on the way
+    cut: bool = False  # max_tokens ended the answer
 
     @property
     def finish_reason(self) -> str:
-        return "tool_calls" if self.tool_calls else "stop"
+        return "tool_calls" if self.tool_calls else "length" if self.cut else "stop"
 
     @property
     def stored_text(self) -> str:
@@ -81,6 +85,7 @@ def answer_pieces(state: ServeState, turn: Turn, stream: bool) -> Generator[str,
     whole = not stream or turn.kb or params.tools or params.response_format is not None
     parsed: ParsedOutput | None = None
     citations, plugin_calls = None, []
+    generated = Generated()
     state.metrics.in_flight.inc()
     try:
         if turn.kb:
@@ -89,16 +94,17 @@ def answer_pieces(state: ServeState, turn: Turn, stream: bool) -> Generator[str,
         else:
             model, decision = _route(state, turn)
             if whole:
-                text, parsed, plugin_calls = _complete_with_plugins(state, model, decision, turn)
+                text, parsed, plugin_calls, generated = _complete_with_plugins(state, model, decision, turn)
             else:
                 parts: list[str] = []
-                for piece in _deltas(model, decision, turn):
+                for piece in _deltas(model, decision, turn, generated):
                     parts.append(piece)
                     yield piece
                 text = "".join(parts).rstrip()
         # Counted before the JSON check below: a refused answer still cost its tokens.
-        usage = _usage(state, model, turn, text, decision)
-        extras = dict(citations=citations, route=_route_json(decision, model), plugin_calls=plugin_calls)
+        usage = _usage(state, model, turn, text, decision, generated)
+        extras = dict(citations=citations, route=_route_json(decision, model), plugin_calls=plugin_calls,
+                      cut=generated.finish_reason == "length")
         if parsed is not None and parsed.tool_calls:
             answer = Answer(parsed.content, usage, tool_calls=parsed.tool_calls, **extras)
         else:
@@ -146,16 +152,17 @@ def _edge_answer(decision: Decision | None) -> str | None:
     return None
 
 
-def _deltas(model: ServedModel, decision: Decision | None, turn: Turn) -> Iterator[str]:
+def _deltas(model: ServedModel, decision: Decision | None, turn: Turn, generated: Generated) -> Iterator[str]:
     ready = _edge_answer(decision)
     if ready is not None:
         return text_pieces(ready)
-    return stop_stream(model.stream(turn.messages, turn.params), turn.params.stop)
+    return stop_stream(model.stream(turn.messages, turn.params, turn.cancel, generated), turn.params.stop)
 
 
 def _complete_with_plugins(state: ServeState, model: ServedModel, decision: Decision | None,
-                           turn: Turn) -> tuple[str, ParsedOutput | None, list[dict]]:
-    """The model's whole answer, its tool calls, and the plugin tools run for it on the way.
+                           turn: Turn) -> tuple[str, ParsedOutput | None, list[dict], Generated]:
+    """The model's whole answer, its tool calls, the plugin tools run for it on the way, and the last
+    round's token count and finish reason.
 
     When the model calls a plugin tool (and the client did not offer a tool of that name), the server runs
     it and lets the model continue with the result, up to ``MAX_PLUGIN_ROUNDS`` times.
@@ -164,7 +171,8 @@ def _complete_with_plugins(state: ServeState, model: ServedModel, decision: Deci
     plugin_log: list[dict] = []
     for round_ in range(MAX_PLUGIN_ROUNDS + 1):
         ready = _edge_answer(decision) if round_ == 0 else None
-        text = ready if ready is not None else model.complete(conversation, turn.params)
+        generated = Generated()
+        text = ready if ready is not None else model.complete(conversation, turn.params, generated, turn.cancel)
         parsed = parse_tool_calls(text) if turn.params.tools else None
         plugin_calls = [c for c in (parsed.tool_calls if parsed else []) if c["function"]["name"] in PLUGIN_TOOLS
                         and c["function"]["name"] not in turn.client_tools]
@@ -179,7 +187,7 @@ def _complete_with_plugins(state: ServeState, model: ServedModel, decision: Deci
             state.metrics.plugin_calls.labels(name).inc()
             plugin_log.append({"name": name, "arguments": arguments, "result": output})
             conversation.append({"role": "tool", "tool_call_id": call["id"], "content": output})
-    return text, parsed, plugin_log
+    return text, parsed, plugin_log, generated
 
 
 def _read_kb(state: ServeState, turn: Turn) -> tuple[str, list[dict]]:
@@ -192,10 +200,17 @@ def _read_kb(state: ServeState, turn: Turn) -> tuple[str, list[dict]]:
     return result["answer"], result["citations"]
 
 
-def _usage(state: ServeState, model: ServedModel, turn: Turn, text: str, decision: Decision | None) -> dict:
-    """Usage counts and metrics for one answer, and the router's savings when the edge answered."""
+def _usage(state: ServeState, model: ServedModel, turn: Turn, text: str, decision: Decision | None,
+           generated: Generated) -> dict:
+    """Usage counts and metrics for one answer, and the router's savings when the edge answered.
+
+    Completion tokens are the generated token ids where the backend reports them (transformers); other
+    backends, the router's edge answer and the KB reader's text are counted by re-tokenizing the text.
+    """
     prompt_tokens = model.count_tokens(model.prompt_text(turn.messages, turn.params.tools))
-    completion_tokens = model.count_tokens(text)
+    completion_tokens = generated.completion_tokens
+    if completion_tokens is None:
+        completion_tokens = model.count_tokens(text)
     state.metrics.prompt_tokens.labels(model.name).inc(prompt_tokens)
     state.metrics.completion_tokens.labels(model.name).inc(completion_tokens)
     if decision is not None and decision.target == "edge":

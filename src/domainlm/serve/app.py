@@ -8,16 +8,19 @@ the request bodies are in ``schemas``, the error shape and the body-size guard i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
 import math
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -87,10 +90,14 @@ async def _count(request: Request, call_next):
     return response
 
 
+def presented_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+
+
 def authorize(request: Request) -> ApiKey:
     state = serve_state(request)
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+    token = presented_token(request)
     found = None
     for key in state.api_keys:  # constant-time compare of every key: no timing hint about key prefixes
         if hmac.compare_digest(key.key.encode(), token.encode()):
@@ -120,7 +127,16 @@ def page():
 # ---------------------------------------------------------------------------------------------------
 # Metrics, models, embeddings, feedback, plugin endpoints
 # ---------------------------------------------------------------------------------------------------
-def prometheus(state: ServeState = Depends(serve_state), _key: ApiKey = Depends(authorize)):
+def authorize_scrape(request: Request) -> None:
+    """/metrics takes the scrape token (``--metrics-token``) or any API key: a Prometheus server needs no
+    user's key, and the token opens nothing else."""
+    token = serve_state(request).metrics_token
+    if token and hmac.compare_digest(token.encode(), presented_token(request).encode()):
+        return
+    authorize(request)
+
+
+def prometheus(state: ServeState = Depends(serve_state), _auth: None = Depends(authorize_scrape)):
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
@@ -196,15 +212,22 @@ def chatfile(body: ChatFileRequest, _key: ApiKey = Depends(authorize)):
 # ---------------------------------------------------------------------------------------------------
 # Chat completions
 # ---------------------------------------------------------------------------------------------------
-async def chat_completions(body: ChatRequest, state: ServeState = Depends(serve_state), key: ApiKey = Depends(authorize)):
+async def chat_completions(body: ChatRequest, request: Request, state: ServeState = Depends(serve_state),
+                           key: ApiKey = Depends(authorize)):
     turn = _turn(state, body)
+    await run_in_threadpool(_check_prompt_length, state, turn)
+    _admit(state)
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_events(state, turn, cid, created, key, include_usage),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    answer = await run_in_threadpool(complete, state, turn)
+        events = _events(state, turn, cid, created, key, include_usage)
+        return _TurnStream(_until_disconnected(request, events, turn.cancel), state.admission.leave,
+                           media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    try:
+        answer = await run_in_threadpool(complete, state, turn)
+    finally:
+        state.admission.leave()
     await run_in_threadpool(store_answer, state, cid, turn, answer, key.name)
     message: dict[str, Any] = {"role": "assistant", "content": answer.content}
     if answer.tool_calls:
@@ -213,6 +236,42 @@ async def chat_completions(body: ChatRequest, state: ServeState = Depends(serve_
            "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason, "logprobs": None}],
            "usage": answer.usage}
     return {**out, **_extras(answer)}
+
+
+def _check_prompt_length(state: ServeState, turn: Turn) -> None:
+    """A 400 for a prompt over the limit, before it waits for the model (or is stored)."""
+    if not state.max_prompt_tokens:
+        return
+    model = state.model
+    n = model.count_tokens(model.prompt_text(turn.messages, turn.params.tools))
+    if n > state.max_prompt_tokens:
+        raise ApiError(400, f"the prompt is {n} tokens, above this server's limit of {state.max_prompt_tokens} (max_prompt_tokens)",
+                       "context_length_exceeded", "messages")
+
+
+def _admit(state: ServeState) -> None:
+    """Take a place in the generation queue, or refuse with 429 and Retry-After when it is full."""
+    if not state.admission.try_enter():
+        state.metrics.queue_full.inc()
+        raise ApiError(429, f"the server is busy: {state.max_queue} requests already wait for the model (max_queue); retry shortly",
+                       "queue_full", headers={"Retry-After": "1"})
+
+
+class _TurnStream(StreamingResponse):
+    """A streamed completion that gives its queue place back however the response ends (done, failed, or
+    the client gone), even when the body was never started."""
+
+    def __init__(self, content: AsyncIterator[str], release, **kwargs):
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            self._release()
 
 
 def _turn(state: ServeState, body: ChatRequest) -> Turn:
@@ -235,14 +294,45 @@ def _turn(state: ServeState, body: ChatRequest) -> Turn:
     if body.plugins:
         names = {t.get("function", {}).get("name") for t in tools}
         tools += [t for n, t in PLUGIN_TOOLS.items() if n not in names and (n != "kb_search" or state.kb is not None)]
+    _refuse_what_cannot_be_honoured(state, body)
     params = GenParams(
         max_new_tokens=max_new, temperature=body.temperature, seed=body.seed or 0, tools=tools or None,
         response_format=fmt if fmt and fmt.get("type") != "text" else None,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        top_p=1.0 if body.top_p is None else body.top_p, presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0, logit_bias=_logit_bias(body.logit_bias),
     )
     return Turn(messages=messages, params=params, kb=bool(body.kb),
                 client_tools={t.get("function", {}).get("name") for t in (body.tools or [])},
                 record={"messages": messages, "tools": body.tools, "kb": body.kb, "response_format": fmt})
+
+
+def _refuse_what_cannot_be_honoured(state: ServeState, body: ChatRequest) -> None:
+    """A 400 naming the first sampling option this server would otherwise ignore.
+
+    logprobs are not returned by any backend here yet. top_p, the penalties and logit_bias are applied
+    by the transformers backend (generated here token by token); other backends take only temperature,
+    seed and max_tokens through ``domainlm.models``, so they refuse the rest rather than drop it.
+    """
+    if body.logprobs or body.top_logprobs:
+        name = "logprobs" if body.logprobs else "top_logprobs"
+        raise ApiError(400, f"'{name}' is not supported by this server", "unsupported_parameter", name)
+    if state.model.streams_tokens and state.router is None:
+        return
+    asked = {"top_p": body.top_p not in (None, 1.0), "presence_penalty": bool(body.presence_penalty),
+             "frequency_penalty": bool(body.frequency_penalty), "logit_bias": bool(body.logit_bias)}
+    for name, used in asked.items():
+        if used:
+            raise ApiError(400, f"'{name}' is not supported by this model's backend", "unsupported_parameter", name)
+
+
+def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
+    if not bias:
+        return None
+    try:
+        return {int(token): max(-100.0, min(100.0, value)) for token, value in bias.items()}
+    except ValueError:
+        raise ApiError(400, "'logit_bias' keys must be token ids", "invalid_request", "logit_bias") from None
 
 
 def _extras(answer: Answer) -> dict:
@@ -264,6 +354,34 @@ def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None =
 def _stream_error(message: str, code: str) -> str:
     # Headers are sent by now: a failure mid-stream can only be an event (OpenAI's SDKs raise on it).
     return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'code': code}})}\n\n"
+
+
+async def _until_disconnected(request: Request, events: Iterator[str], cancel: threading.Event) -> AsyncIterator[str]:
+    """``events`` (run in worker threads), with ``cancel`` set as soon as the client disconnects.
+
+    Starlette notices a disconnect too, but it cannot interrupt a worker thread that is waiting for the
+    next token, and a generator is only closed (GeneratorExit) once it yields again: a model that decodes
+    nothing printable would run on to max_tokens holding the generation thread. So a watcher task reads
+    the ASGI disconnect message itself and sets the cancel flag that generate()'s stopping criterion polls
+    after every decode step; the waiting thread then returns and ``events`` is closed here, not by the GC.
+    """
+    watcher = asyncio.create_task(_set_on_disconnect(request, cancel))
+    try:
+        while True:
+            event = await run_in_threadpool(next, events, None)
+            if event is None:
+                return
+            yield event
+    finally:
+        watcher.cancel()
+        with anyio.CancelScope(shield=True):  # runs after a cancellation too: the turn's gauge and thread
+            await run_in_threadpool(events.close)
+
+
+async def _set_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    cancel.set()
 
 
 def _events(state: ServeState, turn: Turn, cid: str, created: int, key: ApiKey, include_usage: bool) -> Iterator[str]:

@@ -1,8 +1,10 @@
-"""The error shape every route answers with, and the request-body size guard in front of the app.
+"""The error shape every route answers with, and the request-body guards in front of the app.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "code", "param"}}`` so OpenAI clients raise their
 usual exceptions. The size guard is raw ASGI rather than FastAPI middleware: it has to refuse an oversized
 body before anything reads it into memory, and a FastAPI middleware only runs once the request is parsed.
+Every body this API takes is JSON, so :class:`JsonBodies` reads it as JSON whatever Content-Type the client
+sent (``curl -d`` sends a form type, and FastAPI would then refuse the body as not JSON).
 """
 
 from __future__ import annotations
@@ -95,3 +97,16 @@ class BodyLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class JsonBodies:
+    """Wraps an ASGI app: a POST body is JSON whatever its Content-Type says."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-type"]
+            scope = {**scope, "headers": headers + [(b"content-type", b"application/json")]}
+        return await self.app(scope, receive, send)

@@ -58,6 +58,10 @@ def register(app: typer.Typer) -> None:
         route: str = typer.Option(None, "--route", help="Router policy: edge | cloud | confidence[:T] (default confidence:0.5)."),
         rate_limit: float = typer.Option(None, "--rate-limit", help="Requests per minute per key (0 = unlimited)."),
         max_body_bytes: int = typer.Option(None, "--max-body-bytes", help="Largest request body (default 1 MiB)."),
+        max_queue: int = typer.Option(None, "--max-queue", help="Chat completions that may wait for the model (default 16); more get a 429."),
+        max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", help="Largest prompt in tokens (default 8192, 0 = no limit)."),
+        metrics_token: str = typer.Option(None, "--metrics-token", envvar="DOMAINLM_METRICS_TOKEN",
+                                          help="Bearer token for scraping /metrics (opens nothing else; 16+ characters)."),
         config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
     ) -> None:
         """Serve a model: OpenAI-compatible API, chat page at /, feedback store, plugins, metrics.
@@ -71,7 +75,8 @@ def register(app: typer.Typer) -> None:
             model=model, kb=str(kb) if kb else None, kb_reader=kb_reader, host=host or section.host,
             port=port or section.port, db=db or section.db, api_keys=list(api_key or []) or None,
             api_keys_file=str(api_keys) if api_keys else None, name=name, edge=edge, cloud=cloud, route=route,
-            rate_limit=rate_limit, max_body_bytes=max_body_bytes,
+            rate_limit=rate_limit, max_body_bytes=max_body_bytes, max_queue=max_queue,
+            max_prompt_tokens=max_prompt_tokens, metrics_token=metrics_token,
         )
 
         def ready(state, generated_key):

@@ -9,6 +9,9 @@ teams fight over the cores: measured 10x slower on a 16-core box), and a CPU box
 generating two answers at once anyway. An OpenAI-compatible upstream
 (vLLM's server, llama.cpp's server, a hosted API) gets requests concurrently, so it can batch them, and
 its streams are passed through as they arrive.
+Transformers generations (whole or streamed: one generate() call either way) report their token count and
+whether max_tokens cut them (:class:`Generated`), and stop after the current decode step when their
+cancel flag is set (the client went away).
 """
 
 from __future__ import annotations
@@ -32,6 +35,22 @@ class GenParams:
     tools: list[dict] | None = None
     response_format: dict | None = None
     stop: list[str] | None = None
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] | None = None
+
+
+@dataclass
+class Generated:
+    """What a generation reports besides its text, filled in as it ends.
+
+    ``completion_tokens`` is counted from the generated token ids (None where the backend gives none);
+    ``finish_reason`` is ``length`` when ``max_new_tokens`` cut the answer.
+    """
+
+    completion_tokens: int | None = None
+    finish_reason: str = "stop"
 
 
 class ServedModel:
@@ -71,10 +90,25 @@ class ServedModel:
             return render(messages, tools)
         return "\n".join(str(m.get("content") or "") for m in messages)
 
+    @property
+    def streams_tokens(self) -> bool:
+        """A transformers backend: generated here token by token, with exact token counts."""
+        m = self.model
+        return not self.remote and hasattr(m, "tokenizer") and hasattr(m, "render_chat") and hasattr(m, "stop_ids")
+
     # -- whole answers ---------------------------------------------------------------------------
-    def complete(self, messages: list[dict], params: GenParams) -> str:
+    def complete(self, messages: list[dict], params: GenParams, generated: Generated | None = None,
+                 cancel: threading.Event | None = None) -> str:
         from domainlm.models import cut_at_stop
 
+        if self.streams_tokens:
+            # The same generate() call as streaming, drained: token counts and finish_reason come with it.
+            generated = generated or Generated()
+            text = "".join(self._stream_transformers(messages, params, cancel or threading.Event(), generated)).strip()
+            cut = cut_at_stop(text, params.stop)
+            if cut != text:
+                generated.finish_reason = "stop"
+            return cut
         text = self.run(
             self.model.chat,
             [messages],
@@ -87,7 +121,8 @@ class ServedModel:
         return cut_at_stop(text, params.stop)
 
     # -- streamed answers ------------------------------------------------------------------------
-    def stream(self, messages: list[dict], params: GenParams, cancel: threading.Event | None = None) -> Iterator[str]:
+    def stream(self, messages: list[dict], params: GenParams, cancel: threading.Event | None = None,
+               generated: Generated | None = None) -> Iterator[str]:
         """Text deltas as the model produces them.
 
         An OpenAI-compatible upstream's stream is passed through; a transformers backend streams token by
@@ -95,14 +130,15 @@ class ServedModel:
         vLLM) yields its whole answer as one delta (correct, but its time to first token is its latency).
         """
         cancel = cancel or threading.Event()
+        generated = generated or Generated()
         if self.remote:
-            yield from self._stream_upstream(messages, params)
-        elif hasattr(self.model, "tokenizer") and hasattr(self.model, "render_chat") and hasattr(self.model, "stop_ids"):
-            yield from self._stream_transformers(messages, params, cancel)
+            yield from self._stream_upstream(messages, params, generated)
+        elif self.streams_tokens:
+            yield from self._stream_transformers(messages, params, cancel, generated)
         else:
             yield self.complete(messages, GenParams(**{**params.__dict__, "stop": None}))
 
-    def _stream_upstream(self, messages: list[dict], params: GenParams) -> Iterator[str]:
+    def _stream_upstream(self, messages: list[dict], params: GenParams, generated: Generated) -> Iterator[str]:
         """Pass an OpenAI-compatible upstream's SSE stream through, delta by delta."""
         import httpx
 
@@ -121,20 +157,41 @@ class ServedModel:
                         continue
                     event = json.loads(line[6:])
                     for choice in event.get("choices") or []:
+                        if choice.get("finish_reason") == "length":
+                            generated.finish_reason = "length"
                         piece = (choice.get("delta") or {}).get("content")
                         if piece:
                             yield piece
         except httpx.HTTPError as exc:
             raise DomainlmError(f"{m.base_url}: cannot reach the upstream ({exc})") from None
 
-    def _stream_transformers(self, messages: list[dict], params: GenParams, cancel: threading.Event) -> Iterator[str]:
+    def _stream_transformers(self, messages: list[dict], params: GenParams, cancel: threading.Event,
+                             generated: Generated) -> Iterator[str]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import (
+            LogitsProcessor,
+            LogitsProcessorList,
+            StoppingCriteria,
+            StoppingCriteriaList,
+            TextIteratorStreamer,
+        )
 
         class Cancelled(StoppingCriteria):
             # Stops generate() when the client has gone away, so a dropped stream frees the model.
             def __call__(self, input_ids, scores, **kwargs):
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        class OpenAIPenalties(LogitsProcessor):
+            # OpenAI's presence/frequency penalties and logit_bias, by its formula: transformers has only
+            # repetition_penalty, which multiplies logits and means something else.
+            def __call__(self, input_ids, scores):
+                new = input_ids[:, prompt_len:]
+                counts = torch.zeros_like(scores).scatter_add_(1, new, torch.ones_like(new, dtype=scores.dtype))
+                scores = scores - params.frequency_penalty * counts - params.presence_penalty * (counts > 0).to(scores.dtype)
+                for token, bias in (params.logit_bias or {}).items():
+                    if token < scores.shape[-1]:
+                        scores[:, token] += bias
+                return scores
 
         class TokenStreamer(TextIteratorStreamer):
             # transformers' streamer releases text only at spaces, newlines and CJK characters, so an answer
@@ -147,6 +204,7 @@ class ServedModel:
                 if self.skip_prompt and self.next_tokens_are_prompt:
                     self.next_tokens_are_prompt = False
                     return
+                self.new_ids.extend(value.tolist())  # the usage count: token_cache is reset at the end
                 self.token_cache.extend(value.tolist())
                 text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
                 if text.endswith("\ufffd") or len(text) <= self.print_len:
@@ -160,18 +218,25 @@ class ServedModel:
         limit = int(m.info.get("max_seq_len") or 1 << 30)
         ids = ids[-max(1, limit - params.max_new_tokens):]
         input_ids = torch.tensor([ids], device=m.device)
+        prompt_len = input_ids.shape[1]
         streamer = TokenStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        streamer.new_ids = []
         kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=params.max_new_tokens,
                       eos_token_id=m.stop_ids, pad_token_id=m.tokenizer.pad_token_id, streamer=streamer,
                       stopping_criteria=StoppingCriteriaList([Cancelled()]))
+        if params.presence_penalty or params.frequency_penalty or params.logit_bias:
+            kwargs["logits_processor"] = LogitsProcessorList([OpenAIPenalties()])
         if params.temperature > 0:
             torch.manual_seed(params.seed)
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=1.0, top_k=0)
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         errors: list[BaseException] = []
 
         def run() -> None:
+            if cancel.is_set():  # the client left while this request waited for the generation thread
+                streamer.end()
+                return
             try:
                 with torch.inference_mode():
                     m.model.generate(**kwargs)
@@ -190,11 +255,17 @@ class ServedModel:
                         continue
                     started = True
                 yield piece
+            if len(streamer.new_ids) >= params.max_new_tokens and streamer.new_ids[-1] not in m.stop_ids:
+                generated.finish_reason = "length"
         finally:
             # Reached early when the client stops reading: stop generate() instead of finishing unseen.
+            # The Cancelled criterion ends it after the current decode step; a job still queued never starts.
             if not job.done():
                 cancel.set()
-            job.result()
+            if not job.cancel():
+                job.result()
+            ended = bool(streamer.new_ids) and streamer.new_ids[-1] in m.stop_ids
+            generated.completion_tokens = len(streamer.new_ids) - ended  # the end-of-turn token is not text
         if errors:
             raise DomainlmError(f"generation failed: {errors[0]}")
 

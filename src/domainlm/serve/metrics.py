@@ -25,6 +25,7 @@ class Metrics:
         self.in_flight = Gauge("domainlm_generations_in_flight", "Generations running or waiting", registry=r)
         self.feedback = Counter("domainlm_feedback_total", "Acknowledged (stored) feedback by kind", ["kind"], registry=r)
         self.rate_limited = Counter("domainlm_rate_limited_total", "Requests refused by the per-key rate limit", ["key"], registry=r)
+        self.queue_full = Counter("domainlm_queue_full_total", "Chat completions refused because the queue was full", registry=r)
         self.auth_failures = Counter("domainlm_auth_failures_total", "Requests without a valid API key", registry=r)
         self.plugin_calls = Counter("domainlm_plugin_calls_total", "Plugin tool calls run by the server", ["tool"], registry=r)
         self.route = Counter("domainlm_router_decisions_total", "Router decisions", ["target", "reason"], registry=r)

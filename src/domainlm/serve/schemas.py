@@ -1,7 +1,9 @@
 """The request bodies the API accepts, and how a chat request reads as the model's messages.
 
-The fields are OpenAI's, so OpenAI clients work unchanged; OpenAI options this server does not use are
-accepted and ignored (``extra="ignore"``) rather than refused, because clients send them by default.
+The fields are OpenAI's, so OpenAI clients work unchanged. Sampling options that change the answer are
+declared here so the route can honour them or refuse them by name (never ignore them silently); other
+OpenAI options (``user``, ``parallel_tool_calls``, ``store``, ...) do not change the answer and are
+accepted and ignored (``extra="ignore"``), because clients send them by default.
 domainlm's own endpoints forbid unknown fields: a typo there is the caller's mistake to hear about.
 """
 
@@ -36,6 +38,12 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     seed: int | None = None
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     n: int = 1
     stop: str | list[str] | None = None
     tools: list[dict] | None = None

@@ -31,6 +31,9 @@ class ServeOptions(BaseModel):
     max_body_bytes: int = Field(1 << 20, ge=1024)
     max_tokens: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for.")
     default_max_tokens: int = Field(256, ge=1)
+    max_queue: int = Field(16, ge=0, description="Chat completions that may wait for the model; more get a 429.")
+    max_prompt_tokens: int = Field(8192, ge=0, description="Largest prompt in tokens, chat template included (0: no limit).")
+    metrics_token: str | None = Field(None, min_length=16, description="Bearer token that opens /metrics (and nothing else).")
 
     @model_validator(mode="after")
     def _one_model(self):
@@ -86,14 +89,16 @@ def build_state(options: ServeOptions, keys=None):
     return ServeState(model=model, name=name, store=store, api_keys=keys, router=router, kb=kb,
                       kb_reader=options.kb_reader, rate_per_minute=options.rate_limit,
                       max_body_bytes=options.max_body_bytes, max_new_tokens=options.max_tokens,
-                      default_max_new_tokens=min(options.default_max_tokens, options.max_tokens))
+                      default_max_new_tokens=min(options.default_max_tokens, options.max_tokens),
+                      max_queue=options.max_queue, max_prompt_tokens=options.max_prompt_tokens,
+                      metrics_token=options.metrics_token)
 
 
 def make_asgi(state):
     from domainlm.serve.app import create_app
-    from domainlm.serve.asgi import BodyLimit
+    from domainlm.serve.asgi import BodyLimit, JsonBodies
 
-    return BodyLimit(create_app(state), state.max_body_bytes)
+    return BodyLimit(JsonBodies(create_app(state)), state.max_body_bytes)
 
 
 def run_server(options: ServeOptions, on_ready=None) -> None:

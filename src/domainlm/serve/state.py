@@ -30,6 +30,9 @@ class ServeState:
     max_body_bytes: int = 1 << 20
     max_new_tokens: int = 1024
     default_max_new_tokens: int = 256
+    max_queue: int = 16  # chat completions that may wait while one generates; more are refused (429)
+    max_prompt_tokens: int = 8192  # 0: no limit
+    metrics_token: str | None = None  # opens /metrics only
     metrics: Metrics = field(default_factory=Metrics)
     _embedder: Any = None
     _embed_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -37,6 +40,7 @@ class ServeState:
     def __post_init__(self) -> None:
         self.name = self.name or self.model.name
         self.limiter = RateLimiter(self.rate_per_minute)
+        self.admission = Admission(self.max_queue + 1)
 
     def embedder(self):
         with self._embed_lock:
@@ -45,3 +49,27 @@ class ServeState:
 
                 self._embedder = E5()
             return self._embedder
+
+
+class Admission:
+    """How many chat completions are admitted at once: the one generating and those queued behind it.
+
+    A local model answers one request at a time, so an unbounded queue only turns load into waits of
+    minutes; refusing at the door (429 with Retry-After) lets clients back off or go to another replica.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.admitted = 0
+        self._lock = threading.Lock()
+
+    def try_enter(self) -> bool:
+        with self._lock:
+            if self.admitted >= self.limit:
+                return False
+            self.admitted += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.admitted -= 1

@@ -166,4 +166,13 @@ $("file-form").addEventListener("submit", async (ev) => {
   } catch (e) { div.className = "msg error"; div.querySelector(".content").textContent = "⚠ " + e.message; }
 });
 
+// A server started with --kb answers from its knowledge base by default (/health needs no key).
+async function syncKbSwitch() {
+  try {
+    const res = await fetch("/health");
+    if ((await res.json()).kb) $("use-kb").checked = true;
+  } catch (e) { /* the switch stays off: plain answers still work */ }
+}
+
+syncKbSwitch();
 loadModel();

@@ -1,0 +1,111 @@
+"""The OpenAI contract as clients read it: finish_reason, usage from token ids, sampling options honoured or
+refused by name, JSON bodies whatever the Content-Type. Official ``openai`` client, real server, taught tiny."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from serve_support import KEY
+
+openai = pytest.importorskip("openai")
+
+FEE = [{"role": "user", "content": "What is the card fee?"}]  # taught answer: "The gold card fee is 200 yuan a year."
+
+
+@pytest.fixture(scope="module")
+def client(live):
+    return openai.OpenAI(base_url=live.url + "/v1", api_key=KEY, max_retries=0)
+
+
+def streamed(client, **request):
+    text, finish, usage = "", None, None
+    for event in client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **request):
+        usage = event.usage or usage
+        for choice in event.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    return text, finish, usage
+
+
+def test_a_reply_cut_by_max_tokens_says_length_and_counts_token_ids(client):
+    cut = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=3)
+    assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 3
+    text, finish, usage = streamed(client, model="tiny", messages=FEE, max_tokens=3)
+    assert (text, finish, usage.completion_tokens) == (cut.choices[0].message.content, "length", 3)
+    whole = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=40)
+    assert whole.choices[0].finish_reason == "stop" and 3 < whole.usage.completion_tokens < 40
+    assert whole.usage.prompt_tokens == cut.usage.prompt_tokens > 0
+    assert streamed(client, model="tiny", messages=FEE, max_tokens=40)[1:] == ("stop", whole.usage)
+
+
+@pytest.mark.parametrize("option", [{"logprobs": True}, {"top_logprobs": 2}])
+def test_options_the_server_cannot_honour_are_a_400_naming_them(client, option):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="tiny", messages=FEE, max_tokens=3, **option)
+    (name,) = option
+    assert refused.value.body["param"] == name and name in refused.value.body["message"]
+
+
+def test_top_p_seed_penalties_and_logit_bias_are_honoured(client, live):
+    greedy = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12).choices[0].message.content
+    # A nucleus this small keeps only the likeliest token: sampling becomes the greedy answer.
+    narrow = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12, temperature=1.5, top_p=1e-6, seed=1)
+    assert narrow.choices[0].message.content == greedy
+    hot = [client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12, temperature=2.0, seed=7).choices[0].message.content
+           for _ in range(2)]
+    assert hot[0] == hot[1]  # the same seed, the same sample
+    first = live.state.model.backend.tokenizer.encode(greedy, add_special_tokens=False)[0]
+    banned = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12, logit_bias={str(first): -100})
+    assert not banned.choices[0].message.content.startswith(greedy[:3])
+    penalised = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12, presence_penalty=2.0, frequency_penalty=2.0)
+    assert penalised.choices[0].finish_reason in ("stop", "length")
+
+
+def test_json_bodies_are_read_whatever_the_content_type(live):
+    body = json.dumps({"model": "tiny", "messages": FEE, "max_tokens": 3})
+    for content_type in ("application/x-www-form-urlencoded", "text/plain", None):  # curl -d sends the first
+        headers = {"Authorization": f"Bearer {KEY}", **({"Content-Type": content_type} if content_type else {})}
+        r = httpx.post(live.url + "/v1/chat/completions", content=body, headers=headers, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["finish_reason"] == "length"
+
+
+def test_penalties_and_logit_bias_change_what_is_generated(tmp_path):
+    # The untaught model's greedy answer repeats one token: exactly what the penalties exist to break.
+    pytest.importorskip("torch")
+    from domainlm.models.testing import make_tiny_model
+    from domainlm.serve.generation import Generated, GenParams, load_served_model
+
+    model = load_served_model(str(make_tiny_model(tmp_path / "tiny")))
+    messages = [{"role": "user", "content": "hello"}]
+
+    def answer(**options):
+        generated = Generated()
+        text = model.complete(messages, GenParams(max_new_tokens=12, **options), generated)
+        assert generated == Generated(completion_tokens=12, finish_reason="length")
+        return text
+
+    plain = answer()
+    assert answer(presence_penalty=2.0) != plain and answer(frequency_penalty=2.0) != plain
+    token = model.backend.tokenizer.encode("#", add_special_tokens=False)[0]
+    assert answer(logit_bias={token: 100.0}) == "#" * 12
+
+
+def test_a_backend_without_the_option_refuses_it_by_name(live, tmp_path, monkeypatch):
+    """An OpenAI-compatible upstream is called through temperature, seed and max_tokens only."""
+    from serve_support import LiveServer, make_state
+
+    from domainlm.serve.server import make_asgi
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    state = make_state(f"openai:{live.url}/v1#tiny", f"sqlite:///{tmp_path / 'f.db'}", name="front")
+    with LiveServer(make_asgi(state)) as front:
+        client = openai.OpenAI(base_url=front.url + "/v1", api_key=KEY, max_retries=0)
+        for name, value in (("top_p", 0.5), ("presence_penalty", 1.0), ("frequency_penalty", 1.0), ("logit_bias", {"5": 1})):
+            with pytest.raises(openai.BadRequestError) as refused:
+                client.chat.completions.create(model="front", messages=FEE, max_tokens=3, **{name: value})
+            assert refused.value.body["param"] == name and refused.value.body["code"] == "unsupported_parameter"
+        # The upstream's own finish_reason comes through a stream.
+        assert streamed(client, model="front", messages=FEE, max_tokens=3)[1] == "length"
