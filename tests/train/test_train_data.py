@@ -1,10 +1,12 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from domainlm.errors import DomainlmError
 from domainlm.prompts import REFUSAL
 from domainlm.train.data import (
+    data_files,
     load_records,
     pack_documents,
     pack_examples,
@@ -202,3 +204,14 @@ def test_retrieval_copies_carry_the_passages_and_the_same_reply(sample_dir):
     assert refusals and all(c["messages"][1]["content"] in REFUSAL.values() for c in refusals)
     # no passages found: no copy
     assert with_passages(loaded.records, lambda q: []) == []
+
+
+def test_data_under_a_hidden_or_relative_folder_is_found_and_hidden_names_inside_are_not(tmp_path, monkeypatch):
+    folder = tmp_path / ".cache" / "workspace" / "tasks"  # e.g. a workspace kept under ~/.cache
+    (folder / ".git").mkdir(parents=True)
+    for name in ("a.jsonl", ".backup.jsonl", ".git/b.jsonl", "notes.txt"):
+        (folder / name).write_text("{}\n", encoding="utf-8")
+    assert data_files([folder]) == [folder / "a.jsonl"]
+    (folder.parent / "run").mkdir()
+    monkeypatch.chdir(folder.parent / "run")
+    assert data_files(["../tasks"]) == [Path("../tasks/a.jsonl")]

@@ -39,7 +39,8 @@ class Loaded:
 
 def data_files(paths: Sequence[str | Path]) -> list[Path]:
     """The files to read: each file named directly (whatever its name), and every ``*.jsonl`` under a named
-    folder, sorted, leaving out any path with a hidden part (``.git``, editor backups)."""
+    folder, sorted, leaving out hidden names inside the folder (``.git``, editor backups). The folder's own
+    path may be anything: ``../tasks`` or a workspace under ``~/.cache`` is read like any other."""
     files: list[Path] = []
     for item in map(Path, paths):
         problems: list[tuple[Path, str]] = []
@@ -57,9 +58,9 @@ def data_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _is_data_file(path: Path) -> bool:
-    # Every part counts, the named folder's own ancestors too: that is the rule training data always had
-    # (compress's readers, on expand_inputs alone, look at the names inside the folder only).
-    return path.suffix == ".jsonl" and not any(part.startswith(".") for part in path.parts)
+    # expand_inputs already leaves out hidden names inside a folder; a hidden or relative (``..``) part of
+    # the folder's own path is the user's choice of where the data lives, not a file to skip.
+    return path.suffix == ".jsonl"
 
 
 # ---------------------------------------------------------------------------------------------------
