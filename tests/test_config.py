@@ -107,3 +107,12 @@ def test_with_options_merges_only_given_options_and_validates_them():
     assert (merged.workers, merged.recipe) == (3, section.recipe)
     with pytest.raises(DomainlmError, match=r"^--engine: String should match pattern .* \(got 'spark'\)"):
         with_options(section, "clean", engine="spark")
+
+
+def test_retrieval_settings_feed_every_stage_that_retrieves():
+    on = load_workspace_config(None, ["retrieval.k=5"])
+    assert on.retrieval.training_passages == 5  # synth's reading items and sft's augmented copies
+    assert on.eval.stage_config(suites=[], variants=[], kb_k=on.retrieval.k).kb_k == 5
+    off = load_workspace_config(None, ["retrieval.train=false"])
+    assert off.retrieval.training_passages == 0  # closed-book training: no reading items, no augmented copies
+    assert off.synth.stage_config(seed=0, reading_passages=off.retrieval.training_passages).reading_passages == 0

@@ -13,9 +13,9 @@ import typer
 from rich.console import Console
 
 from domainlm.compress.stage import DISTILL_TARGETS, compress
-from domainlm.config import find_config, split_overrides, with_options
+from domainlm.config import split_overrides, with_options
 from domainlm.sample import SPEED_PROMPTS, distill_data, gate_suite
-from domainlm.workspace import load_workspace_config
+from domainlm.workspace import workspace_config_or_defaults
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         positional, kv = split_overrides(overrides or [])
         if positional:
             raise typer.BadParameter(f"unexpected argument '{positional[0]}' (one MODEL only)")
-        ws = load_workspace_config(config or find_config(), kv)
+        ws = workspace_config_or_defaults(config, kv)
         section = ws.compress.stage_config(to, seed=ws.seed, suites=[], data=[], batch_size=ws.eval.batch_size,
                                            eval_limit=ws.eval.limit)
         cfg = with_options(section, "compress", seed=seed, gate=False if no_gate else None,

@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from domainlm.config import find_config, with_options
+from domainlm.config import with_options
 from domainlm.evals.stage import evaluate
 from domainlm.io import read_json
-from domainlm.workspace import load_workspace_config
+from domainlm.workspace import workspace_config_or_defaults
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Re-run even if inputs and config are unchanged."),
     ) -> None:
         """Score a model (or stored predictions) on task suites: results.json, predictions.jsonl, report.html."""
-        cfg = load_workspace_config(config or find_config(), overrides or [])
+        cfg = workspace_config_or_defaults(config, overrides or [])
         section = cfg.eval.stage_config(suites=[str(s) for s in suite] if suite else list(cfg.tasks.eval),
                                         variants=list(variants or []), kb_k=kb_k or cfg.retrieval.k)
         # --general names the panel of this run; the workspace's eval.general belongs to its own suites.

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from domainlm.config import find_config, split_overrides, with_options
+from domainlm.config import split_overrides, with_options
 from domainlm.errors import DomainlmError
 from domainlm.io import dumps, jsonl_lines
 from domainlm.kb.answer import answer
@@ -23,7 +23,7 @@ from domainlm.kb.sources import Unreadable, iter_documents
 from domainlm.kb.stage import build_stage, report_unreadable
 from domainlm.kb.store import add_documents, remove_documents
 from domainlm.manifest import stage_run
-from domainlm.workspace import load_workspace_config, workspace_config_or_defaults
+from domainlm.workspace import workspace_config_or_defaults
 
 err = Console(stderr=True)
 
@@ -201,7 +201,7 @@ def register(app: typer.Typer) -> None:
         if summary == (question is not None):
             raise DomainlmError("chatfile: give exactly one of --summary or --ask \"question\"")
         # The same recipe `clean` would use here: the workspace's, unless --recipe says otherwise.
-        recipe = recipe or load_workspace_config(find_config()).clean.recipe
+        recipe = recipe or workspace_config_or_defaults().clean.recipe
         skipped: list[dict] = []
         if summary:
             result = summarize_file(file, model, max_sentences=max_sentences, recipe=recipe, text_field=text_field)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from domainlm.config import find_config, split_overrides
+from domainlm.config import split_overrides
 from domainlm.errors import DomainlmError
 from domainlm.manifest import read_manifest
 from domainlm.sample.generate import SIZES, generate_sample
-from domainlm.workspace import load_workspace_config
+from domainlm.workspace import workspace_config_or_defaults
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +34,7 @@ def sample_command(
         raise DomainlmError(f"sample: unexpected argument '{positional[0]}' (the output folder goes after --out)")
     if out is None:
         raise DomainlmError("sample: --out DIR is required")
-    section = load_workspace_config(config or find_config(), overrides).sample
+    section = workspace_config_or_defaults(config, overrides).sample
     seed = section.seed if seed is None else seed
     size = section.size if size is None else size
     if size not in SIZES:

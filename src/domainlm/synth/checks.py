@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 
-import jieba.posseg as pseg
-
+from domainlm.synth import pos
 from domainlm.synth.questions import balanced, is_pronoun
 
 _DIGITS = re.compile(r"[0-9０-９零〇一二两三四五六七八九十百千万亿]")
@@ -63,9 +62,9 @@ def check_pair(question: str, answer: str, passage: str, lang: str) -> list[str]
         failed.append("answer too long for a short answer")
     if len(question) < 6 or not question.endswith(("？", "?")) or not balanced(question):
         failed.append("not a complete question")
-    elif question[0] in "，。、；：,.;:!?！？" or next(pseg.cut(question)).flag in ("uj", "ul", "c", "y"):
+    elif question[0] in "，。、；：,.;:!?！？" or next(pos.cut(question)).flag in ("uj", "ul", "c", "y"):
         failed.append("question starts mid-clause")
-    if lang == "zh" and any(is_pronoun(word, flag) for word, flag in pseg.cut(question)):
+    if lang == "zh" and any(is_pronoun(word, flag) for word, flag in pos.cut(question)):
         failed.append("question leans on a pronoun")
     if lang == "en" and re.match(r"(?i)^(it|he|she|they|this|that|these|those)\b", question):
         failed.append("question leans on a pronoun")

@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import jieba.posseg as pseg
-
 from domainlm.data import detect_language
+from domainlm.synth import pos
 from domainlm.synth.questions import is_pronoun
 
 _NOUNS = ("n", "nr", "ns", "nt", "nz", "j", "eng", "vn", "nrt")
@@ -80,7 +79,7 @@ def find_facts(text: str, lang: str | None = None) -> list[Fact]:
 
 def _names_something(phrase: str) -> bool:
     """A Chinese noun phrase that stands alone: it ends in a noun and holds no pronoun."""
-    tagged = [(w, f) for w, f in pseg.cut(phrase) if w.strip()]
+    tagged = [(w, f) for w, f in pos.cut(phrase) if w.strip()]
     if not tagged or any(is_pronoun(w, f) for w, f in tagged):
         return False
     # A bare adjective or verb ("常用", "最新") names nothing. A name of several words may end in any tag:
@@ -92,6 +91,6 @@ def _names_something(phrase: str) -> bool:
 
 def _plain(subject: str, attribute: str) -> bool:
     """No time word or adverb glued to the subject or the attribute ("最近莱索托", "退休年龄已经")."""
-    first = next((f for w, f in pseg.cut(subject) if w.strip()), "")
-    last = [f for w, f in pseg.cut(attribute) if w.strip()][-1:]
+    first = next((f for w, f in pos.cut(subject) if w.strip()), "")
+    last = [f for w, f in pos.cut(attribute) if w.strip()][-1:]
     return not first.startswith(("t", "d", "r")) and last != ["d"]

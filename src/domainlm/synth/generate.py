@@ -8,7 +8,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jieba.posseg as pseg
 from rich.console import Console
 
 from domainlm.errors import DomainlmError
@@ -16,6 +15,7 @@ from domainlm.io import sha256_text, write_json, write_jsonl, write_text
 from domainlm.kb import open_kb
 from domainlm.manifest import StageResult, stage_run
 from domainlm.prompts import render_prompt
+from domainlm.synth import pos
 from domainlm.synth.checks import check_pair
 from domainlm.synth.config import SynthConfig
 from domainlm.synth.facts import detect_lang, find_facts, sentences
@@ -212,13 +212,13 @@ def _swapped_entity_refusals(seeds: list[Seed], chunks: list[dict], rng: random.
     items = []
     for seed in seeds:
         for kind, pool in pools.items():
-            words = {w for w, _ in pseg.cut(seed.eval_question)}
+            words = {w for w, _ in pos.cut(seed.eval_question)}
             named = [name for name in pool if name in words and name != seed.answer]  # whole words only
             if not named:
                 continue
             name = named[0]
             others = sorted(n for n, doc in pool.items() if doc != seed.chunk["doc_id"] and n not in seed.eval_question)
-            verbs = [w for w, f in pseg.cut(seed.eval_question) if f.startswith("v") and len(w) >= 2]
+            verbs = [w for w, f in pos.cut(seed.eval_question) if f.startswith("v") and len(w) >= 2]
             if not others or not verbs:
                 continue
             other = rng.choice(others)

@@ -21,10 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import jieba
-import jieba.posseg as pseg
-
-jieba.setLogLevel(60)
+from domainlm.synth import pos
 
 # Dates written with Arabic digits: 2015年10月24日, 2015年10月, 10月24日, 2015年 (a four-digit year).
 _DATE = re.compile(r"(?<![\d.])(?:\d{4}年(?:\d{1,2}月(?:\d{1,2}[日号])?)?|\d{1,2}月\d{1,2}[日号])")
@@ -82,7 +79,7 @@ class _Token:
 
 def _tokens(sentence: str) -> list[_Token]:
     out, at = [], 0
-    for word, flag in pseg.cut(sentence):
+    for word, flag in pos.cut(sentence):
         out.append(_Token(word, flag, at, at + len(word)))
         at += len(word)
     return out

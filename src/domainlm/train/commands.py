@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from domainlm.config import find_config, split_overrides, with_options
+from domainlm.config import split_overrides, with_options
 from domainlm.errors import DomainlmError
 from domainlm.train.config import TrainConfig
 from domainlm.train.launcher import inside_launcher, relaunch, strip_launcher_args
@@ -19,7 +19,7 @@ from domainlm.train.plan import plan as make_plan
 from domainlm.train.plan import plan_table, shape_for
 from domainlm.train.stage import is_main_process
 from domainlm.train.stage import train as run_train
-from domainlm.workspace import load_workspace_config
+from domainlm.workspace import workspace_config_or_defaults
 
 console = Console(stderr=True)
 
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
                 raise DomainlmError(f"training under {launcher} failed (exit code {code})", exit_code=code)
             return
         _, overrides = split_overrides(args or [])
-        section = load_workspace_config(find_config(), overrides).train
+        section = workspace_config_or_defaults(None, overrides).train
         cfg = train_config(section, stage=stage, method=method, epochs=epochs, max_steps=max_steps, lr=lr,
                            batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len,
                            replay=[str(p) for p in replay or []], replay_ratio=replay_ratio,
