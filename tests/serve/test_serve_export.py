@@ -107,3 +107,54 @@ def test_exports_load_and_train_in_trl(store, tmp_path, tiny_dir):
 
             AcceleratorState._reset_state(reset_partial_state=True)
         assert out.global_step == 1, fmt
+
+
+TOOLS = [{"type": "function", "function": {"name": "query_balance", "description": "查询余额",
+                                            "parameters": {"type": "object", "properties": {"phone": {"type": "string"},
+                                                                                            "card": {"type": "string"}}}}}]
+
+
+def test_tool_call_correction_exports_with_its_tools(tmp_path):
+    """A corrected tool call is trained with the schema it must follow; earlier calls and tool results stay in
+    the conversation; PII inside call arguments is redacted; train's SFT loader reads the row."""
+    from domainlm.train import load_records
+
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    earlier = [{"role": "user", "content": "查一下我的余额"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "call_1", "type": "function",
+                    "function": {"name": "query_balance", "arguments": json.dumps({"phone": PHONE})}}]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "{\"error\": \"需要卡号\"}"},
+               {"role": "user", "content": "卡号尾号1234"}]
+    served = json.dumps([{"name": "query_balance", "arguments": {"phone": PHONE}}], ensure_ascii=False)
+    rid = store.add_response(model="tiny", request={"messages": earlier, "tools": TOOLS}, response=served, user="u")
+    fixed = '<tool_call>\n{"name": "query_balance", "arguments": {"phone": "%s", "card": "1234"}}\n</tool_call>' % PHONE
+    store.add_feedback(rid, correction=fixed, user="reviewer")
+
+    sft = feedback_rows(store.iter_feedback(), "sft")
+    assert len(sft) == 1 and sft[0]["tools"] == TOOLS
+    roles = [m["role"] for m in sft[0]["messages"]]
+    assert roles == ["user", "assistant", "tool", "user", "assistant"]
+    last = sft[0]["messages"][-1]
+    assert last["tool_calls"][0]["function"] == {"name": "query_balance", "arguments": {"phone": "[MOBILE]", "card": "1234"}}
+    assert sft[0]["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"phone": "[MOBILE]"}
+    assert PHONE not in json.dumps(sft, ensure_ascii=False)
+
+    dpo = feedback_rows(store.iter_feedback(), "dpo", conversational=True)
+    assert dpo[0]["tools"] == TOOLS and dpo[0]["rejected"][0]["tool_calls"][0]["function"]["arguments"] == {"phone": "[MOBILE]"}
+    flat = feedback_rows(store.iter_feedback(), "dpo")
+    assert flat[0]["tools"] == TOOLS and json.loads(flat[0]["chosen"])[0]["arguments"]["card"] == "1234"
+
+    path = tmp_path / "sft.jsonl"
+    export_feedback(store, "sft", path)
+    loaded = load_records([path], "sft")
+    assert loaded.records[0]["tools"] == TOOLS and loaded.records[0]["messages"][-1]["tool_calls"]
+
+
+def test_plain_text_answers_with_tools_offered_stay_text(tmp_path):
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    rid = store.add_response(model="tiny", request={"messages": [{"role": "user", "content": "年费多少？"}], "tools": TOOLS},
+                             response="金卡年费[200]元。", user="u")
+    store.add_feedback(rid, correction="金卡年费200元。", user="u")
+    sft = feedback_rows(store.iter_feedback(), "sft")
+    assert sft[0]["messages"][-1] == {"role": "assistant", "content": "金卡年费200元。"} and sft[0]["tools"] == TOOLS
