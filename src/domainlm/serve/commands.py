@@ -113,6 +113,32 @@ def register(app: typer.Typer) -> None:
         console.print(f"{result['rows']} {fmt} rows from {result['feedback']} feedback records → {out} "
                       f"(last feedback id {result['last_id']})")
 
+    @feedback.command("failures")
+    def failures(
+        db: str = typer.Option(None, "--db", help="Feedback store URL (default: serve.db of domainlm.yaml)."),
+        suite: list[Path] = typer.Option(None, "--suite", help="Eval suite(s) to label questions by task and intent "
+                                         "(in a workspace, default: its eval suites)."),
+        examples: int = typer.Option(3, "--examples", help="Examples shown per group."),
+        as_json: bool = typer.Option(False, "--json", help="JSON output."),
+        config: Path = typer.Option(None, "-c", "--config"),
+    ) -> None:
+        """What users flagged: downvoted and corrected answers grouped by task / intent / tool, with examples."""
+        from domainlm.io import dumps
+        from domainlm.serve.failures import failure_report, format_report
+        from domainlm.serve.store import FeedbackStore
+
+        line = _line_workspace(config)
+        suites = list(suite or []) or ([str(s) for s in line.eval_suites()] if line is not None else [])
+        store = FeedbackStore(db or _serve_section(config, []).db)
+        try:
+            report = failure_report(store.iter_feedback(), suites, examples=examples)
+        finally:
+            store.close()
+        if as_json:
+            typer.echo(dumps(report))
+        else:
+            console.print(format_report(report), highlight=False, markup=False, soft_wrap=True)
+
     app.add_typer(feedback, name="feedback")
 
     @app.command()
