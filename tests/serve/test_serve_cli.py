@@ -59,7 +59,12 @@ def test_api_key_file_parsing(tmp_path):
     keys = parse_api_keys(path)
     assert [(k.key, k.name, k.rate_per_minute) for k in keys] == [("sk-alice-1234567", "alice", 120.0),
                                                                    ("sk-bob-12345678", "key2", None)]
-    for text, message in (("sk-a-12345678 a x\n", "rate 'x' is not a number"), ("sk-a-12345678\nsk-a-12345678\n", ":2: duplicate"),
+    assert [k.role for k in keys] == ["user", "user"]
+    path.write_text("sk-carol-123456 carol 60 reviewer\nsk-dave-1234567 dave admin\n", encoding="utf-8")
+    keys = parse_api_keys(path)
+    assert [(k.name, k.rate_per_minute, k.role) for k in keys] == [("carol", 60.0, "reviewer"), ("dave", None, "admin")]
+    assert keys[1].can("reviewer") and not keys[0].can("admin") and keys[0].can("user")
+    for text, message in (("sk-a-12345678 a x\n", "'x' is neither a rate"), ("sk-a-12345678 a 5 boss\n", "'boss' is neither"), ("sk-a-12345678\nsk-a-12345678\n", ":2: duplicate"),
                           ("# nothing\n", "no API keys")):
         path.write_text(text, encoding="utf-8")
         with pytest.raises(DomainlmError, match=message):

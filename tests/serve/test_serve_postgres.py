@@ -71,3 +71,17 @@ def test_store_on_postgresql(pg_url, tmp_path):
     assert store.export_mark("flywheel:x") == 5
     with pytest.raises(DomainlmError, match="cannot open"):
         FeedbackStore(pg_url.rsplit(":", 1)[0] + ":1/postgres")
+
+
+def test_audit_log_on_postgresql_cannot_be_changed(pg_url):
+    import sqlalchemy
+
+    from domainlm.serve.audit import AuditLog
+
+    log = AuditLog(pg_url)
+    first = log.record("cli:ops", "export", "/tmp/sft.jsonl", rows=3)
+    with log.engine.begin() as conn:  # PostgreSQL rules turn both into no-ops
+        conn.execute(sqlalchemy.text("UPDATE audit SET actor = 'someone else'"))
+        conn.execute(sqlalchemy.text("DELETE FROM audit"))
+    entry = next(e for e in log.entries() if e["id"] == first)
+    assert entry["actor"] == "cli:ops" and entry["detail"] == {"rows": 3}

@@ -1,7 +1,15 @@
-"""API keys and per-key rate limits.
+"""API keys, their roles, and per-key rate limits.
 
 Keys come from ``--api-key KEY`` or an ``--api-keys FILE``: one key a line, optionally followed by a
-name and a per-key limit in requests per minute (``sk-abc  alice  120``); ``#`` starts a comment.
+name, a per-key limit in requests per minute and a role (``sk-abc  alice  120  reviewer``; the limit may
+be left out: ``sk-abc  bob  admin``); ``#`` starts a comment.
+
+Roles, each allowed what the one before it is:
+
+- ``user``: chat, the knowledge base, ChatFile, ratings and comments (the default for a key in a file);
+- ``reviewer``: also corrections and pairwise choices, which become training data, and feedback export;
+- ``admin``: also ``/metrics``, promotion and rollback. A single ``--api-key`` is the operator's: admin.
+
 The limiter is a token bucket per key, written by hand because it is ten lines and needs no shared store
 (one server process; behind several replicas, put the limit in the proxy in front instead).
 """
@@ -15,12 +23,19 @@ from pathlib import Path
 
 from domainlm.errors import DomainlmError
 
+ROLES = ("user", "reviewer", "admin")
+
 
 @dataclass(frozen=True)
 class ApiKey:
     key: str
     name: str
     rate_per_minute: float | None = None  # None: the server's default
+    role: str = "user"
+
+    def can(self, role: str) -> bool:
+        """Whether this key holds ``role`` or a role above it."""
+        return ROLES.index(self.role) >= ROLES.index(role)
 
 
 def parse_api_keys(path: str | Path) -> list[ApiKey]:
@@ -36,8 +51,14 @@ def parse_api_keys(path: str | Path) -> list[ApiKey]:
         fields = line.split("#", 1)[0].split()
         if not fields:
             continue
+        role = "user"
+        if len(fields) > 2 and fields[-1] in ROLES:
+            role = fields.pop()
+        elif len(fields) > 2 and not _is_number(fields[-1]):
+            raise DomainlmError(f"{path}:{number}: '{fields[-1]}' is neither a rate (requests per minute) nor a role "
+                                f"({', '.join(ROLES)})")
         if len(fields) > 3:
-            raise DomainlmError(f"{path}:{number}: expected 'KEY [NAME] [REQUESTS_PER_MINUTE]'")
+            raise DomainlmError(f"{path}:{number}: expected 'KEY [NAME] [REQUESTS_PER_MINUTE] [ROLE]'")
         key = fields[0]
         if len(key) < 8:
             raise DomainlmError(f"{path}:{number}: API key is shorter than 8 characters")
@@ -52,10 +73,19 @@ def parse_api_keys(path: str | Path) -> list[ApiKey]:
             if rate <= 0:
                 raise DomainlmError(f"{path}:{number}: rate must be > 0")
         seen.add(key)
-        keys.append(ApiKey(key=key, name=fields[1] if len(fields) > 1 else f"key{len(keys) + 1}", rate_per_minute=rate))
+        keys.append(ApiKey(key=key, name=fields[1] if len(fields) > 1 else f"key{len(keys) + 1}", rate_per_minute=rate,
+                           role=role))
     if not keys:
         raise DomainlmError(f"{path}: no API keys in the file")
     return keys
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class RateLimiter:

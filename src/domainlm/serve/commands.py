@@ -102,12 +102,15 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(None, "-c", "--config"),
     ) -> None:
         """Write feedback as TRL training rows (PII redacted): thumbs → KTO, corrections/choices → DPO, corrections → SFT."""
+        from domainlm.serve.audit import AuditLog, command_actor
         from domainlm.serve.export import export_feedback
         from domainlm.serve.store import FeedbackStore
 
         store = FeedbackStore(db or _serve_section(config, []).db)
         try:
             result = export_feedback(store, fmt, out, since_id=since, conversational=conversational)
+            AuditLog(store.engine).record(command_actor(), "export", str(out), format=fmt, rows=result["rows"],
+                                          feedback=result["feedback"], since=since, last_id=result["last_id"])
         finally:
             store.close()
         console.print(f"{result['rows']} {fmt} rows from {result['feedback']} feedback records → {out} "
@@ -139,6 +142,19 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(format_report(report), highlight=False, markup=False, soft_wrap=True)
 
+    @feedback.command("audit")
+    def audit_log(
+        db: str = typer.Option(None, "--db", help="Feedback store URL (default: serve.db of domainlm.yaml)."),
+        action: str = typer.Option(None, "--action", help="Only this action: export | promote | refuse | rollback."),
+        config: Path = typer.Option(None, "-c", "--config"),
+    ) -> None:
+        """The append-only audit log: who exported feedback, promoted, refused or rolled back a model, and when."""
+        from domainlm.io import dumps
+        from domainlm.serve.audit import AuditLog
+
+        for entry in AuditLog(db or _serve_section(config, []).db).entries(action=action):
+            typer.echo(dumps(entry))
+
     app.add_typer(feedback, name="feedback")
 
     @app.command()
@@ -159,8 +175,12 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(None, "-c", "--config"),
     ) -> None:
         """Feedback → train from the serving model → gate → promote only if better (previous kept for rollback)."""
+        from domainlm.serve.audit import AuditLog, command_actor
+
+        db = db or _serve_section(config, []).db
         if do_rollback:
             state = rollback(registry)
+            AuditLog(db).record(command_actor(), "rollback", str(registry), current=state["current"])
             console.print(f"{registry}: serving {state['current']} again")
             return
         line = _line_workspace(config)
@@ -173,7 +193,11 @@ def register(app: typer.Typer) -> None:
             console.print(f"{registry}: v0001 = {init_model}")
             if not gate:
                 return
-        cfg = validate(FlywheelConfig, dict(registry=str(registry), db=db or _serve_section(config, []).db,
+        cfg = validate(FlywheelConfig, dict(registry=str(registry), db=db,
                                             gate=list(gate or []), stage=stage, max_steps=max_steps, lr=lr,
                                             method=method, min_gain=min_gain, min_rows=min_rows), "flywheel")
-        run_flywheel(cfg, console=console)
+        decision = run_flywheel(cfg, console=console)
+        if decision.get("decision") in ("promoted", "refused"):
+            action = "promote" if decision["decision"] == "promoted" else "refuse"
+            AuditLog(db).record(command_actor(), action, str(registry),
+                                **{k: v for k, v in decision.items() if isinstance(v, (int, float, str))})

@@ -45,16 +45,19 @@ class ServeOptions(BaseModel):
 
 
 def resolve_keys(options: ServeOptions):
-    """The API keys; when none are configured a random one is made (and printed by the command)."""
+    """The API keys; when none are configured a random one is made (and printed by the command).
+
+    Keys given on the command line (and the generated one) are the operator's: role admin. A key file says
+    each key's role (default user)."""
     from domainlm.serve.auth import ApiKey, parse_api_keys
 
-    keys = [ApiKey(key=k, name=f"key{i + 1}") for i, k in enumerate(options.api_keys)]
+    keys = [ApiKey(key=k, name=f"key{i + 1}", role="admin") for i, k in enumerate(options.api_keys)]
     if options.api_keys_file:
         keys += parse_api_keys(options.api_keys_file)
     generated = None
     if not keys:
         generated = "sk-domainlm-" + secrets.token_urlsafe(24)
-        keys = [ApiKey(key=generated, name="default")]
+        keys = [ApiKey(key=generated, name="default", role="admin")]
     return keys, generated
 
 
