@@ -28,6 +28,8 @@ class Metrics:
         self.queue_full = Counter("domainlm_queue_full_total", "Chat completions refused because the queue was full", registry=r)
         self.auth_failures = Counter("domainlm_auth_failures_total", "Requests without a valid API key", registry=r)
         self.plugin_calls = Counter("domainlm_plugin_calls_total", "Plugin tool calls run by the server", ["tool"], registry=r)
+        self.model_swaps = Counter("domainlm_model_swaps_total",
+                                   "Times a promoted or rolled-back registry version was swapped in", registry=r)
         self.route = Counter("domainlm_router_decisions_total", "Router decisions", ["target", "reason"], registry=r)
         self.cloud_tokens_saved = Counter(
             "domainlm_router_cloud_tokens_saved_total",

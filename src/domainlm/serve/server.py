@@ -34,6 +34,8 @@ class ServeOptions(BaseModel):
     max_queue: int = Field(16, ge=0, description="Chat completions that may wait for the model; more get a 429.")
     max_prompt_tokens: int = Field(8192, ge=0, description="Largest prompt in tokens, chat template included (0: no limit).")
     metrics_token: str | None = Field(None, min_length=16, description="Bearer token that opens /metrics (and nothing else).")
+    watch_registry: float = Field(5.0, ge=0, description="Seconds between looks at REGISTRY/current when the model is a "
+                                  "registry's current link: a promotion or rollback is served without a restart (0: never).")
 
     @model_validator(mode="after")
     def _one_model(self):
@@ -108,8 +110,13 @@ def run_server(options: ServeOptions, on_ready=None) -> None:
     """Build the app and run uvicorn until interrupted."""
     import uvicorn
 
+    from domainlm.serve.reload import RegistryWatcher, registry_link
+
     keys, generated = resolve_keys(options)
     state = build_state(options, keys)
+    link = registry_link(options.model)
+    if link is not None and options.watch_registry > 0:
+        RegistryWatcher(state, link, options.watch_registry).start()
     if on_ready is not None:
         on_ready(state, generated)
     uvicorn.run(make_asgi(state), host=options.host, port=options.port, log_level="warning", access_log=False)
