@@ -24,6 +24,7 @@ from domainlm.errors import DomainlmError
 from domainlm.evals import commands as evals_commands
 from domainlm.kb import commands as kb_commands
 from domainlm.pipeline import commands as pipeline_commands
+from domainlm.plugins import commands as plugin_commands
 from domainlm.sample import commands as sample_commands
 from domainlm.sandbox import commands as sandbox_commands
 from domainlm.serve import commands as serve_commands
@@ -42,6 +43,7 @@ STAGE_COMMANDS = (
     evals_commands,
     serve_commands,
     sandbox_commands,
+    plugin_commands,
     pipeline_commands,
 )
 
