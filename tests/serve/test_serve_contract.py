@@ -94,7 +94,7 @@ def test_penalties_and_logit_bias_change_what_is_generated(tmp_path):
 
 
 def test_a_backend_without_the_option_refuses_it_by_name(live, tmp_path, monkeypatch):
-    """An OpenAI-compatible upstream is called through temperature, seed and max_tokens only."""
+    """An OpenAI-compatible upstream is called through temperature, seed, max_tokens and response_format only."""
     from serve_support import LiveServer, make_state
 
     from domainlm.serve.server import make_asgi
@@ -107,5 +107,14 @@ def test_a_backend_without_the_option_refuses_it_by_name(live, tmp_path, monkeyp
             with pytest.raises(openai.BadRequestError) as refused:
                 client.chat.completions.create(model="front", messages=FEE, max_tokens=3, **{name: value})
             assert refused.value.body["param"] == name and refused.value.body["code"] == "unsupported_parameter"
+        # A forced tool call is not forwarded, so it is refused by name; response_format is forwarded to the
+        # upstream (here a domainlm server, which constrains it) and checked on its way back.
+        tool = {"type": "function", "function": {"name": "get_rate", "parameters": {"type": "object"}}}
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="front", messages=FEE, max_tokens=3, tools=[tool], tool_choice="required")
+        assert refused.value.body["param"] == "tool_choice" and refused.value.body["code"] == "unsupported_parameter"
+        formatted = client.chat.completions.create(model="front", messages=FEE, max_tokens=40,
+                                                   response_format={"type": "json_object"})
+        assert isinstance(json.loads(formatted.choices[0].message.content), dict)
         # The upstream's own finish_reason comes through a stream.
         assert streamed(client, model="front", messages=FEE, max_tokens=3)[1] == "length"

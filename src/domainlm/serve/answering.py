@@ -8,6 +8,11 @@ whichever way a client asks.
 Plain answers stream token by token. An answer with tools, a ``response_format`` or the knowledge base is
 made whole first and then sent in small pieces: tool calls must be parsed and JSON checked before the
 client sees any of it, and the KB reader answers at once. This all runs in worker threads.
+
+Under a constraint (``GenParams.constraint``: ``response_format`` or a forced ``tool_choice`` on a
+transformers model) the decoder keeps the answer on the grammar, so the JSON check below is a safety net
+that should never fire; an answer ``max_tokens`` cut before its grammar closed is returned as it is with
+``finish_reason`` ``length``, as OpenAI's API does, not refused.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 
 from domainlm.parsing import ParsedOutput, decode_arguments, json_text, parse_tool_calls
 from domainlm.serve.asgi import ApiError
+from domainlm.serve.constrained import finite_json
 from domainlm.serve.generation import Generated, GenParams, ServedModel, stop_stream
 from domainlm.serve.plugins import PLUGIN_TOOLS, kb_answer, run_plugin_tool
 from domainlm.serve.router import Decision
@@ -108,8 +114,10 @@ def answer_pieces(state: ServeState, turn: Turn, stream: bool) -> Generator[str,
         if parsed is not None and parsed.tool_calls:
             answer = Answer(parsed.content, usage, tool_calls=parsed.tool_calls, **extras)
         else:
-            # The KB reader's answer is prose whatever the request asked for: no JSON check.
-            answer = Answer(text if turn.kb else _check_json(text, params.response_format), usage, **extras)
+            # The KB reader's answer is prose (the route refuses a format with kb): no JSON check. A constrained
+            # answer cut by max_tokens is the grammar's prefix: returned with finish_reason length.
+            unchecked = turn.kb or (params.constraint is not None and extras["cut"])
+            answer = Answer(text if unchecked else _check_json(text, params.response_format), usage, **extras)
     finally:
         state.metrics.in_flight.dec()
     if whole:
@@ -232,6 +240,9 @@ def _check_json(text: str, response_format: dict | None) -> str:
     found = json_text(text)
     if found is None:
         raise ApiError(502, "the model's answer is not valid JSON although response_format asked for JSON",
+                       "invalid_model_output", "response_format")
+    if not finite_json(found):
+        raise ApiError(502, "the model's JSON has a number too large for a float (read as infinity)",
                        "invalid_model_output", "response_format")
     problem = _schema_problem(found, response_format)
     if problem:

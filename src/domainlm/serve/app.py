@@ -31,6 +31,7 @@ from domainlm.errors import DomainlmError
 from domainlm.serve.answering import Answer, Turn, answer_pieces, complete, last_user_text, store_answer
 from domainlm.serve.asgi import ApiError, api_error_handler, validation_error_handler
 from domainlm.serve.auth import ApiKey
+from domainlm.serve.constrained import Constraint, ConstraintError, constraint_for
 from domainlm.serve.generation import GenParams
 from domainlm.serve.metrics import CONTENT_TYPE
 from domainlm.serve.plugins import PLUGIN_TOOLS, kb_search
@@ -295,12 +296,13 @@ def _turn(state: ServeState, body: ChatRequest) -> Turn:
         names = {t.get("function", {}).get("name") for t in tools}
         tools += [t for n, t in PLUGIN_TOOLS.items() if n not in names and (n != "kb_search" or state.kb is not None)]
     _refuse_what_cannot_be_honoured(state, body)
+    response_format = fmt if fmt and fmt.get("type") != "text" else None
+    constraint = _constraint(state, body, response_format, tools)
     params = GenParams(
         max_new_tokens=max_new, temperature=body.temperature, seed=body.seed or 0, tools=tools or None,
-        response_format=fmt if fmt and fmt.get("type") != "text" else None,
-        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        response_format=response_format, stop=[body.stop] if isinstance(body.stop, str) else body.stop,
         top_p=1.0 if body.top_p is None else body.top_p, presence_penalty=body.presence_penalty or 0.0,
-        frequency_penalty=body.frequency_penalty or 0.0, logit_bias=_logit_bias(body.logit_bias),
+        frequency_penalty=body.frequency_penalty or 0.0, logit_bias=_logit_bias(body.logit_bias), constraint=constraint,
     )
     return Turn(messages=messages, params=params, kb=bool(body.kb),
                 client_tools={t.get("function", {}).get("name") for t in (body.tools or [])},
@@ -324,6 +326,37 @@ def _refuse_what_cannot_be_honoured(state: ServeState, body: ChatRequest) -> Non
     for name, used in asked.items():
         if used:
             raise ApiError(400, f"'{name}' is not supported by this model's backend", "unsupported_parameter", name)
+
+
+def _constraint(state: ServeState, body: ChatRequest, response_format: dict | None,
+                tools: list[dict]) -> Constraint | None:
+    """The grammar the answer is decoded under (``response_format``, a forced ``tool_choice``), or None.
+
+    Only the transformers backend constrains decoding. Elsewhere a forced ``tool_choice`` is a 400 naming
+    it; ``response_format`` goes to an OpenAI-compatible upstream (vLLM and llama.cpp servers constrain
+    it themselves) and is checked when the answer comes back, and is a 400 on in-process llama.cpp and
+    vLLM, whose grammar support this server does not drive. A knowledge-base answer is the reader's prose:
+    asking it for a format is a 400 too, rather than a format silently dropped.
+    """
+    try:
+        constraint = constraint_for(response_format, tools, body.tool_choice)
+    except ConstraintError as exc:
+        raise ApiError(400, str(exc), "invalid_request", exc.param) from None
+    except ImportError:
+        raise ApiError(400, "constrained decoding needs llguidance on the server (pip install llguidance)",
+                       "unsupported_parameter", "tool_choice" if body.tool_choice not in (None, "auto") else "response_format") from None
+    if constraint is None:
+        return None
+    param = "response_format" if constraint.kind == "json" else "tool_choice"
+    if body.kb:
+        raise ApiError(400, f"'{param}' cannot be combined with 'kb': the knowledge base answers in prose",
+                       "unsupported_parameter", param)
+    if state.model.constrains and state.router is None:
+        return constraint
+    if param == "response_format" and state.router is None and state.model.remote:
+        return None  # forwarded to the upstream, checked on return
+    raise ApiError(400, f"'{param}' cannot be enforced by this model's backend (only transformers models constrain decoding)",
+                   "unsupported_parameter", param)
 
 
 def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:

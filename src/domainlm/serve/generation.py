@@ -11,7 +11,8 @@ generating two answers at once anyway. An OpenAI-compatible upstream
 its streams are passed through as they arrive.
 Transformers generations (whole or streamed: one generate() call either way) report their token count and
 whether max_tokens cut them (:class:`Generated`), and stop after the current decode step when their
-cancel flag is set (the client went away).
+cancel flag is set (the client went away). They are the backend that constrains decoding
+(``GenParams.constraint``, see :mod:`domainlm.serve.constrained`): the route refuses a constraint for the others.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from domainlm.errors import DomainlmError
+from domainlm.serve.constrained import Constraint
 
 
 @dataclass
@@ -39,6 +41,8 @@ class GenParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logit_bias: dict[int, float] | None = None
+    # The grammar the answer is held to while decoding (response_format, tool_choice), transformers only.
+    constraint: Constraint | None = None
 
 
 @dataclass
@@ -62,6 +66,7 @@ class ServedModel:
         self.remote = (getattr(model, "info", None) or {}).get("backend") == "openai"
         # Upstream servers batch concurrent requests themselves: they are called from the request threads.
         self._worker = None if self.remote else ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{name}")
+        self._grammar_vocab = None  # llguidance's view of the tokenizer, built on the first constrained request
 
     @property
     def backend(self):
@@ -95,6 +100,22 @@ class ServedModel:
         """A transformers backend: generated here token by token, with exact token counts."""
         m = self.model
         return not self.remote and hasattr(m, "tokenizer") and hasattr(m, "render_chat") and hasattr(m, "stop_ids")
+
+    @property
+    def constrains(self) -> bool:
+        """Whether this model keeps answers on a grammar while decoding (the transformers backend)."""
+        return self.streams_tokens
+
+    def _grammar_processor(self, constraint: Constraint, prompt_len: int, max_new_tokens: int):
+        """The logits processor for one constrained generation, built before generate() is queued."""
+        from domainlm.serve.constrained import GrammarVocab, logits_processor, reserve_tokens
+
+        m = self.model
+        if self._grammar_vocab is None:  # two first requests at once may both build it: the same result
+            width = max(int(m.info.get("vocab_size") or 0), len(m.tokenizer))  # the logits' width
+            self._grammar_vocab = GrammarVocab(m.tokenizer, width, m.stop_ids)
+        reserve = reserve_tokens(constraint, self.count_tokens)
+        return logits_processor(constraint, self._grammar_vocab, reserve, prompt_len, max_new_tokens)
 
     # -- whole answers ---------------------------------------------------------------------------
     def complete(self, messages: list[dict], params: GenParams, generated: Generated | None = None,
@@ -224,8 +245,14 @@ class ServedModel:
         kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=params.max_new_tokens,
                       eos_token_id=m.stop_ids, pad_token_id=m.tokenizer.pad_token_id, streamer=streamer,
                       stopping_criteria=StoppingCriteriaList([Cancelled()]))
+        processors = LogitsProcessorList()
         if params.presence_penalty or params.frequency_penalty or params.logit_bias:
-            kwargs["logits_processor"] = LogitsProcessorList([OpenAIPenalties()])
+            processors.append(OpenAIPenalties())
+        if params.constraint is not None:
+            # Last: the grammar masks what the penalties and biases left, so no bias can break the grammar.
+            processors.append(self._grammar_processor(params.constraint, prompt_len, params.max_new_tokens))
+        if processors:
+            kwargs["logits_processor"] = processors
         if params.temperature > 0:
             torch.manual_seed(params.seed)
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
