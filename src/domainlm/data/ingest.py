@@ -1,8 +1,11 @@
 """Ingest: turn input files into raw documents, or into rejections with a reason.
 
 txt/md (any encoding: UTF-8, UTF-16, GBK/GB18030, Big5), html (block text without page chrome, lxml), pdf (text
-layer by pypdf), docx (python-docx), jsonl/csv (one document per record, a named text column). A bad
-file becomes a rejection; it never stops the run.
+layer by pypdf, tables by pdfplumber), docx (python-docx, headings and tables in document order), jsonl/csv (one
+document per record, a named text column). A bad file becomes a rejection; it never stops the run.
+
+Tables in HTML, DOCX and PDF are read as tables and written one line per body row, each row with its table
+name, row number and header names (:mod:`domainlm.data.tables`), so a cell stays a fact.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,8 +240,6 @@ def html_to_text(html: str) -> tuple[str, str | None]:
     lxml rather than trafilatura.extract because trafilatura drops headings and short blocks of the small
     pages industry sites are made of (a product page is mostly short blocks), losing real content.
     """
-    import re
-
     import lxml.html
     from lxml import etree
 
@@ -255,6 +257,7 @@ def html_to_text(html: str) -> tuple[str, str | None]:
         text = node.text_content().strip()
         if len(links) >= 3 and text and sum(len(a.text_content().strip()) for a in links) > 0.8 * len(text):
             node.drop_tree()
+    _tables_to_rows(tree)
     for node in tree.iter():
         if not isinstance(node.tag, str):
             continue
@@ -265,6 +268,28 @@ def html_to_text(html: str) -> tuple[str, str | None]:
             node.tail = "\n" + (node.tail or "")
     lines = (re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in tree.text_content().splitlines())
     return "\n".join(line for line in lines if line), title
+
+
+def _tables_to_rows(tree) -> None:
+    """Replace each data table of an HTML tree by one paragraph per row (see :mod:`domainlm.data.tables`);
+    layout tables stay and are flattened block by block like the rest of the page."""
+    import lxml.html
+
+    from domainlm.data.tables import html_table, table_lines
+
+    number = 0
+    for element in list(tree.iter("table")):
+        if element.getparent() is None:
+            continue
+        table = html_table(element, number=number + 1)
+        if table is None:
+            continue
+        number += 1
+        block = lxml.html.Element("div")
+        for line in table_lines(table):
+            lxml.html.etree.SubElement(block, "p").text = line
+        block.tail = element.tail
+        element.getparent().replace(element, block)
 
 
 def read_html(raw: bytes) -> tuple[str, dict]:
@@ -298,32 +323,118 @@ def unwrap_lines(page: str) -> str:
     return "\n".join(out)
 
 
-def read_pdf(path: str) -> tuple[str, dict]:
+def _open_pdf(path: str):
+    """A pypdf reader for ``path``, decrypted when it opens with the empty password; Rejected otherwise."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+
+    reader = PdfReader(path)
+    if reader.is_encrypted:
+        try:
+            if not reader.decrypt(""):
+                raise Rejected("encrypted PDF (password required)")
+        except Exception as exc:  # pypdf raises several types here (missing crypto backend, bad key)
+            if isinstance(exc, Rejected):
+                raise
+            raise Rejected(f"encrypted PDF ({exc})") from None
+    return reader
+
+
+def _open_plumber(path: str):
+    """pdfplumber's view of the same file, for its tables; None when pdfplumber cannot read it (the
+    text layer from pypdf is still used)."""
+    import pdfplumber
 
     try:
-        reader = PdfReader(path)
-        if reader.is_encrypted:
-            try:
-                if not reader.decrypt(""):
-                    raise Rejected("encrypted PDF (password required)")
-            except Exception as exc:  # pypdf raises several types here (missing crypto backend, bad key)
-                if isinstance(exc, Rejected):
-                    raise
-                raise Rejected(f"encrypted PDF ({exc})") from None
-        pages = [page.extract_text() or "" for page in reader.pages]
+        return pdfplumber.open(path, password="")
+    except Exception:  # pdfminer raises many types on files pypdf reads; tables are then not found
+        return None
+
+
+# Path operators that draw ruling lines: "x y w h re" (a rectangle) and "x y l" (a line). pdfplumber finds
+# tables from such lines; a page without any has no ruled table, and laying it out with pdfminer (10x the
+# cost of pypdf's text) is skipped.
+_RULING = re.compile(rb"(?:-?[\d.]+\s+){3}-?[\d.]+\s+re\b|(?:-?[\d.]+\s+){2}l\b")
+
+
+def _has_rulings(page) -> bool:
+    """Whether a pypdf page's content stream draws lines or rectangles (form XObjects are not looked into)."""
+    try:
+        contents = page.get_contents()
+        return contents is not None and _RULING.search(contents.get_data()) is not None
+    except Exception:  # a damaged stream: let pdfplumber try
+        return True
+
+
+def _page_with_tables(page, first_number: int, previous=None) -> tuple[str, list]:
+    """``(text, tables)`` of a pdfplumber page that has tables: the text above, between and below the
+    tables (bands of the page's full width, unwrapped; a caption kept on its own line), with each table
+    written as row lines in its place. ``previous``: the last table of the page before, which a table at
+    the top of this page may continue. pypdf's text of such a page is not used: it holds the cell texts a
+    second time, without their header."""
+    from domainlm.data.tables import page_tables, table_lines
+
+    found = page_tables(page, first_number, previous)
+    if not found:
+        return "", []
+    parts: list[str] = []
+    top = 0.0
+    for bbox, table in found:
+        lines = (page.crop((0, top, page.width, bbox[1]), strict=False).extract_text() or "").splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        caption = [lines.pop()] if lines and table.caption and lines[-1].strip() == table.caption else []
+        parts += [unwrap_lines("\n".join(lines)), *caption, "\n".join(table_lines(table))]
+        top = bbox[3]
+    parts.append(unwrap_lines(page.crop((0, top, page.width, page.height), strict=False).extract_text() or ""))
+    return "\n".join(part for part in parts if part.strip()), [table for _, table in found]
+
+
+def read_pdf(path: str) -> tuple[str, dict]:
+    """Text of a PDF, page by page: the text layer (pypdf), and on pages with ruled tables (pdfplumber, opened
+    at the first page that draws lines) the text around the tables plus one line per table row."""
+    from pypdf.errors import PdfReadError
+
+    plumber = None  # pdfplumber's view of the file: opened once a page draws ruling lines; False if it cannot
+    pages: list[str] = []
+    tables = 0
+    last = None  # the last table of the page before: a table at the top of the next page may continue it
+    try:
+        reader = _open_pdf(path)
+        for number, page in enumerate(reader.pages):
+            text, found = "", []
+            if plumber is not False and _has_rulings(page):
+                plumber = plumber or _open_plumber(path) or False
+                if plumber and number < len(plumber.pages):
+                    try:
+                        text, found = _page_with_tables(plumber.pages[number], tables + 1, last)
+                    except Exception:  # a page pdfminer cannot lay out: its text layer from pypdf still counts
+                        text, found = "", []
+                    plumber.pages[number].close()  # drop its laid-out objects: long PDFs stay small in memory
+            tables = max([tables] + [table.number for table in found])
+            last = found[-1] if found else None
+            if not text:
+                text = unwrap_lines(page.extract_text() or "")
+            pages.append(text)
     except Rejected:
         raise
     except (PdfReadError, OSError, ValueError, KeyError, TypeError) as exc:
         raise Rejected(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
-    text = "\n\n".join(unwrap_lines(p) for p in pages if p.strip())
+    finally:
+        if plumber:
+            plumber.close()
+    text = "\n\n".join(p for p in pages if p.strip())
     if not text:
         raise Rejected("PDF has no text layer (scanned?)")
-    return text, {"pages": len(pages)}
+    meta = {"pages": len(pages)}
+    if tables:
+        meta["tables"] = tables
+    return text, meta
 
 
 def read_docx(path: str) -> tuple[str, dict]:
+    """Text of a .docx in document order: headings as markdown headings ("## 二、产品要素"), paragraphs
+    separated by blank lines, tables one line per row (:mod:`domainlm.data.tables`), so the knowledge base's
+    chunker keeps sections and rows. Shared by the clean stage and the knowledge base."""
     import zipfile
 
     import docx
@@ -331,13 +442,52 @@ def read_docx(path: str) -> tuple[str, dict]:
 
     try:
         document = docx.Document(path)
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    # python-docx: not a zip / no document part / broken XML (lxml's errors are SyntaxErrors)
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError, OSError) as exc:
         raise Rejected(f"unreadable docx ({type(exc).__name__}: {exc})") from None
-    parts = [p.text for p in document.paragraphs]
-    for table in document.tables:
-        for row in table.rows:
-            parts.append(" | ".join(cell.text.strip() for cell in row.cells))
-    return "\n".join(parts), {}
+    blocks: list[str] = []
+    tables = _docx_blocks(document.element.body, document, blocks, 0)
+    return "\n\n".join(blocks), ({"tables": tables} if tables else {})
+
+
+def _docx_blocks(container, document, blocks: list[str], tables: int) -> int:
+    """Append the blocks of a body (or of a layout table's cell) to ``blocks``; returns the data tables
+    counted so far. A data table becomes its row lines; a layout table (prose in cells, a table inside a
+    cell, one column) is read cell by cell, so the tables and paragraphs inside it keep their form."""
+    from docx.oxml.ns import qn
+    from docx.table import Table as DocxTable
+    from docx.text.paragraph import Paragraph
+
+    from domainlm.data.tables import caption_like, docx_table, table_lines
+
+    previous = ""  # the paragraph just before a table: its caption when short
+    for child in container.iterchildren():
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            para = Paragraph(child, document)
+            text = para.text.strip()
+            if not text:
+                continue
+            style = (para.style.name or "") if para.style is not None else ""
+            if style.lower().startswith("heading") and style[-1:].isdigit():
+                blocks.append("#" * int(style[-1]) + " " + text)
+            elif style.lower() == "title":
+                blocks.append("# " + text)
+            else:
+                blocks.append(text)
+            previous = text
+        elif tag == "tbl":
+            parsed = docx_table(DocxTable(child, document), number=tables + 1,
+                                caption=previous if caption_like(previous) else "")
+            if parsed is not None:
+                tables += 1
+                blocks.append("\n".join(table_lines(parsed)))
+            else:
+                for tc in child.iter(qn("w:tc")):
+                    if tc.getparent().getparent() is child:  # this table's own cells; nested ones are walked inside
+                        tables = _docx_blocks(tc, document, blocks, tables)
+            previous = ""
+    return tables
 
 
 def read_unit(unit: Unit, text_field: str = "text") -> tuple[str, dict]:

@@ -1,6 +1,10 @@
 """Structure-aware chunking: headings give context, paragraphs and tables stay whole, long paragraphs
 split at sentence ends (Chinese and English), and every chunk is an exact slice of its document.
 
+A table row written by the ingest readers (``【费率表·第3行】卡种：金卡，年费：200元。``, see
+:mod:`domainlm.data.tables`) is a chunk of its own: it carries its table name and header names, and a
+citation then points at the row that states the answer, not at the whole table.
+
 A chunk id is ``<doc_id>#<hash of the chunk text>``: rebuilding from the same documents gives the same
 ids, and editing one part of a document keeps the ids of the chunks that did not change.
 """
@@ -11,6 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from domainlm.data.tables import ROW_LINE
 from domainlm.kb.text import split_sentences
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -24,7 +29,7 @@ _END_PUNCT = "。！？!?；;:：，,.、"
 class Block:
     start: int
     end: int
-    kind: str  # heading | paragraph | table
+    kind: str  # heading | paragraph | table | row (one table row with its headers)
     level: int = 0
 
 
@@ -96,6 +101,11 @@ def blocks(text: str) -> list[Block]:
             close_para(line_start)
             close_table()
             continue
+        if ROW_LINE.match(body):
+            close_para(line_start)
+            close_table()
+            out.append(Block(line_start, line_end, "row"))
+            continue
         if _TABLE_LINE.search(body):
             close_para(line_start)
             if table_start is None:
@@ -150,7 +160,8 @@ def chunk_document(
     doc_id: str, text: str, *, chunk_chars: int = 400, title: str = "", source: str = "", max_table_chars: int = 0
 ) -> list[Chunk]:
     """Chunks of one document. Consecutive paragraphs under the same heading are packed up to
-    ``chunk_chars``; a table is one chunk however long (up to ``max_table_chars``, default 4x)."""
+    ``chunk_chars``; a table is one chunk however long (up to ``max_table_chars``, default 4x); a table
+    row line is one chunk."""
     max_table_chars = max_table_chars or 4 * chunk_chars
     spans: list[tuple[int, int, list[str]]] = []
     path: list[tuple[int, str]] = []  # (level, heading) stack
@@ -170,6 +181,10 @@ def chunk_document(
             path.append((block.level, _heading_text(text, block)))
             continue
         size = block.end - block.start
+        if block.kind == "row":  # never packed with its neighbours: the row is the unit a citation names
+            flush()
+            spans.append((block.start, block.end, [h for _, h in path]))
+            continue
         if block.kind == "table" and size <= max_table_chars:
             flush()
             spans.append((block.start, block.end, [h for _, h in path]))

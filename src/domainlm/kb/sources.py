@@ -1,19 +1,19 @@
 """Documents for the knowledge base: the clean stage's JSONL, or raw files read minimally.
 
-Raw files are read with the clean stage's ingest readers (encodings, HTML, PDF); only .docx has its own
-reader here, because the knowledge base needs headings and tables in place.
+Raw files are read with the clean stage's ingest readers (encodings, HTML, PDF, DOCX with its headings in
+place); tables come back one line per row with their headers (:mod:`domainlm.data.tables`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from domainlm.data import Rejected, decode_bytes, doc_id, named_inputs, read_html, read_pdf
+from domainlm.data.ingest import read_docx
 from domainlm.errors import DomainlmError
 
 RAW_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".html", ".htm", ".docx", ".pdf"}
@@ -31,54 +31,18 @@ class Unreadable:
     reason: str
 
 
-def _read_docx(path: Path) -> str:
-    import docx
-    from docx.opc.exceptions import PackageNotFoundError
-
-    try:
-        document = docx.Document(str(path))
-    # python-docx: not a zip / no document part / broken XML (lxml's errors are SyntaxErrors)
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError, OSError) as exc:
-        raise DomainlmError(f"{path}: not a readable .docx ({type(exc).__name__})") from None
-    lines: list[str] = []
-    body = document.element.body
-    # Walk paragraphs and tables in document order; headings become markdown headings, tables markdown
-    # rows, so the chunker keeps sections and tables intact.
-    for child in body.iterchildren():
-        tag = child.tag.rsplit("}", 1)[-1]
-        if tag == "p":
-            para = docx.text.paragraph.Paragraph(child, document)
-            text = para.text.strip()
-            if not text:
-                continue
-            style = (para.style.name or "") if para.style is not None else ""
-            if style.lower().startswith("heading") and style[-1:].isdigit():
-                lines += ["", "#" * int(style[-1]) + " " + text, ""]
-            elif style.lower() == "title":
-                lines += ["", "# " + text, ""]
-            else:
-                lines += [text, ""]
-        elif tag == "tbl":
-            table = docx.table.Table(child, document)
-            lines.append("")
-            for row in table.rows:
-                lines.append("| " + " | ".join(cell.text.strip().replace("\n", " ") for cell in row.cells) + " |")
-            lines.append("")
-    return "\n".join(lines).strip()
-
-
 def read_file(path: str | Path) -> str:
     """Plain text of one raw file (.md/.txt/.html/.docx/.pdf); DomainlmError when it cannot be read.
 
-    Encodings, HTML main text and PDF text come from the clean stage's ingest readers; .docx is read
-    here so that headings and tables stay where they are (the chunker keeps sections and tables whole).
+    Every format is read by the clean stage's ingest readers; .docx keeps its headings as markdown headings
+    and tables as row lines, so the chunker keeps sections, and each table row is a chunk of its own.
     """
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # a damaged PDF is reported once, as a rejection
     path = Path(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".docx":
-            text = _read_docx(path)
+            text = read_docx(str(path))[0]
         elif suffix == ".pdf":
             text = read_pdf(str(path))[0]
         elif suffix in {".html", ".htm"}:

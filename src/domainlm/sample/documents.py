@@ -1,8 +1,10 @@
 """Clean source documents of the sample bank: what they say (blocks and facts) and how they are written
 (.md, .html, .txt, .docx, .pdf).
 
-A document is a list of blocks (title, heading, paragraph, list item). Its plain text — what a perfect
-extractor returns — is the block texts joined by newlines; every fact sentence is a substring of it.
+A document is a list of blocks (title, heading, paragraph, list item, table). Its plain text — what a perfect
+extractor returns — is the block texts joined by newlines; every fact sentence is a substring of it. A table's
+text is one line per body row as :func:`domainlm.data.tables.table_lines` writes it, and a fact stated in a
+table has its row line as its sentence.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import random
 import zipfile
 from dataclasses import dataclass, field
 
-from domainlm.sample.world import CATEGORY_NAMES, Entity, World
+from domainlm.sample.world import CATEGORY_NAMES, Entity, TableData, World
 
 FORMATS = ("md", "html", "txt", "docx", "pdf")
 
@@ -25,9 +27,10 @@ class Doc:
     lang: str
     kind: str  # manual | policy | faq | notice
     products: list[str]  # names of the products/services/branches it describes
-    blocks: list[tuple[str, str]] = field(default_factory=list)  # (style, text); style: title|heading|para|item
+    blocks: list[tuple[str, str]] = field(default_factory=list)  # (style, text); title|heading|para|item|table
     facts: list[dict] = field(default_factory=list)  # {"entity","attribute","value","sentence"}
     fmt: str = "txt"
+    tables: list[TableData] = field(default_factory=list)  # the tables of its "table" blocks, in order
 
     @property
     def text(self) -> str:
@@ -226,6 +229,105 @@ def build_documents(world: World, rng: random.Random, n_notices: int, policy_lan
     return docs
 
 
+# -------------------------------------------------------------------------------------------------- tables
+
+# (document id, format, title, introduction, closing line) of each table of the world.
+_TABLE_DOCS = {
+    "fees_html": ("table-card-fees-zh", "html", "海港银行信用卡收费标准公告",
+                  "为便于客户了解信用卡收费项目，现将海港银行信用卡年费标准公布如下。",
+                  "附属卡须与主卡同时申领，收费标准如有调整将提前公告。"),
+    "wealth_docx": ("table-wealth-fees-zh", "docx", "海港银行理财产品费率说明",
+                    "投资者购买理财产品前，请仔细阅读以下费率信息。",
+                    "以上费率按产品说明书约定的方式收取，产品过往业绩不代表未来表现。"),
+    "rates_pdf": ("table-deposit-rates-zh", "pdf", "海港银行个人存款利率公告",
+                  "根据市场利率变化，海港银行调整个人人民币存款挂牌利率，现公告如下。",
+                  "以上利率自公告之日起执行，单位为年利率（%）。"),
+}
+
+
+def table_of(data: TableData, number: int = 1):
+    """The :class:`domainlm.data.tables.Table` of a sample table, as a perfect reader returns it."""
+    from domainlm.data.tables import Table
+
+    return Table(header=data.header, rows=data.rows, caption=data.caption, number=number, lang="zh")
+
+
+def table_document(data: TableData) -> Doc:
+    """A short Chinese notice around one table: title, introduction, the caption as a heading, the table,
+    a closing line. Each asked cell is a fact whose sentence is its row's line."""
+    from domainlm.data.tables import table_lines
+
+    doc_id, fmt, title, intro, outro = _TABLE_DOCS[data.key]
+    lines = table_lines(table_of(data))
+    kind = "notice" if fmt == "pdf" else "policy"
+    doc = Doc(id=doc_id, title=title, lang="zh", kind=kind, products=[], fmt=fmt, tables=[data])
+    doc.blocks += [("title", title), ("para", intro), ("heading", data.caption), ("table", "\n".join(lines)),
+                   ("para", outro)]
+    for entity, key, row in data.facts:
+        value = entity.value(key, "zh")
+        doc.facts.append({"entity": entity, "attribute": key, "value": value, "sentence": lines[row]})
+        if entity.name_zh not in doc.products:
+            doc.products.append(entity.name_zh)
+    return doc
+
+
+def _spans(data: TableData) -> tuple[dict[tuple[int, int], tuple[int, int]], set[tuple[int, int]]]:
+    """``(starts, covered)``: the (rowspan, colspan) of each merged cell by its top-left slot, and the slots
+    a merged cell covers besides its own."""
+    starts, covered = {}, set()
+    for r0, c0, r1, c1 in data.merges:
+        starts[(r0, c0)] = (r1 - r0 + 1, c1 - c0 + 1)
+        covered |= {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)} - {(r0, c0)}
+    return starts, covered
+
+
+def _html_table(data: TableData) -> list[str]:
+    starts, covered = _spans(data)
+    out = ["<table>"]
+    for part, rows, offset, tag in (("thead", data.header, 0, "th"), ("tbody", data.rows, len(data.header), "td")):
+        out.append(f"<{part}>")
+        for r, row in enumerate(rows, start=offset):
+            cells = []
+            for c, text in enumerate(row):
+                if (r, c) in covered:
+                    continue
+                rowspan, colspan = starts.get((r, c), (1, 1))
+                attrs = (f' rowspan="{rowspan}"' if rowspan > 1 else "") + (f' colspan="{colspan}"' if colspan > 1 else "")
+                cells.append(f"<{tag}{attrs}>{html.escape(text)}</{tag}>")
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append(f"</{part}>")
+    out.append("</table>")
+    return out
+
+
+def _docx_table(document, data: TableData) -> None:
+    grid = data.header + data.rows
+    table = document.add_table(rows=len(grid), cols=len(grid[0]))
+    table.style = "Table Grid"
+    starts, covered = _spans(data)
+    for r, row in enumerate(grid):
+        for c, text in enumerate(row):
+            if (r, c) not in covered and (r, c) not in starts:
+                table.cell(r, c).text = text
+    for (r, c), (rowspan, colspan) in starts.items():
+        table.cell(r, c).merge(table.cell(r + rowspan - 1, c + colspan - 1)).text = grid[r][c]
+
+
+def _pdf_table(data: TableData, font: str):
+    from reportlab.lib import colors
+    from reportlab.platypus import Table, TableStyle
+
+    grid = data.header + data.rows
+    starts, covered = _spans(data)
+    cells = [["" if (r, c) in covered else text for c, text in enumerate(row)] for r, row in enumerate(grid)]
+    style = [("FONTNAME", (0, 0), (-1, -1), font), ("FONTSIZE", (0, 0), (-1, -1), 10),
+             ("GRID", (0, 0), (-1, -1), 0.5, colors.black), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]
+    style += [("SPAN", (c, r), (c + colspan - 1, r + rowspan - 1)) for (r, c), (rowspan, colspan) in starts.items()]
+    table = Table(cells, hAlign="LEFT")
+    table.setStyle(TableStyle(style))
+    return table
+
+
 # -------------------------------------------------------------------------------------------------- writers
 
 
@@ -244,13 +346,16 @@ def render_html(doc: Doc) -> str:
     lines = ["<!DOCTYPE html>", f'<html lang="{"zh-CN" if doc.lang == "zh" else "en"}">', "<head>",
              '<meta charset="utf-8">', f"<title>{html.escape(doc.title)}</title>", "</head>", "<body>", "<article>"]
     in_list = False
-    for style, text in doc.blocks:
+    for n, (style, text) in enumerate(doc.blocks):
         if style == "item" and not in_list:
             lines.append("<ul>")
             in_list = True
         if style != "item" and in_list:
             lines.append("</ul>")
             in_list = False
+        if style == "table":
+            lines += _html_table(doc.tables[sum(1 for s, _ in doc.blocks[:n] if s == "table")])
+            continue
         tag = {"title": "h1", "heading": "h2", "item": "li"}.get(style, "p")
         lines.append(f"<{tag}>{html.escape(text)}</{tag}>")
     if in_list:
@@ -286,8 +391,11 @@ def render_docx(doc: Doc) -> bytes:
     stamp = datetime.datetime(*_EPOCH, tzinfo=datetime.timezone.utc)
     props.author, props.last_modified_by, props.title = "Harbor Bank", "Harbor Bank", doc.title
     props.created, props.modified, props.revision = stamp, stamp, 1
+    tables = iter(doc.tables)
     for style, text in doc.blocks:
-        if style == "title":
+        if style == "table":
+            _docx_table(document, next(tables))
+        elif style == "title":
             document.add_heading(text, level=0)
         elif style == "heading":
             document.add_heading(text, level=1)
@@ -318,8 +426,12 @@ def render_pdf(doc: Doc) -> bytes:
         "item": ParagraphStyle("item", fontName=font, fontSize=10.5, leading=16, wordWrap=wrap, leftIndent=12),
     }
     story = []
+    tables = iter(doc.tables)
     for style, text in doc.blocks:
-        story.append(Paragraph(html.escape(text), styles[style]))
+        if style == "table":
+            story.append(_pdf_table(next(tables), font))
+        else:
+            story.append(Paragraph(html.escape(text), styles[style]))
         story.append(Spacer(1, 3))
     buffer = io.BytesIO()
     # invariant=1 pins the creation date and document ID, so the bytes depend only on the content.

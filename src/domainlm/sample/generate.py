@@ -14,10 +14,10 @@ from domainlm.errors import DomainlmError
 from domainlm.io import write_bytes, write_json, write_jsonl
 from domainlm.manifest import read_manifest, stage_run
 from domainlm.sample.config import SampleConfig
-from domainlm.sample.documents import build_documents, render
+from domainlm.sample.documents import build_documents, render, table_document
 from domainlm.sample.tasks import TAXONOMY, build_tasks, intents_table, tools_table
 from domainlm.sample.web import build_web
-from domainlm.sample.world import build_world
+from domainlm.sample.world import build_tables, build_world
 
 STAGE = "sample"
 
@@ -49,6 +49,8 @@ def _fact_records(docs) -> tuple[list[dict], dict]:
                 "doc_id": doc.id, "sentence": f["sentence"], "attribute_label": spec.label(doc.lang), "lang": doc.lang,
                 "category": entity.category, "kind": entity.kind, "entity_id": entity.id, "zh_q": spec.zh_q,
                 "raw": entity.attrs[f["attribute"]],
+                # the row line's label ("海港银行信用卡收费标准·第2行") when the fact is a table cell, else None
+                "table_row": f["sentence"][1:f["sentence"].index("】")] if entity.kind == "table_row" else None,
             })
     return facts, specs
 
@@ -65,8 +67,11 @@ def build_sample(seed: int = 0, size: str = "small") -> dict[str, bytes | list |
 
     world = build_world(rng("world"), p["products"], max(p["notices"], 6))
     docs = build_documents(world, rng("documents"), p["notices"], p["policies"], p["faqs"])
-    facts, specs = _fact_records(docs)
+    # The tables come last, from their own stream: the other documents, facts and web copies stay as they were.
+    table_docs = [table_document(t) for t in build_tables(world, rng("tables"))]
+    facts, specs = _fact_records(docs + table_docs)
     web = build_web(docs, rng("web"), p["web"], p["exact"], p["near"])
+    docs += table_docs
     qa_train = max(p["train"], p["qa_per_fact"] * len(facts))
     counts = {"train": {"default": p["train"], "knowledge_qa": qa_train},
               "eval": {"default": p["eval"], "knowledge_qa": max(p["eval"], len(facts) if size != "tiny" else 0)}}
@@ -79,9 +84,10 @@ def build_sample(seed: int = 0, size: str = "small") -> dict[str, bytes | list |
         files[copy.path] = copy.data
     files["truth/documents.jsonl"] = [
         {"id": d.id, "path": d.path, "title": d.title, "lang": d.lang, "kind": d.kind, "products": d.products,
-         "format": d.fmt, "text": d.text} for d in docs]
+         "format": d.fmt, "text": d.text, "tables": len(d.tables)} for d in docs]
     files["truth/facts.jsonl"] = [{k: f[k] for k in ("id", "product", "attribute", "value", "doc_id", "sentence",
-                                                     "attribute_label", "lang", "category", "entity_id")} for f in facts]
+                                                     "attribute_label", "lang", "category", "entity_id", "table_row")}
+                                  for f in facts]
     files["truth/web.jsonl"] = [c.record for c in web]
     files["truth/noise.jsonl"] = [r for c in web for r in c.noise]
     files["truth/pii.jsonl"] = [r for c in web for r in c.pii]

@@ -186,7 +186,9 @@ def mcq(facts: list[dict], specs: dict, rng: random.Random, split: str, n: int) 
             continue
         seen.add(question)
         spec = specs[fact["id"]]
-        choices = distractor_values(spec, fact["raw"], fact["lang"], rng) + [fact["value"]]
+        choices = distractor_values(spec, fact["raw"], fact["lang"], rng, avoid=fact["sentence"]) + [fact["value"]]
+        if len(choices) < 4:  # a table row states most of the pool: no three wrong values are left to offer
+            continue
         rng.shuffle(choices)
         items.append({"task": "mcq", "category": "knowledge", "subcategory": fact["category"], "type": "mcq",
                       "question": question, "choices": choices, "answer": "ABCD"[choices.index(fact["value"])],

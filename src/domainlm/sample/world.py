@@ -376,13 +376,117 @@ def build_world(rng: random.Random, n_products: int, n_branches: int, en_share: 
     return World(products=products, services=services, branches=branches, unused_names=unused)
 
 
-def distractor_values(spec: AttrSpec, correct_raw, lang: str, rng: random.Random, k: int = 3) -> list[str]:
-    """k wrong values for a multiple-choice question, from the attribute's pool."""
+def distractor_values(spec: AttrSpec, correct_raw, lang: str, rng: random.Random, k: int = 3, avoid: str = "") -> list[str]:
+    """k wrong values for a multiple-choice question, from the attribute's pool; none that ``avoid`` (the
+    evidence, e.g. a table row with other cells) states."""
     correct = spec.format(correct_raw, lang)
     options = []
     for raw in spec.pool:
         text = spec.format(raw, lang)
-        if text not in correct and correct not in text and text not in options:
+        if text not in correct and correct not in text and text not in options and text not in avoid:
             options.append(text)
     rng.shuffle(options)
     return options[:k]
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables: a credit-card fee schedule (HTML), a wealth-product fee table (DOCX) and a deposit rate table
+# (PDF). Their rows are products of the world (or deposit terms) with attributes no manual states, so a
+# question about them is answered from a table cell or not at all. Drawn from their own random stream
+# after the world is built, so adding them changes nothing else.
+# --------------------------------------------------------------------------------------------------
+
+
+def _rate(x: float, lang: str) -> str:
+    return f"{x:.2f}"  # a rate table states bare numbers; the % is in its header
+
+
+TABLE_ATTRS = {
+    "supp_fee": AttrSpec("supp_fee", "附属卡年费", "supplementary card annual fee",
+                         [35, 45, 55, 65, 75, 88, 99, 128, 168, 199, 266, 388], _yuan, (), ()),
+    "subscribe_fee": AttrSpec("subscribe_fee", "认购费率", "subscription fee rate", _steps(0.10, 1.50, 0.10), _pct, (), ()),
+    "redeem_fee": AttrSpec("redeem_fee", "赎回费率", "redemption fee rate", _steps(0.05, 0.95, 0.10), _pct, (), ()),
+    "service_fee": AttrSpec("service_fee", "销售服务费率", "sales service fee rate", _steps(0.10, 0.60, 0.05), _pct,
+                            (), ()),
+    "fixed_rate": AttrSpec("fixed_rate", "整存整取年利率", "lump-sum deposit rate", _steps(1.05, 2.95, 0.05), _rate, (), ()),
+    "installment_rate": AttrSpec("installment_rate", "零存整取年利率", "instalment deposit rate",
+                                 _steps(0.65, 1.45, 0.05), _rate, (), ()),
+}
+DEPOSIT_TERMS = ["三个月", "六个月", "一年期", "二年期", "三年期", "五年期"]
+INSTALLMENT_TERMS = {"一年期", "三年期", "五年期"}  # 零存整取 is offered for these terms only
+
+
+@dataclass
+class TableData:
+    """A table of the sample: full grid (merged cells repeated), which slots are merged, and the facts
+    it states as ``(row entity, attribute key, body row index)``."""
+
+    key: str  # fees_html | wealth_docx | rates_pdf
+    caption: str
+    header: list[list[str]]
+    rows: list[list[str]]
+    merges: list[tuple[int, int, int, int]]  # (row0, col0, row1, col1), inclusive, over header + body rows
+    facts: list[tuple[Entity, str, int]]
+
+
+def _row_entity(n: int, category: str, name_zh: str, name_en: str, attrs: dict) -> Entity:
+    return Entity(id=f"T{n:03d}", kind="table_row", category=category, name_zh=name_zh, name_en=name_en, lang="zh",
+                  attrs=attrs, specs={k: TABLE_ATTRS[k] for k in attrs})
+
+
+def build_tables(world: World, rng: random.Random) -> list[TableData]:
+    """The sample's three tables, in Chinese, from the world's products and the table attributes' pools."""
+    tables: list[TableData] = []
+    count = 0
+
+    def entity(category: str, name_zh: str, name_en: str, attrs: dict) -> Entity:
+        nonlocal count
+        count += 1
+        return _row_entity(count, category, name_zh, name_en, attrs)
+
+    # Credit-card fee schedule: 年费 spans 主卡 (the manual's figure) and 附属卡; one waiver rule for all cards.
+    cards = [p for p in world.products if p.category == "card"]
+    supp = _draw(rng, TABLE_ATTRS["supp_fee"].pool, len(cards))
+    waiver = rng.choice(["首年免年费", "首年免年费，次年刷卡满6次免次年年费", "新户首年免年费"])
+    rows, facts = [], []
+    for i, (card, fee) in enumerate(zip(cards, supp, strict=True)):
+        row = entity("card", card.name_zh, card.name_en, {"supp_fee": fee})
+        rows.append([card.name_zh, card.value("annual_fee", "zh"), row.value("supp_fee", "zh"), waiver])
+        facts.append((row, "supp_fee", i))
+    tables.append(TableData("fees_html", "海港银行信用卡收费标准", [["卡片名称", "年费", "年费", "年费减免"],
+                                                               ["卡片名称", "主卡", "附属卡", "年费减免"]],
+                            rows, [(0, 0, 1, 0), (0, 1, 0, 2), (0, 3, 1, 3), (2, 3, 1 + len(rows), 3)], facts))
+
+    # Wealth-product fees: 交易费率 spans 认购费率 and 赎回费率; one sales service fee for all products.
+    wealth = [p for p in world.products if p.category == "wealth"]
+    subscribe = _draw(rng, TABLE_ATTRS["subscribe_fee"].pool, len(wealth))
+    redeem = _draw(rng, TABLE_ATTRS["redeem_fee"].pool, len(wealth))
+    service = rng.choice(TABLE_ATTRS["service_fee"].pool)
+    rows, facts = [], []
+    for i, product in enumerate(wealth):
+        row = entity("wealth", product.name_zh, product.name_en,
+                     {"subscribe_fee": subscribe[i], "redeem_fee": redeem[i], "service_fee": service})
+        rows.append([product.name_zh, row.value("subscribe_fee", "zh"), row.value("redeem_fee", "zh"),
+                     row.value("service_fee", "zh")])
+        facts += [(row, "subscribe_fee", i), (row, "redeem_fee", i), (row, "service_fee", i)]
+    tables.append(TableData("wealth_docx", "海港银行理财产品费率表", [["产品名称", "交易费率", "交易费率", "销售服务费率"],
+                                                               ["产品名称", "认购费率", "赎回费率", "销售服务费率"]],
+                            rows, [(0, 0, 1, 0), (0, 1, 0, 2), (0, 3, 1, 3), (2, 3, 1 + len(rows), 3)], facts))
+
+    # Deposit rates: 活期 has one rate across both columns; 零存整取 only for some terms.
+    fixed = sorted(_draw(rng, TABLE_ATTRS["fixed_rate"].pool, len(DEPOSIT_TERMS)))
+    installment = sorted(_draw(rng, TABLE_ATTRS["installment_rate"].pool, len(INSTALLMENT_TERMS)))
+    demand = rng.choice([0.10, 0.15, 0.20, 0.25, 0.30, 0.35])
+    rows, facts, merges = [["活期", f"{demand:.2f}", f"{demand:.2f}"]], [], [(0, 0, 1, 0), (0, 1, 0, 2), (2, 1, 2, 2)]
+    steps = iter(installment)
+    for i, (term, rate) in enumerate(zip(DEPOSIT_TERMS, fixed, strict=True), start=1):
+        attrs = {"fixed_rate": rate}
+        if term in INSTALLMENT_TERMS:
+            attrs["installment_rate"] = next(steps)
+        row = entity("deposit", f"{term}存款", f"{term} deposit", attrs)
+        rows.append([term, row.value("fixed_rate", "zh"),
+                     row.value("installment_rate", "zh") if "installment_rate" in attrs else "—"])
+        facts += [(row, key, i) for key in attrs]
+    tables.append(TableData("rates_pdf", "海港银行人民币存款挂牌利率表",
+                            [["存期", "年利率（%）", "年利率（%）"], ["存期", "整存整取", "零存整取"]], rows, merges, facts))
+    return tables
