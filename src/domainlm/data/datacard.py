@@ -35,6 +35,8 @@ class DataCard:
         self.op_flags: Counter = Counter()
         self.kind_counts: Counter = Counter()
         self.kind_examples: dict[str, list[dict]] = defaultdict(list)
+        # What each operator removed, so a reader can judge a step from its card row, not only its count.
+        self.op_examples: dict[str, list[dict]] = defaultdict(list)
         self.quality_bins = [0] * 10
         self.pii: Counter = Counter()
         self.languages: Counter = Counter()
@@ -83,6 +85,10 @@ class DataCard:
                 if len(self.kind_examples[kind]) < _EXAMPLES_PER_KIND and (change["old"] or change["new"]):
                     self.kind_examples[kind].append(
                         {"source": outcome.source, "old": change["old"][:160], "new": change["new"][:160]}
+                    )
+                if removed > 0 and len(self.op_examples[op]) < _EXAMPLES_PER_KIND:
+                    self.op_examples[op].append(
+                        {"source": outcome.source, "kind": kind, "old": change["old"][:160], "new": change["new"][:160]}
                     )
             for flag in entry.get("flags", []):
                 self.op_flags[op] += 1
@@ -174,6 +180,15 @@ class DataCard:
                 [
                     [first, ", ".join(f"{d['id']} ({d['type']}, {d['jaccard']})" for d in dups)]
                     for first, dups in sorted(self.clusters.items())[:50]
+                ],
+            ),
+            (
+                "Removal examples per operator",
+                ["operator", "kind", "source", "removed", "replaced by"],
+                [
+                    [op, ex["kind"], ex["source"], ex["old"], ex["new"]]
+                    for op in dict.fromkeys(step.op for step in self.recipe.doc_steps)
+                    for ex in self.op_examples[op]
                 ],
             ),
             (

@@ -92,11 +92,43 @@ def repair_latin_mojibake(text: str) -> OpResult:
         # Only characters of the 8-bit code pages ftfy knows (Latin-1/cp125x, Cyrillic, Greek, MacRoman,
         # cp437 box drawing...) can be mojibake; a line of CJK and ASCII is skipped without calling ftfy.
         if _CODEPAGE_CHARS.search(line):
-            fixed = ftfy.fix_text(line, config)
+            fixed = _repair_islands(ftfy.fix_text(line, config))
             if fixed != line:
                 spans.append((pos, pos + len(line), fixed, "mojibake_latin"))
         pos += len(line)
     return replace_spans(text, spans)
+
+
+# Characters of cp1252 (the superset browsers use for "Latin-1"): a run of them between Han characters can
+# be UTF-8 bytes of a pinyin syllable or Han word shown one byte per character ("存款cÃºn", "çš„").
+_CP1252_RUN = re.compile(
+    "[\u0080-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014"
+    "\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122a-zA-Z]+"
+)
+
+
+_HAN_CHAR = re.compile("[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def _repair_islands(line: str) -> str:
+    """Decode each cp1252 run that is valid UTF-8 as a whole. ftfy judges a whole line and leaves short
+    islands inside Chinese text alone; a run that decodes strictly is mojibake beyond reasonable doubt
+    (real Latin text like "café" is not valid UTF-8 when encoded back). Only runs touching a Han character
+    are tried."""
+
+    def fix(match: re.Match) -> str:
+        run = match.group()
+        before, after = line[match.start() - 1 : match.start()], line[match.end() : match.end() + 1]
+        # Only islands touching a Han character: Latin text ("Brontë", "Dråber") is ftfy's to judge.
+        if run.isascii() or not (_HAN_CHAR.match(before) or _HAN_CHAR.match(after)):
+            return run
+        try:
+            decoded = run.encode("cp1252").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return run
+        return decoded if not decoded.isascii() else run
+
+    return _CP1252_RUN.sub(fix, line)
 
 
 # --- CJK mojibake: UTF-8 bytes decoded as GBK or Big5 (hand-written: no library does this) ------
