@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import httpx
@@ -86,3 +87,105 @@ def test_router_decisions_and_savings_are_in_the_metrics(routed):
     assert samples[("domainlm_router_decisions_total", (("reason", "confident"), ("target", "edge")))] >= 1
     assert samples[("domainlm_router_decisions_total", (("reason", "pii"), ("target", "edge")))] >= 1
     assert samples[("domainlm_router_cloud_tokens_saved_total", ())] > 0
+
+
+# -- privacy policies ------------------------------------------------------------------------------
+PATIENT = "患者王建国，男，56岁，因胸闷3天入院，诊断为冠心病，住院号ZY20230412。出院后该怎么用药？"
+
+
+class _Recorder:
+    """A stand-in served model that records the messages it is given."""
+
+    def __init__(self, name):
+        self.name, self.seen = name, []
+
+    def complete(self, messages, params, generated=None, cancel=None):
+        self.seen.append(messages)
+        return "ok"
+
+    def stream(self, messages, params, cancel=None, generated=None):
+        self.seen.append(messages)
+        yield "ok"
+
+    def prompt_text(self, messages, tools):
+        self.seen.append(messages)
+        return "\n".join(m["content"] for m in messages)
+
+
+def test_privacy_policies_decide_what_leaves_the_edge():
+    from domainlm.errors import DomainlmError
+    from domainlm.serve.asgi import ApiError
+    from domainlm.serve.generation import GenParams
+    from domainlm.serve.router import RoutePolicy, Router
+
+    edge, cloud = _Recorder("edge"), _Recorder("cloud")
+    params = GenParams(max_new_tokens=8)
+    msgs = [{"role": "system", "content": "你是医院的助手。"}, {"role": "user", "content": PATIENT}]
+
+    # keep-on-edge (the default): a name and a diagnosis are enough to stay on the edge
+    router = Router(edge, cloud, RoutePolicy.parse("cloud"))
+    d = router.decide(msgs, params)
+    assert (d.target, d.reason) == ("edge", "pii") and {"name", "medical", "record_no"} <= set(d.pii)
+    name_only = [{"role": "user", "content": "我妈妈张桂兰今年68岁，确诊为肺癌，靶向药多少钱？"}]
+    assert router.decide(name_only, params).target == "edge"
+    assert router.decide([{"role": "user", "content": "肺癌靶向药一般多少钱？"}], params).target == "cloud"
+
+    # redact: the cloud answers, and never sees the name, the diagnosis or the admission number
+    router = Router(edge, cloud, RoutePolicy.parse("cloud", privacy="redact"))
+    d = router.decide(msgs, params)
+    assert (d.target, d.reason, d.redact) == ("cloud", "pii-redacted", True)
+    model = router.model_for(d)
+    assert model.name == "cloud"
+    model.complete(msgs, params)
+    list(model.stream([{"role": "user", "content": [{"type": "text", "text": PATIENT}]}], params))
+    sent = json.dumps(cloud.seen, ensure_ascii=False)
+    assert "王建国" not in sent and "冠心病" not in sent and "ZY20230412" not in sent
+    assert sent.count("[NAME]") == 2 and "[MEDICAL]" in sent and "你是医院的助手。" in sent
+    assert msgs[1]["content"] == PATIENT  # the caller's messages are not changed
+    # a request without personal data goes to the cloud untouched
+    plain = router.decide([{"role": "user", "content": "出院后该怎么用药？"}], params)
+    assert (plain.target, plain.redact) == ("cloud", False) and router.model_for(plain) is cloud
+
+    # refuse: 403 naming the types found
+    router = Router(edge, cloud, RoutePolicy.parse("cloud", privacy="refuse"))
+    with pytest.raises(ApiError) as refused:
+        router.decide(msgs, params)
+    assert refused.value.status == 403 and refused.value.code == "pii_refused"
+    assert "name" in refused.value.message and "medical" in refused.value.message
+    assert router.decide([{"role": "user", "content": "你好"}], params).target == "cloud"
+
+    with pytest.raises(DomainlmError, match="privacy policy 'leak'"):
+        RoutePolicy.parse("cloud", privacy="leak")
+
+
+def test_privacy_policies_through_the_server(routed):
+    cloud = routed.state.router.cloud
+    seen = []
+    original = cloud.complete
+
+    def recording(messages, *args, **kwargs):
+        seen.append(messages)
+        return original(messages, *args, **kwargs)
+
+    try:
+        routed.state.router.policy = routed.policy.parse("cloud")
+        r = ask(routed, PATIENT)
+        assert r.model_extra["route"]["target"] == "edge" and r.model_extra["route"]["reason"] == "pii"
+
+        cloud.complete = recording
+        routed.state.router.policy = routed.policy.parse("cloud", privacy="redact")
+        r = ask(routed, PATIENT)
+        assert r.model_extra["route"]["target"] == "cloud" and r.model_extra["route"]["reason"] == "pii-redacted"
+        assert seen and "王建国" not in json.dumps(seen, ensure_ascii=False) and "[NAME]" in seen[-1][-1]["content"]
+        # what the feedback store kept is redacted too
+        stored = routed.state.store.get_response(r.id)
+        assert "王建国" not in json.dumps(stored, ensure_ascii=False)
+        assert "[NAME]" in stored["request"]["messages"][-1]["content"]
+
+        routed.state.router.policy = routed.policy.parse("cloud", privacy="refuse")
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            ask(routed, PATIENT)
+        assert refused.value.body["code"] == "pii_refused" and "name" in refused.value.body["message"]
+    finally:
+        cloud.__dict__.pop("complete", None)
+        routed.state.router.policy = routed.policy.parse("cloud")

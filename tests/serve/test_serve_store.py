@@ -80,3 +80,40 @@ def test_feedback_rows_join_their_response_and_validate(tmp_path):
 def test_bad_url_is_one_clear_error():
     with pytest.raises(DomainlmError, match="feedback store 'nosuchdb://x'"):
         FeedbackStore("nosuchdb://x")
+
+
+def test_personal_data_is_redacted_before_it_is_stored(tmp_path):
+    """A long prompt full of one patient's data is kept without it; corrections and comments too."""
+    import json
+    import time
+
+    filler = "出院后应低盐低脂饮食，规律服药，定期复查血脂和心电图。" * 3800  # ~100k characters
+    patient = "患者王建国，男，56岁，诊断为冠心病，住院号ZY20230412，手机13812345678。"
+    prompt = filler[:50_000] + patient + filler[50_000:]
+    assert len(prompt) > 100_000
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    started = time.perf_counter()
+    rid = store.add_response(model="tiny", request={"messages": [{"role": "user", "content": prompt}],
+                                                    "tools": [{"type": "function", "function": {"name": "王建国"}}]},
+                             response="王建国出院后应规律服药。")
+    took = time.perf_counter() - started
+    store.add_feedback(rid, rating="down", correction="请王先生联系13812345678复诊", comment="患者王建国的答案不对")
+    row = store.get_response(rid)
+    kept = row["request"]["messages"][0]["content"]
+    assert "王建国" not in kept and "13812345678" not in kept and "冠心病" not in kept and "ZY20230412" not in kept
+    assert "患者[NAME]，男，56岁，诊断为[MEDICAL]，住院号[RECORD_NO]，手机[MOBILE]。" in kept
+    assert len(kept) > 100_000 - 40  # the rest of the prompt is kept as it was
+    assert row["request"]["tools"][0]["function"]["name"] == "王建国"  # tool schemas are not text to redact
+    assert row["response"] == "[NAME]出院后应规律服药。"  # the name anchored in the prompt, bare in the answer
+    (fb,) = list(store.iter_feedback())
+    kept_feedback = [fb.request["messages"], fb.response, fb.correction, fb.comment]
+    assert "王建国" not in json.dumps(kept_feedback, ensure_ascii=False)
+    assert fb.correction == "请[NAME]先生联系[MOBILE]复诊" and fb.comment == "患者[NAME]的答案不对"
+    assert took < 30, f"redacting a 100k-character prompt took {took:.1f}s"
+
+
+def test_redaction_can_be_turned_off(tmp_path):
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}", redact_pii=False)
+    rid = store.add_response(model="tiny", request={"messages": [{"role": "user", "content": "手机13812345678"}]},
+                             response="A")
+    assert store.get_response(rid)["request"]["messages"][0]["content"] == "手机13812345678"

@@ -33,15 +33,44 @@ from domainlm.errors import DomainlmError
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
 
-def _spam(text: str, words: list[str] | None = None, extra_words: list[str] = ()) -> OpResult:
+def _spam(
+    text: str,
+    words: list[str] | None = None,
+    extra_words: list[str] = (),
+    topic_words: list[str] = noise.SPAM_TOPIC_ZH,
+    promo_words: list[str] = noise.SPAM_PROMO_ZH,
+    glue_words: list[str] = noise.SPAM_GLUE_ZH,
+    clause_share: float = 0.5,
+    except_words: list[str] = noise.SPAM_EXCEPT_ZH,
+) -> OpResult:
     base = tuple(words) if words is not None else noise.SPAM_WORDS_ZH + noise.SPAM_WORDS_EN
-    return noise.remove_spam(text, base + tuple(extra_words))
-
-
-def _furniture(text: str, extra_patterns: list[list[str]] = (), max_line_chars: int = 200) -> OpResult:
-    return noise.remove_furniture(
-        text, noise.FURNITURE_PATTERNS + tuple(tuple(p) for p in extra_patterns), max_line_chars
+    return noise.remove_spam(
+        text,
+        base + tuple(extra_words),
+        tuple(topic_words),
+        tuple(promo_words),
+        tuple(glue_words),
+        clause_share,
+        tuple(except_words),
     )
+
+
+def _furniture(
+    text: str,
+    extra_patterns: list[list[str]] = (),
+    max_line_chars: int = 200,
+    inline_patterns: list[list[str]] = noise.INLINE_PATTERNS,
+) -> OpResult:
+    return noise.remove_furniture(
+        text,
+        noise.FURNITURE_PATTERNS + tuple(tuple(p) for p in extra_patterns),
+        max_line_chars,
+        tuple(tuple(p) for p in inline_patterns),
+    )
+
+
+def _markup(text: str, tags: list[str] = noise.MARKUP_TAGS) -> OpResult:
+    return noise.remove_markup(text, tuple(tags))
 
 
 def _tail(text: str, extra_headers: list[str] = (), min_position: float = 0.3, max_overlap: float = 0.1) -> OpResult:
@@ -52,7 +81,7 @@ def _cjk(text: str, codecs: list[str] = ("gbk", "big5")) -> OpResult:
     return normalize.repair_cjk_mojibake(text, tuple(codecs))
 
 
-def _pii(text: str, types: list[str] = tuple(pii.PLACEHOLDERS)) -> OpResult:
+def _pii(text: str, types: list[str] = pii.DEFAULT_TYPES) -> OpResult:
     unknown = set(types) - set(pii.PLACEHOLDERS)
     if unknown:
         raise ValueError(f"unknown PII types {sorted(unknown)}; known: {list(pii.PLACEHOLDERS)}")
@@ -83,16 +112,23 @@ OPERATORS: dict[str, OpSpec] = {
         "repair UTF-8-read-as-Latin-1/cp1252 mojibake (ftfy, encoding fixes only)",
     ),
     "fix_cjk_mojibake": OpSpec(_cjk, "repair UTF-8-read-as-GBK/Big5 islands; flag islands whose bytes did not survive"),
-    "remove_pinyin": OpSpec(noise.remove_pinyin, "remove pinyin annotations after Han characters"),
+    "remove_markup": OpSpec(_markup, 'remove HTML tags left in the text ("银行?</span>的"), decode entities'),
+    "remove_pinyin": OpSpec(
+        noise.remove_pinyin, "remove pinyin annotations after Han characters (and a stray ? they left)"
+    ),
     "to_simplified": OpSpec(normalize.to_simplified, "convert traditional to simplified Chinese (OpenCC)"),
     "remove_spam": OpSpec(_spam, "cut lottery/gambling/ad inserts out of sentences, keep the sentence"),
     "remove_furniture": OpSpec(
-        _furniture, "remove disclaimers, comment sections, image placeholders/captions, END marks, share bars"
+        _furniture,
+        "remove disclaimers, comment sections, image placeholders/captions, gallery navigation, photo credits, "
+        "END marks, share bars",
     ),
     "remove_repeats": OpSpec(noise.remove_repeats, "remove paragraphs repeated inside a document"),
     "remove_offtopic_tail": OpSpec(_tail, "cut off-topic tails (相关阅读, 猜你喜欢, related articles)"),
     "flag_censor": OpSpec(noise.flag_censor, "flag censor marks (***, □□, [已屏蔽])"),
-    "redact_pii": OpSpec(_pii, "replace ID numbers, mobiles, bank cards, emails, addresses by typed placeholders"),
+    "redact_pii": OpSpec(_pii, "replace personal data by typed placeholders: ID numbers, mobiles, landlines, bank "
+                               "cards, emails, addresses, plates, admission/policy/contract numbers, names and diagnoses "
+                               "next to a person (case numbers only when listed in types)"),
     "language": OpSpec(_language, "identify the language; drop documents not in `keep`"),
     "quality": OpSpec(
         quality.quality_filter, "score quality (heuristics, optional learned scorer); drop under threshold"

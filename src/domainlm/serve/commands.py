@@ -50,12 +50,14 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option(None, "--host"),
         port: int = typer.Option(None, "--port"),
         api_key: list[str] = typer.Option(None, "--api-key", help="An API key (repeatable)."),
-        api_keys: Path = typer.Option(None, "--api-keys", help="File: KEY [NAME] [REQUESTS_PER_MINUTE] per line."),
+        api_keys: Path = typer.Option(None, "--api-keys", help="File: KEY [NAME] [REQUESTS_PER_MINUTE] [ROLE] per line (role: user, reviewer, admin)."),
         db: str = typer.Option(None, "--db", help="Feedback store URL (sqlite:///f.db, postgresql://...)."),
         name: str = typer.Option(None, "--name", help="Public model id (default: from the spec)."),
         edge: str = typer.Option(None, "--edge", help="Router: small edge model spec."),
         cloud: str = typer.Option(None, "--cloud", help="Router: big cloud model spec."),
         route: str = typer.Option(None, "--route", help="Router policy: edge | cloud | confidence[:T] (default confidence:0.5)."),
+        privacy: str = typer.Option(None, "--privacy", help="Router: a request with personal data: keep-on-edge (default) | "
+                                    "redact (to the cloud with placeholders) | refuse (403)."),
         rate_limit: float = typer.Option(None, "--rate-limit", help="Requests per minute per key (0 = unlimited)."),
         max_body_bytes: int = typer.Option(None, "--max-body-bytes", help="Largest request body (default 1 MiB)."),
         max_queue: int = typer.Option(None, "--max-queue", help="Chat completions that may wait for the model (default 16); more get a 429."),
@@ -76,7 +78,8 @@ def register(app: typer.Typer) -> None:
             port=port or section.port, db=db or section.db, api_keys=list(api_key or []) or None,
             api_keys_file=str(api_keys) if api_keys else None, name=name, edge=edge, cloud=cloud, route=route,
             rate_limit=rate_limit, max_body_bytes=max_body_bytes, max_queue=max_queue,
-            max_prompt_tokens=max_prompt_tokens, metrics_token=metrics_token,
+            max_prompt_tokens=max_prompt_tokens, metrics_token=metrics_token, privacy=privacy or section.privacy,
+            store_redact_pii=section.store_redact_pii,
         )
 
         def ready(state, generated_key):

@@ -34,6 +34,10 @@ class ServeOptions(BaseModel):
     max_queue: int = Field(16, ge=0, description="Chat completions that may wait for the model; more get a 429.")
     max_prompt_tokens: int = Field(8192, ge=0, description="Largest prompt in tokens, chat template included (0: no limit).")
     metrics_token: str | None = Field(None, min_length=16, description="Bearer token that opens /metrics (and nothing else).")
+    privacy: str = Field("keep-on-edge", pattern="^(keep-on-edge|redact|refuse)$",
+                         description="Router: a request with personal data stays on the edge, goes to the cloud "
+                         "redacted, or is refused (403).")
+    store_redact_pii: bool = Field(True, description="Redact personal data in what the feedback store keeps.")
     watch_registry: float = Field(5.0, ge=0, description="Seconds between looks at REGISTRY/current when the model is a "
                                   "registry's current link: a promotion or rollback is served without a restart (0: never).")
 
@@ -78,7 +82,7 @@ def build_state(options: ServeOptions, keys=None):
     else:
         from domainlm.serve.router import RoutePolicy, Router
 
-        policy = RoutePolicy.parse(options.route)
+        policy = RoutePolicy.parse(options.route, privacy=options.privacy)
         edge = load_served_model(options.edge, None)
         cloud = load_served_model(options.cloud, None)
         router = Router(edge, cloud, policy)
@@ -90,7 +94,7 @@ def build_state(options: ServeOptions, keys=None):
         from domainlm.serve.plugins import open_knowledge_base
 
         kb = open_knowledge_base(options.kb)
-    store = FeedbackStore(options.db)
+    store = FeedbackStore(options.db, redact_pii=options.store_redact_pii)
     return ServeState(model=model, name=name, store=store, api_keys=keys, router=router, kb=kb,
                       kb_reader=options.kb_reader, rate_per_minute=options.rate_limit,
                       max_body_bytes=options.max_body_bytes, max_new_tokens=options.max_tokens,

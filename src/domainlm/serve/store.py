@@ -5,6 +5,13 @@ Acknowledgement is durable: :meth:`FeedbackStore.add_feedback` returns only afte
 committed, and SQLite runs with ``synchronous=FULL`` so a commit is on disk (fsynced) when it returns.
 A feedback row can therefore be acknowledged to the client the moment this call returns.
 
+Personal data is redacted before it is stored (``redact_pii=True``, the default): every PII span in the
+request's message texts, the response, corrections and comments becomes its typed placeholder ([NAME],
+[MOBILE]...), with the clean stage's detector (every type). A 100k-character prompt is thus kept without the
+names, numbers and diagnoses in it, and a name anchored in the prompt (患者王建国) is redacted where the answer
+repeats it bare. A correction or comment is redacted on its own: a bare name in it with no role or title
+(患者/先生...) next to it is not recognised. Turn it off only where the store itself is inside the privacy boundary.
+
 Migrations are versioned here by hand (a ``schema_version`` table and an ordered list of steps) rather
 than with alembic: the schema is small, and this keeps the store one file with no migration folder to ship.
 """
@@ -158,11 +165,37 @@ class UnknownResponse(DomainlmError):
     """Feedback names a response id the store has never served."""
 
 
-class FeedbackStore:
-    """Responses and feedback in a SQL database, migrated to :data:`SCHEMA_VERSION` on open."""
+def _redact_text(text: str | None) -> str | None:
+    from domainlm.data.pii import redact_pii
 
-    def __init__(self, url: str):
+    return redact_pii(text).text if text else text
+
+
+def redact_exchange(request: dict, response: str) -> tuple[dict, str]:
+    """A stored request (the text of its messages; tools and settings untouched) and its answer, redacted
+    together: a name anchored in the prompt is redacted where the answer repeats it bare."""
+    from domainlm.serve.router import redact_conversation
+
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        return request, _redact_text(response)
+    dicts = [m for m in messages if isinstance(m, dict)]
+    redacted, (answer,) = redact_conversation(dicts, [response or ""])
+    done = iter(redacted)
+    return {**request, "messages": [next(done) if isinstance(m, dict) else m for m in messages]}, answer
+
+
+class FeedbackStore:
+    """Responses and feedback in a SQL database, migrated to :data:`SCHEMA_VERSION` on open.
+
+    ``redact_pii``: replace personal data by typed placeholders before anything is written (see above).
+    """
+
+    redact_pii = True  # also for a store made without __init__ (tests that open an old schema by hand)
+
+    def __init__(self, url: str, redact_pii: bool = True):
         self.url = url
+        self.redact_pii = redact_pii
         self.engine = make_engine(url)
         try:
             self.migrate()
@@ -197,6 +230,8 @@ class FeedbackStore:
     def add_response(self, *, model: str, request: dict, response: str, user: str | None = None,
                      response_id: str | None = None) -> str:
         response_id = response_id or f"chatcmpl-{uuid.uuid4().hex}"
+        if self.redact_pii:
+            request, response = redact_exchange(request, response)
         with self.engine.begin() as conn:
             conn.execute(
                 insert(responses).values(
@@ -217,6 +252,8 @@ class FeedbackStore:
             raise DomainlmError(f"feedback rating must be one of {RATINGS}, got {rating!r}")
         if rating is None and not correction and not comment and rejected_id is None:
             raise DomainlmError("feedback needs a rating, a correction, a comment or a pairwise choice")
+        if self.redact_pii:
+            correction, comment = _redact_text(correction), _redact_text(comment)
         with self.engine.begin() as conn:
             known = set(conn.execute(select(responses.c.id).where(responses.c.id.in_([response_id, rejected_id or response_id]))).scalars())
             if response_id not in known:
