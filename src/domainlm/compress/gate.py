@@ -6,8 +6,11 @@ log-probabilities (llama.cpp), multiple-choice items are answered by generation 
 
 Retention (result score / source score) comes with a 95% interval from a paired bootstrap over the items:
 on a few dozen items, int8 "retaining 1.08" of its source is noise, and ``gate.json`` says so rather than
-calling it a gain. The gate refuses a result whose outputs are mostly empty or degenerate, and a source
-that scores 0 (then there is nothing to retain, and no ratio to measure).
+calling it a gain. The overall retention is not enough: the gate also compares every category (``gate_by``)
+with :func:`domainlm.evals.compare_per_category`, the comparison the flywheel's promotion uses too, and
+refuses a result worse than its source on any of them beyond the interval, however good its overall
+ratio. It refuses a result whose outputs are mostly (or all) empty or degenerate, and a source that scores
+0 (retention undefined: nothing to retain, no ratio); empty outputs score 0 everywhere, refusals included.
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ import time
 from pathlib import Path
 
 from domainlm.errors import DomainlmError
-from domainlm.evals import Scores, Suite, count_silent, load_suite, paired_bootstrap, ratio_interval, score, task_counts
+from domainlm.evals import (
+    FEW_ITEMS,
+    MAX_SILENT_SHARE,
+    Scores,
+    Suite,
+    compare_per_category,
+    load_suite,
+    score,
+)
 from domainlm.models import load_scoring_model, parse_spec
 
 
@@ -57,12 +68,6 @@ def score_model(spec: str, suites: list[Suite], *, batch_size: int = 8, seed: in
     return summary, scores
 
 
-# A result more than half of whose outputs are empty, punctuation or loops is broken, whatever its score
-# ratio: its few real answers cannot stand for the model (the int8 of a model that answered "" to 33 of
-# 34 questions "retained 1.083").
-MAX_DEGENERATE_SHARE = 0.5
-
-
 def retention(source_score: float, result_score: float) -> float | None:
     """result / source, or None when the source scores 0: there is nothing to retain, so no ratio."""
     if source_score <= 0:
@@ -70,66 +75,69 @@ def retention(source_score: float, result_score: float) -> float | None:
     return result_score / source_score
 
 
-def describe_retention(kept: float | None, ci: list[float] | None) -> tuple[str | None, str]:
+def describe_retention(kept: float | None, ci: list[float | None] | None, confidence: float = 0.95) -> tuple[str | None, str]:
     """(note, sentence) for a retention and its interval. The note is "within noise" whenever the interval
     holds 1: then the result is neither better nor worse than the source as far as these items can tell,
     and a ratio above 1 is no gain."""
     if kept is None:
-        return None, "retention cannot be measured: the source scores 0"
+        return None, "retention undefined: the source scores 0, so retention cannot be measured (nothing to retain)"
     text = f"retention {kept:.3f}"
     if ci is None:
         return None, text
-    text += f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})"
-    if ci[0] <= 1 <= ci[1]:
+    lo, hi = ci[0], ci[1] if ci[1] is not None else float("inf")
+    text += f" ({confidence:.0%} CI {lo:.3f}-{hi:.3f})"
+    if lo <= 1 <= hi:
         note = "within noise"
         return note, f"{text}: within noise of the source (these items cannot tell the two apart)"
-    note = "above the source" if ci[0] > 1 else "below the source"
+    note = "above the source" if lo > 1 else "below the source"
     return note, f"{text}: {note} beyond noise"
 
 
 def gate_verdict(items: list[dict], source_records: list[dict], result_records: list[dict], *, min_retention: float,
-                 seed: int = 0) -> dict:
-    """Retention, its paired-bootstrap interval, and whether the result may be promoted (with the reason if
-    not), from both sides' verdicts on the same items."""
-    if [r["id"] for r in source_records] != [r["id"] for r in result_records]:
-        raise DomainlmError("gate: source and result were not scored on the same items")
-    tasks_src, tasks_res = task_counts(items, source_records), task_counts(items, result_records)
+                 seed: int = 0, levels: tuple[str, ...] | list[str] = ("category",), confidence: float = 0.95,
+                 min_items: int = FEW_ITEMS, few_items: str = "point", max_silent_share: float = MAX_SILENT_SHARE) -> dict:
+    """Whether the result may be promoted, from both sides' verdicts on the same items (with the reasons if not).
 
-    def overall(tasks: dict) -> float:
-        # the macro mean over tasks, as results.json's overall score
-        return sum(float(main(counts.sum(axis=0))) for counts, main in tasks.values()) / len(tasks) if tasks else 0.0
-
-    src_score, res_score = overall(tasks_src), overall(tasks_res)
-    kept = retention(src_score, res_score)
-    ci = None
-    if kept is not None:
-        samples_src, samples_res = paired_bootstrap(tasks_src, tasks_res, seed=seed)
-        ci = ratio_interval(samples_src, samples_res)
-    n = len(items)
-    silent_src, silent_res = count_silent(source_records)["degenerate"], count_silent(result_records)["degenerate"]
+    Refused when: the source scores 0 (retention undefined); the overall retention is below
+    ``min_retention``; the result is worse than the source on any group (``levels``) beyond the group's
+    paired-bootstrap interval, whatever the overall retention (:func:`domainlm.evals.compare_per_category`
+    says how groups with too few items are decided); or the result's outputs are mostly (or all) empty or
+    degenerate. Empty and degenerate outputs score 0 throughout, refusal items included."""
+    comparison = compare_per_category(items, source_records, result_records, levels=levels, min_retention=min_retention,
+                                      confidence=confidence, min_items=min_items, few_items=few_items,
+                                      max_silent_share=max_silent_share, names=("source", "result"), seed=seed)
+    overall = comparison["overall"]
+    kept = retention(overall["reference"], overall["candidate"])
+    ci = overall["retention_ci"] if kept is not None else None
+    silent, n = comparison["silent"], comparison["silent"]["n"]
     reasons = []
     if kept is None:
-        reasons.append("the source scores 0 on the gate suites, so retention cannot be measured "
-                       "(check that the suites fit the model, and the source's own outputs)")
-    if n and silent_res / n > MAX_DEGENERATE_SHARE:
-        reasons.append(f"{silent_res} of {n} result outputs are empty or degenerate (source: {silent_src} of {n})")
+        reasons.append("the source scores 0 on the gate suites, so retention is undefined (nothing to retain; "
+                       "check that the suites fit the model, and the source's own outputs)")
     if kept is not None and kept < min_retention:
         reasons.append(f"retention {kept:.3f} < {min_retention}")
-    note, sentence = describe_retention(kept, ci)
+    reasons += comparison["refusals"]
+    note, sentence = describe_retention(kept, ci, confidence)
     passed = not reasons
     reason = "; ".join(reasons) if reasons else None
     return {"retention": round(kept, 4) if kept is not None else None, "retention_ci95": ci, "retention_note": note,
-            "passed": passed, "reason": reason,
+            "passed": passed, "reason": reason, "refusals": reasons, "warnings": comparison["warnings"],
             "message": f"{sentence}; {'passed' if passed else 'refused: ' + reason}",
-            "degenerate_share": {"source": round(silent_src / n, 4) if n else 0.0,
-                                 "result": round(silent_res / n, 4) if n else 0.0}}
+            "degenerate_share": {"source": round(silent["source"] / n, 4) if n else 0.0,
+                                 "result": round(silent["result"] / n, 4) if n else 0.0},
+            "overall_difference": overall["difference"], "overall_difference_ci": overall["difference_ci"],
+            "groups": comparison["groups"],
+            "rule": {k: comparison[k] for k in ("levels", "min_retention", "confidence", "min_items", "few_items",
+                                                "max_silent_share")}}
 
 
 def run_gate(source: str | Path, result: str | Path, suite_paths: list[str], *, min_retention: float,
-             batch_size: int = 8, seed: int = 0, limit: int = 0, speed_prompts: list[list[dict]] | None = None) -> dict:
+             batch_size: int = 8, seed: int = 0, limit: int = 0, speed_prompts: list[list[dict]] | None = None,
+             **rule) -> dict:
     """Score ``source`` and ``result`` (on at most ``limit`` items per task, the same items for both);
     the report says whether the result may be promoted. ``speed_prompts`` (conversations) are what decoding
-    is timed on; without them ``tokens_per_s`` is None."""
+    is timed on; without them ``tokens_per_s`` is None. ``rule``: the per-group settings of
+    :func:`gate_verdict` (``CompressConfig.gate_rule()``)."""
     if not suite_paths:
         raise DomainlmError("the quality gate needs suites to score on: pass --gate SUITE (or turn the gate off)")
     generate_mcq = any(parse_spec(str(s)).kind in ("gguf", "openai") for s in (source, result))
@@ -140,7 +148,7 @@ def run_gate(source: str | Path, result: str | Path, suite_paths: list[str], *, 
     res, res_scores = score_model(str(result), suites, batch_size=batch_size, seed=seed, speed_prompts=prompt_ids,
                                   limit=limit)
     verdict = gate_verdict(src_scores.items, src_scores.records, res_scores.records, min_retention=min_retention,
-                           seed=seed)
+                           seed=seed, **rule)
     return {"suites": [str(s.path) for s in suites], "mcq_by_generation": generate_mcq, "limit": limit,
             "source": src, "result": res, "min_retention": min_retention,
             "size_ratio": round(res["size_bytes"] / max(src["size_bytes"], 1), 4), **verdict}

@@ -128,11 +128,13 @@ def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool =
                 report["parity"] = {k: parity[k] for k in ("tokens_identical", "greedy_agree", "prompts")}
             if cfg.gate:
                 _say(console, "quality gate: scoring source and result")
-                gate = run_gate(source_dir, artifact, cfg.suites, min_retention=cfg.min_retention,
-                                batch_size=cfg.batch_size, seed=cfg.seed, limit=cfg.gate_limit,
-                                speed_prompts=speed_prompts)
+                rule = cfg.gate_rule()
+                gate = run_gate(source_dir, artifact, cfg.suites, batch_size=cfg.batch_size, seed=cfg.seed,
+                                limit=cfg.gate_limit, speed_prompts=speed_prompts, **rule)
                 gate["source"]["spec"], gate["target"] = source, cfg.target
                 gate_path = run.output("gate.json", key="gate")
+                for warning in gate["warnings"]:  # categories too small to trust, or where retention is undefined
+                    _say(console, f"quality gate: {warning}")
                 if not gate["passed"]:
                     kept = _promote(artifact, out / "rejected" / artifact.name)
                     gate["rejected_artifact"] = str(kept)

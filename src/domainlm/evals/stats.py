@@ -2,7 +2,8 @@
 
 Items are resampled with replacement inside each task; a category's score in a resample is the mean
 of its tasks' resampled scores, so category intervals are consistent with task intervals. The
-generator is seeded: same verdicts, same intervals.
+generator is seeded: same verdicts, same intervals. A gate's retention (candidate / reference) comes from
+paired resamples (:func:`paired_bootstrap`, :func:`paired_ratios`).
 """
 
 from __future__ import annotations
@@ -72,3 +73,24 @@ def ratio_interval(samples_a: np.ndarray, samples_b: np.ndarray, level: float = 
 def interval(samples: np.ndarray, level: float = 0.95) -> list[float]:
     lo, hi = np.quantile(samples, [(1 - level) / 2, 1 - (1 - level) / 2])
     return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def paired_ratios(samples_a: np.ndarray, samples_b: np.ndarray) -> np.ndarray:
+    """b / a per paired resample, defined in every resample, for a gate that asks "did b keep a's score".
+
+    Where a scores 0 nothing could be lost: the ratio is 1 when b scores 0 too, and +inf when b scores more.
+    So "ratio < t" (t <= 1) holds in exactly the resamples where b < t * a, and the percentile interval of
+    these ratios decides the same way as one of the excess b - t * a would, with no resample left out (leaving
+    out the resamples where a scores 0 would drop only those favourable to b)."""
+    ratios = np.ones_like(samples_b, dtype=float)
+    positive = samples_a > 0
+    ratios[positive] = samples_b[positive] / samples_a[positive]
+    ratios[~positive & (samples_b > 0)] = np.inf
+    return ratios
+
+
+def percentile_bounds(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The two-sided percentile interval, unrounded, with no interpolation between resamples (the
+    "inverted_cdf" percentile: every bound is a resampled value, so a bound next to +inf stays finite)."""
+    lo, hi = np.quantile(samples, [(1 - level) / 2, 1 - (1 - level) / 2], method="inverted_cdf")
+    return float(lo), float(hi)

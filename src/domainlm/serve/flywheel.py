@@ -9,6 +9,10 @@ A model registry is a folder::
                                    decision.json, manifest.json
     REGISTRY/flywheel.jsonl        every step of every run, appended as it happens
 
+The gate (:func:`promotion_verdict`) promotes a candidate only when it beats the serving model overall by
+more than ``min_gain`` *and* is worse on no category beyond its paired-bootstrap interval, with outputs
+that say something: :func:`domainlm.evals.compare_per_category`, the comparison the compression gate makes.
+
 Each run uses the feedback the previous runs have not seen (a high-water mark in the feedback store),
 whether or not its candidate is promoted: feedback that produced a worse model stays in that run's
 folder for review instead of poisoning every later run.
@@ -22,10 +26,10 @@ import shutil
 import time
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from domainlm.errors import DomainlmError
-from domainlm.evals import score
+from domainlm.evals import FEW_ITEMS, FEW_ITEMS_RULES, LEVELS, MAX_SILENT_SHARE, Scores, compare_per_category, score
 from domainlm.io import dumps, read_json, write_json
 from domainlm.manifest import stage_run
 from domainlm.models import resolve_hf_dir
@@ -46,6 +50,20 @@ class FlywheelConfig(TrainConfig):
     gate: list[str] = Field(min_length=1, description="Gate suites (task folders/files) both models are scored on.")
     min_rows: int = Field(1, ge=1, description="Fewer new training rows than this: skip the run.")
     min_gain: float = Field(0.0, ge=0, description="Promote only when candidate score > current + min_gain.")
+    # the per-category check (domainlm.evals.compare_per_category), as the compression gate's
+    gate_by: list[str] = Field(default_factory=lambda: ["category"], min_length=1,
+                               description="Groups compared one by one (" + " | ".join(LEVELS) + "): a candidate "
+                               "worse on any of them beyond its interval is refused, however much better overall.")
+    gate_min_retention: float = Field(1.0, ge=0, le=1, description="Candidate / current score each group must keep "
+                                      "(the upper end of its interval must reach it); 1.0: no loss beyond noise.")
+    gate_confidence: float = Field(0.95, gt=0.5, lt=1, description="Level of each group's paired-bootstrap interval.")
+    gate_min_items: int = Field(FEW_ITEMS, ge=1, description="A group with fewer items has an interval too wide to "
+                                "trust; gate_few_items decides it.")
+    gate_few_items: str = Field("point", pattern="^(" + "|".join(FEW_ITEMS_RULES) + ")$",
+                                description="How a group below gate_min_items is decided: point (its point retention "
+                                "must reach gate_min_retention) | interval (its wide interval decides) | refuse.")
+    max_degenerate_share: float = Field(MAX_SILENT_SHARE, ge=0, le=1, description="Refuse a candidate more than this "
+                                        "share of whose outputs are empty or degenerate (all of them: always refused).")
     # narrower than TrainConfig's: feedback has no raw documents (cpt), and a turn runs where serving does (no qlora)
     stage: str = Field("sft", pattern="^(sft|dpo|kto)$", description="sft (corrections) | dpo (pairs) | kto (thumbs)")
     method: str = Field("full", pattern="^(full|lora)$")
@@ -53,6 +71,14 @@ class FlywheelConfig(TrainConfig):
     lr: float = Field(1e-3, gt=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     eval_fraction: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("gate_by")
+    @classmethod
+    def _known_levels(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in LEVELS]
+        if unknown:
+            raise ValueError(f"unknown group {', '.join(unknown)}; use {' | '.join(LEVELS)}")
+        return value
 
     def train_config(self) -> TrainConfig:
         """The candidate's training settings: this config without the flywheel's own keys."""
@@ -124,11 +150,35 @@ def rollback(registry: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # One turn of the flywheel
 # ---------------------------------------------------------------------------------------------------
-def _gate_score(model_dir: Path, gate: list[str], out: Path) -> dict:
-    """The model's score on the gate; its predictions, results and report are kept in ``out`` for review."""
+def _gate_score(model_dir: Path, gate: list[str], out: Path) -> Scores:
+    """The model's scores on the gate; its predictions, results and report are kept in ``out`` for review."""
     scores = score(str(model_dir), gate, label=out.name, show_progress=True)
     scores.write(out)
-    return {"score": scores.score, "n": scores.n}
+    return scores
+
+
+def promotion_verdict(current: Scores, candidate: Scores, cfg: FlywheelConfig) -> dict:
+    """Promote or refuse, with every reason: the candidate must beat ``current`` overall by more than
+    ``min_gain``, be worse on no ``gate_by`` group beyond its interval (few-item groups decided by
+    ``gate_few_items``), and not be mostly (or all) silent. Empty and degenerate outputs score 0."""
+    comparison = compare_per_category(
+        current.items, current.records, candidate.records, levels=cfg.gate_by, min_retention=cfg.gate_min_retention,
+        confidence=cfg.gate_confidence, min_items=cfg.gate_min_items, few_items=cfg.gate_few_items,
+        max_silent_share=cfg.max_degenerate_share, names=("current", "candidate"), seed=cfg.seed)
+    overall = comparison["overall"]
+    cur, cand = overall["reference"], overall["candidate"]
+    lo, hi = overall["difference_ci"]
+    reasons = []
+    if not cand > cur + cfg.min_gain:
+        reasons.append(f"candidate is not better than the serving model on the gate: {cand:.4f} vs {cur:.4f} "
+                       f"+ min_gain {cfg.min_gain} (difference {cand - cur:+.4f}, "
+                       f"{cfg.gate_confidence:.0%} CI {lo:+.4f} to {hi:+.4f})")
+    reasons += comparison["refusals"]
+    return {"passed": not reasons, "reason": "; ".join(reasons) or None, "refusals": reasons,
+            "warnings": comparison["warnings"], "current_score": cur, "candidate_score": cand,
+            "difference_ci": overall["difference_ci"], "groups": comparison["groups"], "silent": comparison["silent"],
+            "rule": {k: comparison[k] for k in ("levels", "min_retention", "confidence", "min_items", "few_items",
+                                                "max_silent_share")}}
 
 
 def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
@@ -162,22 +212,28 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
                                 "metrics": {k: v for k, v in trained.metrics.items() if isinstance(v, (int, float, str))}})
                 cur = _gate_score(current_dir, cfg.gate, run_dir / "eval-current")
                 cand = _gate_score(run_dir / "model", cfg.gate, run_dir / "eval-candidate")
-                _log(registry, {"run": run_dir.name, "step": "gate", "current": cur, "candidate": cand})
-                say(f"{run_dir.name}: gate score current {current} {cur['score']:.4f}, candidate {cand['score']:.4f}")
-                decision.update(current_score=cur["score"], candidate_score=cand["score"], min_gain=cfg.min_gain)
-                if cand["score"] > cur["score"] + cfg.min_gain:
+                verdict = promotion_verdict(cur, cand, cfg)
+                _log(registry, {"run": run_dir.name, "step": "gate", "current": {"score": cur.score, "n": cur.n},
+                                "candidate": {"score": cand.score, "n": cand.n}, "passed": verdict["passed"],
+                                "refusals": verdict["refusals"], "warnings": verdict["warnings"]})
+                say(f"{run_dir.name}: gate score current {current} {cur.score:.4f}, candidate {cand.score:.4f}")
+                for line in verdict["refusals"] + verdict["warnings"]:
+                    say(f"{run_dir.name}: gate: {line}")
+                decision.update(current_score=cur.score, candidate_score=cand.score, min_gain=cfg.min_gain,
+                                gate=verdict)
+                if verdict["passed"]:
                     version = f"v{int(current[1:]) + 1:04d}"
                     while (registry / "versions" / version).exists():  # a rolled-back version keeps its number
                         version = f"v{int(version[1:]) + 1:04d}"
                     shutil.copytree(run_dir / "model", registry / "versions" / version)
                     state["current"] = version
                     state["history"].append({"version": version, "time": time.time(), "run": run_dir.name,
-                                             "score": cand["score"], "previous": current})
+                                             "score": cand.score, "previous": current})
                     _point_current(registry, version)
                     write_json(_registry_file(registry), state)
                     decision.update(decision="promoted", version=version)
                 else:
-                    decision.update(decision="refused", reason="candidate is not better than the serving model on the gate")
+                    decision.update(decision="refused", reason=verdict["reason"])
             store.set_export_mark(mark, exported["last_id"])
             write_json(run.output("decision.json"), decision)
             run.metrics.update({k: v for k, v in decision.items() if isinstance(v, (int, float, str))})
