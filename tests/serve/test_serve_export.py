@@ -128,7 +128,8 @@ def test_tool_call_correction_exports_with_its_tools(tmp_path):
                {"role": "user", "content": "卡号尾号1234"}]
     served = json.dumps([{"name": "query_balance", "arguments": {"phone": PHONE}}], ensure_ascii=False)
     rid = store.add_response(model="tiny", request={"messages": earlier, "tools": TOOLS}, response=served, user="u")
-    fixed = '<tool_call>\n{"name": "query_balance", "arguments": {"phone": "%s", "card": "1234"}}\n</tool_call>' % PHONE
+    call = {"name": "query_balance", "arguments": {"phone": PHONE, "card": "1234"}}
+    fixed = "<tool_call>\n" + json.dumps(call, ensure_ascii=False) + "\n</tool_call>"
     store.add_feedback(rid, correction=fixed, user="reviewer")
 
     sft = feedback_rows(store.iter_feedback(), "sft")
