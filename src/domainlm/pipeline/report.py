@@ -254,6 +254,23 @@ def _variant_sections(summary: dict) -> list[tuple[str, str]]:
     return sections
 
 
+def _gate_groups(gates: dict) -> str:
+    """Each target's per-category comparison (the gate refuses on any worse group) and its warnings."""
+    rows = []
+    for target, gate in gates.items():
+        for g in gate.get("groups") or []:
+            rows.append({"target": target, g.get("level", "group"): g.get("name"), "items": g.get("n"),
+                         "source": g.get("reference"), "candidate": g.get("candidate"),
+                         "retention": g.get("retention") if g.get("retention") is not None else "undefined",
+                         "interval": "–".join(f"{x:.2f}" for x in g.get("retention_ci") or []),
+                         "trusted": g.get("trusted"), "worse": g.get("worse")})
+    notes = [f"{t}: {w}" for t, g in gates.items() for w in (g.get("refusals") or []) + (g.get("warnings") or [])]
+    out = table(rows) if rows else ""
+    if notes:
+        out += "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
+    return out
+
+
 def render(ws: Workspace, summary: dict) -> str:
     warning_list = "".join(f"<li>{escape(w)}</li>" for w in summary["warnings"])
     top = f'<p><strong>{escape(summary["headline"])}</strong></p>'
@@ -272,7 +289,7 @@ def render(ws: Workspace, summary: dict) -> str:
     sections += _variant_sections(summary)
     if summary["compression"]:
         rows = [{"target": t, **{k: v for k, v in g.items() if not isinstance(v, (dict, list))}} for t, g in summary["compression"].items()]
-        sections.append(("Compression retention", table(rows)))
+        sections.append(("Compression retention", table(rows) + _gate_groups(summary["compression"])))
     return html_page(f"domainlm line report: {summary['name']}", sections, intro=f"Workspace {summary['workspace']}")
 
 

@@ -174,6 +174,13 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("full", "--method", help="full | lora"),
         min_gain: float = typer.Option(0.0, "--min-gain", help="Promote only when candidate > current + this."),
         min_rows: int = typer.Option(1, "--min-rows", help="Skip the run with fewer new training rows."),
+        gate_by: list[str] = typer.Option(None, "--gate-by", help="Per-group check by category (default), subcategory "
+                                          "or task (repeatable)."),
+        gate_min_retention: float = typer.Option(None, "--gate-min-retention", help="Candidate / current each group "
+                                                 "must keep beyond its interval (default 1.0)."),
+        gate_min_items: int = typer.Option(None, "--gate-min-items", help="Groups with fewer items are decided by "
+                                           "--gate-few-items (default 30)."),
+        gate_few_items: str = typer.Option(None, "--gate-few-items", help="point | interval | refuse (default point)."),
         do_rollback: bool = typer.Option(False, "--rollback", help="Serve the previous version again, and stop."),
         config: Path = typer.Option(None, "-c", "--config"),
     ) -> None:
@@ -198,7 +205,12 @@ def register(app: typer.Typer) -> None:
                 return
         cfg = validate(FlywheelConfig, dict(registry=str(registry), db=db,
                                             gate=list(gate or []), stage=stage, max_steps=max_steps, lr=lr,
-                                            method=method, min_gain=min_gain, min_rows=min_rows), "flywheel")
+                                            method=method, min_gain=min_gain, min_rows=min_rows,
+                                            **{k: v for k, v in dict(gate_by=gate_by or None,
+                                                                     gate_min_retention=gate_min_retention,
+                                                                     gate_min_items=gate_min_items,
+                                                                     gate_few_items=gate_few_items).items()
+                                               if v is not None}), "flywheel")
         decision = run_flywheel(cfg, console=console)
         if decision.get("decision") in ("promoted", "refused"):
             action = "promote" if decision["decision"] == "promoted" else "refuse"
