@@ -102,8 +102,70 @@ def test_loss_only_on_assistant_turns_multi_turn_and_tools(sample_model):
     tools = [{"type": "function", "function": {"name": "check_balance", "parameters": {"type": "object"}}}]
     ids, labels = tokenize_chat(tok, messages, tools)
     learned = tok.decode([i for i, y in zip(ids, labels, strict=True) if y != -100])
-    assert learned == '<tool_call>\n{"name": "check_balance", "arguments": {"a": 1}}\n</tool_call><|im_end|>\n余额100元。<|im_end|>\n'
+    # each turn up to and with its end token; the newline after <|im_end|> belongs to the next header
+    assert learned == '<tool_call>\n{"name": "check_balance", "arguments": {"a": 1}}\n</tool_call><|im_end|>余额100元。<|im_end|>'
     assert tok.decode(ids) == tok.apply_chat_template(messages, tools=tools, tokenize=False)
+
+
+def _learned_turns(tok, messages):
+    ids, labels = tokenize_chat(tok, messages)
+    turns, current = [], []
+    for token, label in zip(ids, labels, strict=True):
+        if label != -100:
+            current.append(token)
+        elif current:
+            turns, current = [*turns, current], []
+    return [tok.decode(t) for t in [*turns, current] if t]
+
+
+def test_a_turn_without_an_end_token_learns_the_next_role_token_or_eos(sample_model, tmp_path):
+    """GLM's template closes an assistant turn with the next role token (its generation config's stop
+    tokens), and closes the last one with nothing: the model must still learn to stop."""
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    folder = tmp_path / "glm_like"
+    shutil.copytree(sample_model, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    role = tok.convert_tokens_to_ids("<|im_start|>")
+    GenerationConfig(eos_token_id=[tok.eos_token_id, role]).save_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}{% endfor %}"
+                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    messages = [{"role": "user", "content": "查余额"}, {"role": "assistant", "content": "余额100元。"},
+                {"role": "user", "content": "谢谢"}, {"role": "assistant", "content": "不客气。"}]
+    assert _learned_turns(tok, messages) == ["余额100元。<|im_start|>", "不客气。" + tok.eos_token]
+
+
+def test_a_template_that_renders_the_last_turn_differently_is_read_from_the_whole_text(sample_model):
+    """Qwen3 writes a think block only after the last user turn: earlier turns are learned as rendered
+    in the whole conversation (no think block), not rejected as unstable."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(sample_model)
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+        "{% if m.role == 'assistant' and loop.last %}<think>\n\n</think>\n\n{% endif %}{{ m.content }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    messages = [{"role": "user", "content": "查余额"}, {"role": "assistant", "content": "余额100元。"},
+                {"role": "user", "content": "谢谢"}, {"role": "assistant", "content": "不客气。"}]
+    assert _learned_turns(tok, messages) == ["余额100元。<|im_end|>", "<think>\n\n</think>\n\n不客气。<|im_end|>"]
+
+
+def test_a_generation_prompt_that_opens_a_think_block_starts_the_turn_inside_it(sample_model):
+    """Qwen3.5 prompts "<|im_start|>assistant\\n<think>\\n" but shows an earlier turn without a think block:
+    the earlier turn is learned from where the two part, not rejected."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(sample_model)
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+        "{% if m.role == 'assistant' and loop.last %}<think>\n\n</think>\n\n{% endif %}{{ m.content }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")
+    messages = [{"role": "user", "content": "查余额"}, {"role": "assistant", "content": "余额100元。"},
+                {"role": "user", "content": "谢谢"}, {"role": "assistant", "content": "不客气。"}]
+    assert _learned_turns(tok, messages) == ["余额100元。<|im_end|>", "\n</think>\n\n不客气。<|im_end|>"]
 
 
 def test_template_that_is_not_prefix_stable_is_reported(sample_model):

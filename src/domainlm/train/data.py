@@ -16,6 +16,8 @@ A record that does not fit its format is rejected with ``file:line: field: reaso
 from __future__ import annotations
 
 import bisect
+import json
+import os
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -254,23 +256,83 @@ def pack_documents(texts: Iterable[str], tokenizer, seq_len: int) -> list[Exampl
     return [Example(b, list(b), list(range(len(b)))) for b in blocks]
 
 
+def end_of_turn_tokens(tokenizer) -> list[str]:
+    """The tokens that end an assistant turn: the tokenizer's eos, the stop tokens of the model folder's
+    ``generation_config.json`` (where the tokenizer was loaded from one), and ChatML's ``<|im_end|>``
+    (which the transformers backend also stops on). GLM ends a turn with the next role token
+    (``<|user|>``, ``<|observation|>``), which only its generation config names."""
+    ids: list = []
+    config = Path(str(getattr(tokenizer, "name_or_path", "") or "")) / "generation_config.json"
+    if config.is_file():
+        try:
+            eos = json.loads(config.read_text(encoding="utf-8")).get("eos_token_id")
+        except (OSError, ValueError):
+            eos = None
+        ids = eos if isinstance(eos, list) else [eos]
+    tokens = [tokenizer.eos_token] + [tokenizer.convert_ids_to_tokens(i) for i in ids if isinstance(i, int)]
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")  # not get_vocab(): that copies the whole vocabulary
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        tokens.append("<|im_end|>")
+    return [t for i, t in enumerate(tokens) if t and t not in tokens[:i]]
+
+
+def _close_turn(full: str, start: int, end: int, ends: list[str]) -> tuple[str, int]:
+    """(rendered text, end of the turn's span) with the span ending right after its end-of-turn token.
+
+    The loss belongs on the token that ends the turn (the model must learn to stop) and not on what the
+    template writes after it (Qwen's newline after ``<|im_end|>`` belongs to the next turn's header). A
+    template whose turn has no end token of its own (GLM) is ended by the end token that follows it (the
+    next role token), or, at the end of the conversation, by the eos token appended to the text."""
+    text = full[start:end]
+    closing = max((text.rfind(t) + len(t) for t in ends if t in text), default=-1)
+    if closing > 0 and not text[closing:].strip():
+        return full, start + closing
+    rest = full[end:]
+    following = next((t for t in ends if rest.lstrip().startswith(t)), None)
+    if following is not None:
+        return full, end + rest.index(following) + len(following)
+    if not rest.strip() and ends:  # the last turn, and the template wrote no end for it
+        return full[:end] + ends[0], end + len(ends[0])
+    return full, end
+
+
 def chat_assistant_spans(tokenizer, messages: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of its assistant turns.
+    """The rendered conversation and the character spans of its assistant turns, each ending with its
+    end-of-turn token (see :func:`_close_turn`).
 
     Uses the tokenizer's own chat template: the text of turn i is what rendering ``messages[:i+1]`` adds
     to ``messages[:i]`` with the generation prompt, so any template that renders prefixes stably works
-    (no generation markers needed in the template)."""
+    (no generation markers needed in the template). Templates that render the last turn differently from
+    an earlier one (Qwen3 shows a think block only after the last user turn) are read from the whole
+    conversation instead: turn i runs from its generation prompt to the first end-of-turn token."""
     render = tokenizer.apply_chat_template
     full = render(messages, tools=tools, tokenize=False)
+    ends = end_of_turn_tokens(tokenizer)
     spans = []
     for i, msg in enumerate(messages):
         if msg["role"] != "assistant":
             continue
         before = render(messages[:i], tools=tools, tokenize=False, add_generation_prompt=True) if i else ""
         upto = render(messages[: i + 1], tools=tools, tokenize=False)
-        if not (full.startswith(before) and full.startswith(upto) and len(upto) > len(before)):
-            raise ValueError(f"messages[{i}]: the chat template does not render this conversation's prefixes stably")
-        spans.append((len(before), len(upto)))
+        if not full.startswith(before):
+            # The generation prompt opens what a finished turn writes otherwise (Qwen3.5 prompts "<think>\n",
+            # then shows an earlier turn without a think block): the turn starts where the two part, if
+            # that is inside the generation prompt.
+            start = len(os.path.commonprefix([full, before]))
+            plain = render(messages[:i], tools=tools, tokenize=False)
+            if not full.startswith(plain) or start < len(plain):
+                raise ValueError(f"messages[{i}]: the chat template does not render this conversation's prefixes stably")
+            before = full[:start]
+        if full.startswith(upto) and len(upto) > len(before):
+            end = len(upto)
+        else:  # this turn renders differently once later turns follow: find its end in the whole text
+            found = [full.find(t, len(before)) for t in ends]
+            found = [at + len(t) for at, t in zip(found, ends, strict=True) if at != -1]
+            if not found:
+                raise ValueError(f"messages[{i}]: the chat template does not render this conversation's prefixes stably")
+            end = min(found)
+        full, end = _close_turn(full, len(before), end, ends)
+        spans.append((len(before), end))
     return full, spans
 
 
