@@ -64,6 +64,8 @@ def register(app: typer.Typer) -> None:
         max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", help="Largest prompt in tokens (default 8192, 0 = no limit)."),
         metrics_token: str = typer.Option(None, "--metrics-token", envvar="DOMAINLM_METRICS_TOKEN",
                                           help="Bearer token for scraping /metrics (opens nothing else; 16+ characters)."),
+        watch_registry: float = typer.Option(None, "--watch-registry", help="With --model REGISTRY/current: seconds "
+                                             "between looks for a promotion or rollback to swap in (default 5, 0 = never)."),
         config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
     ) -> None:
         """Serve a model: OpenAI-compatible API, chat page at /, feedback store, plugins, metrics.
@@ -79,7 +81,7 @@ def register(app: typer.Typer) -> None:
             api_keys_file=str(api_keys) if api_keys else None, name=name, edge=edge, cloud=cloud, route=route,
             rate_limit=rate_limit, max_body_bytes=max_body_bytes, max_queue=max_queue,
             max_prompt_tokens=max_prompt_tokens, metrics_token=metrics_token, privacy=privacy or section.privacy,
-            store_redact_pii=section.store_redact_pii,
+            store_redact_pii=section.store_redact_pii, watch_registry=watch_registry,
         )
 
         def ready(state, generated_key):
