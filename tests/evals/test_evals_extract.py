@@ -92,6 +92,35 @@ def test_json_and_tool_call_extraction():
     assert extract_tool_call(openai_style) == {"name": "f", "arguments": {"x": 2}}
 
 
+@pytest.mark.parametrize("output", [
+    # Qwen3.5 / Qwen3-Coder
+    "<tool_call>\n<function=get_balance>\n<parameter=card_tail>\n1234\n</parameter>\n<parameter=币种>\n人民币\n"
+    "</parameter>\n</function>\n</tool_call>",
+    # GLM-4.6
+    "<think></think>\n<tool_call>get_balance\n<arg_key>card_tail</arg_key>\n<arg_value>1234</arg_value>\n"
+    "<arg_key>币种</arg_key>\n<arg_value>人民币</arg_value>\n</tool_call>",
+    # MiniCPM5
+    '<function name="get_balance"><param name="card_tail">1234</param><param name="币种">人民币</param></function>',
+    # DeepSeek-V3.1, as written before decoding drops its special tokens
+    '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_balance<｜tool▁sep｜>{"card_tail": "1234", "币种": "人民币"}'
+    "<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+    # Llama 3.x: plain JSON with "parameters"
+    '{"name": "get_balance", "parameters": {"card_tail": "1234", "币种": "人民币"}}',
+])
+def test_tool_call_extraction_reads_each_family_format(output):
+    call = extract_tool_call(output)
+    assert call["name"] == "get_balance"
+    # the schema, when the eval item passes its tools, keeps a string parameter a string
+    tools = [{"type": "function", "function": {"name": "get_balance", "parameters": {
+        "type": "object", "properties": {"card_tail": {"type": "string"}, "币种": {"type": "string"}}}}}]
+    assert extract_tool_call(output, tools) == {"name": "get_balance", "arguments": {"card_tail": "1234", "币种": "人民币"}}
+
+
+def test_tool_call_extraction_leaves_a_malformed_block_unread():
+    assert extract_tool_call("<tool_call>\n<function=get_balance>\n<parameter=card_tail>\n1234\n</tool_call>") is None
+    assert extract_tool_call('<function name="get_balance"><param name="card_tail">1234</function>') is None
+
+
 def test_entity_and_label_extraction():
     assert extract_entities('[{"type": "PER", "text": "张三"}]') == [("PER", "张三")]
     assert extract_entities('{"ORG": ["海港银行", "央行"]}') == [("ORG", "海港银行"), ("ORG", "央行")]
