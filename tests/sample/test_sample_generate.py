@@ -49,7 +49,7 @@ def test_different_seed_gives_different_content(tiny_sample, tmp_path):
 
 def test_layout_and_contents(tiny_sample):
     docs = read_jsonl(tiny_sample / "truth/documents.jsonl")
-    assert {d["path"].rsplit(".", 1)[1] for d in docs} == {"md", "html", "txt", "docx", "pdf"}
+    assert {d["path"].rsplit(".", 1)[1] for d in docs} == {"md", "html", "txt", "docx", "pdf", "png"}
     assert {d["lang"] for d in docs} == {"zh", "en"}
     assert {d["kind"] for d in docs} == {"manual", "policy", "faq", "notice"}
     for d in docs:
@@ -77,10 +77,15 @@ def test_small_size_is_rich_enough(small_files):
     for task in TASKS:
         assert len(files[f"tasks/train/{task}.jsonl"]) >= 200, task
         assert len(files[f"tasks/eval/{task}.jsonl"]) >= 80, task
-    # every fact (a product/service/branch attribute, per language) is asked in train and in eval
+    # every fact (a product/service/branch attribute, per language) is asked in train and in eval, but the
+    # scanned notice's, which only eval asks (so the eval shows whether OCR'd text reached the knowledge base)
     facts = {f["id"]: (f["product"], f["attribute"]) for f in files["truth/facts.jsonl"]}
-    assert {facts[i["fact_id"]] for i in files["tasks/train/knowledge_qa.jsonl"]} == set(facts.values())
+    scanned = {f["id"] for f in files["truth/facts.jsonl"] if f["doc_id"].startswith("scan-")}
+    assert len(scanned) == 3
+    assert {facts[i["fact_id"]] for i in files["tasks/train/knowledge_qa.jsonl"]} == {
+        v for k, v in facts.items() if k not in scanned}
     assert {facts[i["fact_id"]] for i in files["tasks/eval/knowledge_qa.jsonl"]} == set(facts.values())
+    assert any(f in scanned for f in (i["fact_id"] for i in files["tasks/eval/knowledge_qa.jsonl"]))
 
 
 def test_unknown_size_is_a_clear_error(tmp_path, monkeypatch):

@@ -389,9 +389,11 @@ def _page_with_tables(page, first_number: int, previous=None) -> tuple[str, list
     return "\n".join(part for part in parts if part.strip()), [table for _, table in found]
 
 
-def read_pdf(path: str) -> tuple[str, dict]:
+def read_pdf(path: str, ocr=None) -> tuple[str, dict]:
     """Text of a PDF, page by page: the text layer (pypdf), and on pages with ruled tables (pdfplumber, opened
-    at the first page that draws lines) the text around the tables plus one line per table row."""
+    at the first page that draws lines) the text around the tables plus one line per table row. Pages without
+    a text layer are OCR'd (:mod:`domainlm.data.ocr`, settings ``ocr``: an OcrConfig); a scanned page below
+    the confidence floor rejects the file, naming the page."""
     from pypdf.errors import PdfReadError
 
     plumber = None  # pdfplumber's view of the file: opened once a page draws ruling lines; False if it cannot
@@ -422,10 +424,15 @@ def read_pdf(path: str) -> tuple[str, dict]:
     finally:
         if plumber:
             plumber.close()
+    ocr_meta: dict = {}
+    if not all(p.strip() for p in pages):
+        from domainlm.data.ocr import DEFAULT_CONFIG, fill_scanned_pages  # ocr imports this module
+
+        pages, ocr_meta = fill_scanned_pages(path, pages, ocr or DEFAULT_CONFIG)
     text = "\n\n".join(p for p in pages if p.strip())
     if not text:
-        raise Rejected("PDF has no text layer (scanned?)")
-    meta = {"pages": len(pages)}
+        raise Rejected("PDF has no text: no text layer and nothing OCR could read")
+    meta = {"pages": len(pages), **ocr_meta}
     if tables:
         meta["tables"] = tables
     return text, meta
@@ -490,17 +497,25 @@ def _docx_blocks(container, document, blocks: list[str], tables: int) -> int:
     return tables
 
 
-def read_unit(unit: Unit, text_field: str = "text") -> tuple[str, dict]:
-    """``(text, meta)`` of one unit; raises :class:`Rejected` with the reason."""
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
+
+
+def read_unit(unit: Unit, text_field: str = "text", ocr=None) -> tuple[str, dict]:
+    """``(text, meta)`` of one unit; raises :class:`Rejected` with the reason. ``ocr`` (an OcrConfig, default
+    settings when None) is how scans and images are read."""
     if unit.record is not None:
         return _read_record(unit, text_field)
     path = Path(unit.path)
     ext = path.suffix.lower()
     try:
         if ext == ".pdf":
-            text, meta = read_pdf(unit.path)
+            text, meta = read_pdf(unit.path, ocr)
         elif ext == ".docx":
             text, meta = read_docx(unit.path)
+        elif ext in IMAGE_EXTS:
+            from domainlm.data.ocr import DEFAULT_CONFIG, read_image  # ocr imports this module
+
+            text, meta = read_image(unit.path, ocr or DEFAULT_CONFIG)
         else:
             raw = path.read_bytes()
             if ext in HTML_EXTS:

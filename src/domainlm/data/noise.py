@@ -784,6 +784,10 @@ TAIL_HEADERS = (
 )
 
 
+MIN_TOPIC_HAN = 120  # Han characters (or words, for English) before a tail needed to judge it off-topic
+MIN_TOPIC_WORDS = 80
+
+
 def remove_offtopic_tail(
     text: str, headers: Sequence[str] = TAIL_HEADERS, min_position: float = 0.3, max_overlap: float = 0.1
 ) -> OpResult:
@@ -825,6 +829,9 @@ def remove_offtopic_tail(
         if not line:
             continue
         if start < min_position * len(text):
+            break
+        # Too little before it to know the document's topic (a two-line notice): nothing is off-topic.
+        if len(re.findall(f"[{HAN}]", text[:start])) < MIN_TOPIC_HAN and len(text[:start].split()) < MIN_TOPIC_WORDS:
             break
         han = len(re.findall(f"[{HAN}]", line))
         words = _topic_words(line)

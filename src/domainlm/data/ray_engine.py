@@ -21,19 +21,19 @@ from domainlm.errors import DomainlmError
 _RECIPES: dict[str, Recipe] = {}
 
 
-def _process(row: dict, recipe_source: str, text_field: str) -> dict:
+def _process(row: dict, recipe_source: str, text_field: str, ocr=None) -> dict:
     from domainlm.data.stage import process_unit
 
     # Loaded once per Ray worker process, like the local engine's pool initializer.
     if recipe_source not in _RECIPES:
         _RECIPES[recipe_source] = load_recipe(recipe_source)
     unit = Unit(**pickle.loads(row["unit"]))
-    outcome = process_unit(unit, _RECIPES[recipe_source], text_field)
+    outcome = process_unit(unit, _RECIPES[recipe_source], text_field, ocr)
     # Outcomes carry nested dicts and a numpy signature: pickled, they travel as one bytes column.
     return {"outcome": pickle.dumps(outcome)}
 
 
-def run_ray(units: Iterable[Unit], recipe: Recipe, text_field: str, workers: int) -> Iterator:
+def run_ray(units: Iterable[Unit], recipe: Recipe, text_field: str, workers: int, ocr=None) -> Iterator:
     try:
         import ray
         import ray.data
@@ -51,6 +51,6 @@ def run_ray(units: Iterable[Unit], recipe: Recipe, text_field: str, workers: int
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     dataset = ray.data.from_items([{"unit": pickle.dumps(asdict(u))} for u in units])
-    dataset = dataset.map(_process, fn_kwargs={"recipe_source": recipe.source, "text_field": text_field})
+    dataset = dataset.map(_process, fn_kwargs={"recipe_source": recipe.source, "text_field": text_field, "ocr": ocr})
     for row in dataset.iter_rows():
         yield pickle.loads(row["outcome"])

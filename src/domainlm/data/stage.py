@@ -54,11 +54,12 @@ def _mask(text: str) -> str:
     return text[:2] + "*" * max(0, len(text) - 4) + text[-2:] if len(text) > 4 else "*" * len(text)
 
 
-def process_unit(unit: Unit, recipe: Recipe, text_field: str = "text") -> Outcome:
-    """Ingest one unit and run the recipe's per-document steps on it. Never raises for bad data."""
+def process_unit(unit: Unit, recipe: Recipe, text_field: str = "text", ocr=None) -> Outcome:
+    """Ingest one unit and run the recipe's per-document steps on it. Never raises for bad data.
+    ``ocr`` (an OcrConfig; default settings when None) is how scans and images are read."""
     trace: dict = {"id": unit.id, "source": unit.source, "ops": []}
     try:
-        text, meta = read_unit(unit, text_field)
+        text, meta = read_unit(unit, text_field, ocr)
     except Exception as exc:  # Rejected, or a reader library failing on a malformed file
         reason = str(exc) if isinstance(exc, Rejected) else f"unreadable file ({type(exc).__name__}: {exc})"
         trace.update(decision="rejected", reason=reason, stage="ingest")
@@ -119,26 +120,27 @@ def process_unit(unit: Unit, recipe: Recipe, text_field: str = "text") -> Outcom
 _WORKER: dict = {}
 
 
-def _init_worker(recipe_source: str, text_field: str) -> None:
+def _init_worker(recipe_source: str, text_field: str, ocr=None) -> None:
     _WORKER["recipe"] = load_recipe(recipe_source)
     _WORKER["text_field"] = text_field
+    _WORKER["ocr"] = ocr
 
 
 def _work(unit: Unit) -> Outcome:
-    return process_unit(unit, _WORKER["recipe"], _WORKER["text_field"])
+    return process_unit(unit, _WORKER["recipe"], _WORKER["text_field"], _WORKER.get("ocr"))
 
 
-def run_local(units: Iterable[Unit], recipe: Recipe, text_field: str, workers: int) -> Iterator[Outcome]:
+def run_local(units: Iterable[Unit], recipe: Recipe, text_field: str, workers: int, ocr=None) -> Iterator[Outcome]:
     """Outcomes in input order; ``workers`` > 1 uses a process pool (imap keeps the order)."""
     if workers <= 1:
         for unit in units:
-            yield process_unit(unit, recipe, text_field)
+            yield process_unit(unit, recipe, text_field, ocr)
         return
     import multiprocessing
 
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     units = iter(units)
-    with context.Pool(workers, initializer=_init_worker, initargs=(recipe.source, text_field)) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(recipe.source, text_field, ocr)) as pool:
         # Pool.imap would read the whole input into its task queue; windows keep memory flat on inputs
         # larger than RAM (at most `window` documents in flight).
         window = workers * 128
@@ -191,9 +193,9 @@ def _clean(inputs: list, cfg: CleanConfig, recipe: Recipe, workers: int, run: St
     if cfg.engine == "ray":
         from domainlm.data.ray_engine import run_ray
 
-        outcomes = run_ray(units, recipe, cfg.text_field, workers)
+        outcomes = run_ray(units, recipe, cfg.text_field, workers, cfg.ocr)
     else:
-        outcomes = run_local(units, recipe, cfg.text_field, workers)
+        outcomes = run_local(units, recipe, cfg.text_field, workers, cfg.ocr)
     unread: list[tuple[str, str]] = []  # inputs that could not become documents, for the warning lines
     with contextlib.ExitStack() as stack:
         clean_f = stack.enter_context(atomic_write(run.output("clean.jsonl", key="clean")))

@@ -12,11 +12,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from domainlm.data import Rejected, decode_bytes, doc_id, named_inputs, read_html, read_pdf
-from domainlm.data.ingest import read_docx
+from domainlm.data import (
+    IMAGE_EXTS,
+    Rejected,
+    decode_bytes,
+    doc_id,
+    named_inputs,
+    read_docx,
+    read_html,
+    read_image,
+    read_pdf,
+)
 from domainlm.errors import DomainlmError
 
-RAW_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".html", ".htm", ".docx", ".pdf"}
+RAW_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".html", ".htm", ".docx", ".pdf", *IMAGE_EXTS}
 
 
 @dataclass
@@ -45,6 +54,8 @@ def read_file(path: str | Path) -> str:
             text = read_docx(str(path))[0]
         elif suffix == ".pdf":
             text = read_pdf(str(path))[0]
+        elif suffix in IMAGE_EXTS:
+            text = read_image(path)[0]
         elif suffix in {".html", ".htm"}:
             text = read_html(path.read_bytes())[0]
         else:

@@ -15,6 +15,7 @@ from domainlm.io import write_bytes, write_json, write_jsonl
 from domainlm.manifest import read_manifest, stage_run
 from domainlm.sample.config import SampleConfig
 from domainlm.sample.documents import build_documents, render, table_document
+from domainlm.sample.scans import scan_qa_items, scanned_notice
 from domainlm.sample.tasks import TAXONOMY, build_tasks, intents_table, tools_table
 from domainlm.sample.web import build_web
 from domainlm.sample.world import build_tables, build_world
@@ -65,7 +66,8 @@ def build_sample(seed: int = 0, size: str = "small") -> dict[str, bytes | list |
     def rng(part: str) -> random.Random:
         return random.Random(f"{seed}/{part}")
 
-    world = build_world(rng("world"), p["products"], max(p["notices"], 6))
+    # One branch more than the text notices need: its notice is the scanned one (a PNG read by OCR).
+    world = build_world(rng("world"), p["products"], max(p["notices"], 6) + 1)
     docs = build_documents(world, rng("documents"), p["notices"], p["policies"], p["faqs"])
     # The tables come last, from their own stream: the other documents, facts and web copies stay as they were.
     table_docs = [table_document(t) for t in build_tables(world, rng("tables"))]
@@ -94,6 +96,13 @@ def build_sample(seed: int = 0, size: str = "small") -> dict[str, bytes | list |
     for split, by_task in tasks.items():
         for task, items in by_task.items():
             files[f"tasks/{split}/{task}.jsonl"] = items
+    # The scanned notice: its facts are asked in eval only (train never sees them), so the eval shows
+    # whether OCR'd text reaches the knowledge base.
+    scan = scanned_notice(world.branches[p["notices"]], rng("scans"))
+    files[scan.path] = scan.png
+    files["truth/documents.jsonl"].append(scan.record)
+    files["truth/facts.jsonl"] += scan.facts
+    files["tasks/eval/knowledge_qa.jsonl"] = files["tasks/eval/knowledge_qa.jsonl"] + scan_qa_items(scan, rng("scan-tasks"))
     files["tasks/tools.json"] = tools_table()
     files["tasks/intents.json"] = intents_table()
     files["tasks/taxonomy.json"] = TAXONOMY

@@ -75,7 +75,7 @@ def kb_answer(kb, question: str, model=None) -> dict:
 
 
 # Uploaded documents ChatFile can read (the KB stage's readers decide how to parse each kind).
-CHATFILE_SUFFIXES = {".txt", ".md", ".html", ".htm", ".docx", ".pdf"}
+CHATFILE_SUFFIXES = {".txt", ".md", ".html", ".htm", ".docx", ".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
 def chatfile_run(filename: str, data: bytes, question: str | None, model=None, recipe: str | None = None) -> dict:
