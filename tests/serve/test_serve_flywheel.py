@@ -91,3 +91,29 @@ def test_registry_errors(tmp_path, tiny_dir):
         init_registry(tmp_path / "r", str(tiny_dir))
     with pytest.raises(DomainlmError, match="no such gate suite"):
         run_flywheel(FlywheelConfig(registry=str(tmp_path / "r"), db=f"sqlite:///{tmp_path / 'f.db'}", gate=[str(tmp_path / "nope")]))
+
+
+def test_replay_samples_the_original_training_data(tmp_path):
+    """Each sft turn mixes replay_ratio rows of the original data per feedback row (deterministic, rendered as
+    the train stage renders task items); dpo/kto turns and ratio 0 replay nothing; unusable data is an error."""
+    from domainlm.serve.flywheel import FlywheelConfig, replay_rows
+
+    original = tmp_path / "tasks"
+    original.mkdir()
+    with (original / "qa.jsonl").open("w", encoding="utf-8") as f:
+        for i in range(10):
+            f.write(json.dumps({"id": f"t{i}", "type": "qa", "question": f"第{i}号产品的年费是多少？",
+                                "answer": f"{i}00元"}, ensure_ascii=False) + "\n")
+    with (original / "chat.jsonl").open("w", encoding="utf-8") as f:
+        f.write(json.dumps({"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "您好"}],
+                            "tools": [{"type": "function", "function": {"name": "f"}}]}, ensure_ascii=False) + "\n")
+    cfg = FlywheelConfig(registry="r", gate=["g"], replay=[str(original)], replay_ratio=2.0, seed=7)
+    rows = replay_rows(cfg, 3)
+    assert len(rows) == 6 and rows == replay_rows(cfg, 3)
+    assert all(r["messages"][-1]["role"] == "assistant" and r["messages"][0]["role"] == "user" for r in rows)
+    assert len(replay_rows(cfg, 100)) == 11  # never more than there is
+    assert replay_rows(cfg.model_copy(update={"stage": "dpo"}), 3) == []
+    assert replay_rows(cfg.model_copy(update={"replay_ratio": 0.0}), 3) == []
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(DomainlmError, match="no usable sft"):
+        replay_rows(cfg.model_copy(update={"replay": [str(tmp_path / "empty.jsonl")]}), 3)

@@ -183,6 +183,9 @@ def register(app: typer.Typer) -> None:
         gate_min_items: int = typer.Option(None, "--gate-min-items", help="Groups with fewer items are decided by "
                                            "--gate-few-items (default 30)."),
         gate_few_items: str = typer.Option(None, "--gate-few-items", help="point | interval | refuse (default point)."),
+        replay: list[Path] = typer.Option(None, "--replay", help="Original fine-tuning data mixed into each sft turn "
+                                          "(repeatable; in a workspace, default: its sft data)."),
+        replay_ratio: float = typer.Option(None, "--replay-ratio", help="Replay rows per feedback row (default 4; 0: none)."),
         do_rollback: bool = typer.Option(False, "--rollback", help="Serve the previous version again, and stop."),
         config: Path = typer.Option(None, "-c", "--config"),
     ) -> None:
@@ -200,6 +203,8 @@ def register(app: typer.Typer) -> None:
             init_model = str(line.tuned_model()) if line.trained_stages() else None
         if not gate and line is not None:
             gate = [str(suite) for suite in line.eval_suites()]
+        if not replay and line is not None:
+            replay = line.sft_data()
         if init_model:
             init_registry(registry, init_model)
             console.print(f"{registry}: v0001 = {init_model}")
@@ -208,7 +213,8 @@ def register(app: typer.Typer) -> None:
         cfg = validate(FlywheelConfig, dict(registry=str(registry), db=db,
                                             gate=list(gate or []), stage=stage, max_steps=max_steps, lr=lr,
                                             method=method, min_gain=min_gain, min_rows=min_rows,
-                                            **{k: v for k, v in dict(gate_by=gate_by or None,
+                                            replay=[str(p) for p in replay or []],
+                                            **{k: v for k, v in dict(gate_by=gate_by or None, replay_ratio=replay_ratio,
                                                                      gate_min_retention=gate_min_retention,
                                                                      gate_min_items=gate_min_items,
                                                                      gate_few_items=gate_few_items).items()

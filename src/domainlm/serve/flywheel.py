@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import time
 from pathlib import Path
@@ -30,12 +31,12 @@ from pydantic import Field, field_validator
 
 from domainlm.errors import DomainlmError
 from domainlm.evals import FEW_ITEMS, FEW_ITEMS_RULES, LEVELS, MAX_SILENT_SHARE, Scores, compare_per_category, score
-from domainlm.io import dumps, read_json, write_json
+from domainlm.io import dumps, read_json, write_json, write_jsonl
 from domainlm.manifest import stage_run
 from domainlm.models import resolve_hf_dir
 from domainlm.serve.export import export_feedback
 from domainlm.serve.store import FeedbackStore
-from domainlm.train import TrainConfig, train
+from domainlm.train import TrainConfig, load_records, train
 
 
 class FlywheelConfig(TrainConfig):
@@ -64,6 +65,11 @@ class FlywheelConfig(TrainConfig):
                                 "must reach gate_min_retention) | interval (its wide interval decides) | refuse.")
     max_degenerate_share: float = Field(MAX_SILENT_SHARE, ge=0, le=1, description="Refuse a candidate more than this "
                                         "share of whose outputs are empty or degenerate (all of them: always refused).")
+    replay: list[str] = Field(default_factory=list, description="The original fine-tuning data (files or folders, as "
+                              "`domainlm train --data` reads them), sampled into every sft turn so the model keeps what "
+                              "it knew; in a workspace, default: the line's own sft data.")
+    replay_ratio: float = Field(4.0, ge=0, description="Replay rows per feedback row (0: feedback alone; the model "
+                                "then drifts towards the few corrected answers).")
     # narrower than TrainConfig's: feedback has no raw documents (cpt), and a turn runs where serving does (no qlora)
     stage: str = Field("sft", pattern="^(sft|dpo|kto)$", description="sft (corrections) | dpo (pairs) | kto (thumbs)")
     method: str = Field("full", pattern="^(full|lora)$")
@@ -83,6 +89,20 @@ class FlywheelConfig(TrainConfig):
     def train_config(self) -> TrainConfig:
         """The candidate's training settings: this config without the flywheel's own keys."""
         return TrainConfig.model_validate(self.model_dump(include=set(TrainConfig.model_fields)))
+
+
+def replay_rows(cfg: FlywheelConfig, feedback_rows: int) -> list[dict]:
+    """A deterministic sample of the original fine-tuning data: ``replay_ratio`` rows per feedback row, as chat
+    rows ``{"messages", "tools"?}`` (task items rendered as the train stage renders them). Replay feeds sft only:
+    preference rows (dpo, kto) have no counterpart in the original data."""
+    if cfg.stage != "sft" or not cfg.replay or cfg.replay_ratio <= 0 or feedback_rows <= 0:
+        return []
+    loaded = load_records(cfg.replay, "sft")
+    if not loaded.records:
+        raise DomainlmError(f"flywheel replay: no usable sft rows in {', '.join(map(str, cfg.replay))}")
+    want = min(len(loaded.records), max(1, round(cfg.replay_ratio * feedback_rows)))
+    picked = random.Random(cfg.seed).sample(loaded.records, want)
+    return [{"messages": r["messages"], **({"tools": r["tools"]} if r.get("tools") else {})} for r in picked]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -205,8 +225,16 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
             if exported["rows"] < cfg.min_rows:
                 decision.update(decision="skipped", reason=f"{exported['rows']} new rows < min_rows {cfg.min_rows}")
             else:
-                trained = train(str(current_dir), [run_dir / "feedback.jsonl"], run_dir / "model", cfg.train_config(),
-                                console=console)
+                data = [run_dir / "feedback.jsonl"]
+                replayed = replay_rows(cfg, exported["rows"])
+                if replayed:
+                    write_jsonl(run.output("replay.jsonl"), replayed)
+                    data.append(run_dir / "replay.jsonl")
+                decision["replay_rows"] = len(replayed)
+                _log(registry, {"run": run_dir.name, "step": "replay", "rows": len(replayed), "from": cfg.replay})
+                if replayed:
+                    say(f"{run_dir.name}: + {len(replayed)} replayed rows of the original training data")
+                trained = train(str(current_dir), data, run_dir / "model", cfg.train_config(), console=console)
                 run.outputs.append("model")
                 _log(registry, {"run": run_dir.name, "step": "train", "base": current,
                                 "metrics": {k: v for k, v in trained.metrics.items() if isinstance(v, (int, float, str))}})
