@@ -94,7 +94,7 @@ def test_registry_errors(tmp_path, tiny_dir):
 
 
 def test_replay_samples_the_original_training_data(tmp_path):
-    """Each sft turn mixes replay_ratio rows of the original data per feedback row (deterministic, rendered as
+    """Each sft turn mixes replay_per_row rows of the original data per feedback row (deterministic, rendered as
     the train stage renders task items); dpo/kto turns and ratio 0 replay nothing; unusable data is an error."""
     from domainlm.serve.flywheel import FlywheelConfig, replay_rows
 
@@ -107,13 +107,14 @@ def test_replay_samples_the_original_training_data(tmp_path):
     with (original / "chat.jsonl").open("w", encoding="utf-8") as f:
         f.write(json.dumps({"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "您好"}],
                             "tools": [{"type": "function", "function": {"name": "f"}}]}, ensure_ascii=False) + "\n")
-    cfg = FlywheelConfig(registry="r", gate=["g"], replay=[str(original)], replay_ratio=2.0, seed=7)
+    cfg = FlywheelConfig(registry="r", gate=["g"], replay_data=[str(original)], replay_per_row=2.0, seed=7)
     rows = replay_rows(cfg, 3)
     assert len(rows) == 6 and rows == replay_rows(cfg, 3)
     assert all(r["messages"][-1]["role"] == "assistant" and r["messages"][0]["role"] == "user" for r in rows)
     assert len(replay_rows(cfg, 100)) == 11  # never more than there is
     assert replay_rows(cfg.model_copy(update={"stage": "dpo"}), 3) == []
-    assert replay_rows(cfg.model_copy(update={"replay_ratio": 0.0}), 3) == []
+    assert replay_rows(cfg.model_copy(update={"replay_per_row": 0.0}), 3) == []
+    assert cfg.train_config().replay == [] and cfg.train_config().replay_ratio == 0.0  # not cpt's general-text replay
     (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(DomainlmError, match="no usable sft"):
-        replay_rows(cfg.model_copy(update={"replay": [str(tmp_path / "empty.jsonl")]}), 3)
+        replay_rows(cfg.model_copy(update={"replay_data": [str(tmp_path / "empty.jsonl")]}), 3)

@@ -213,8 +213,8 @@ def register(app: typer.Typer) -> None:
         cfg = validate(FlywheelConfig, dict(registry=str(registry), db=db,
                                             gate=list(gate or []), stage=stage, max_steps=max_steps, lr=lr,
                                             method=method, min_gain=min_gain, min_rows=min_rows,
-                                            replay=[str(p) for p in replay or []],
-                                            **{k: v for k, v in dict(gate_by=gate_by or None, replay_ratio=replay_ratio,
+                                            replay_data=[str(p) for p in replay or []],
+                                            **{k: v for k, v in dict(gate_by=gate_by or None, replay_per_row=replay_ratio,
                                                                      gate_min_retention=gate_min_retention,
                                                                      gate_min_items=gate_min_items,
                                                                      gate_few_items=gate_few_items).items()

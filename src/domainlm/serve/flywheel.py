@@ -65,10 +65,11 @@ class FlywheelConfig(TrainConfig):
                                 "must reach gate_min_retention) | interval (its wide interval decides) | refuse.")
     max_degenerate_share: float = Field(MAX_SILENT_SHARE, ge=0, le=1, description="Refuse a candidate more than this "
                                         "share of whose outputs are empty or degenerate (all of them: always refused).")
-    replay: list[str] = Field(default_factory=list, description="The original fine-tuning data (files or folders, as "
+    # Not TrainConfig's replay/replay_ratio (general text mixed into cpt): these mix the line's own sft data into a turn.
+    replay_data: list[str] = Field(default_factory=list, description="The original fine-tuning data (files or folders, as "
                               "`domainlm train --data` reads them), sampled into every sft turn so the model keeps what "
                               "it knew; in a workspace, default: the line's own sft data.")
-    replay_ratio: float = Field(4.0, ge=0, description="Replay rows per feedback row (0: feedback alone; the model "
+    replay_per_row: float = Field(4.0, ge=0, description="Replay rows per feedback row (0: feedback alone; the model "
                                 "then drifts towards the few corrected answers).")
     # narrower than TrainConfig's: feedback has no raw documents (cpt), and a turn runs where serving does (no qlora)
     stage: str = Field("sft", pattern="^(sft|dpo|kto)$", description="sft (corrections) | dpo (pairs) | kto (thumbs)")
@@ -92,15 +93,15 @@ class FlywheelConfig(TrainConfig):
 
 
 def replay_rows(cfg: FlywheelConfig, feedback_rows: int) -> list[dict]:
-    """A deterministic sample of the original fine-tuning data: ``replay_ratio`` rows per feedback row, as chat
+    """A deterministic sample of the original fine-tuning data: ``replay_per_row`` rows per feedback row, as chat
     rows ``{"messages", "tools"?}`` (task items rendered as the train stage renders them). Replay feeds sft only:
     preference rows (dpo, kto) have no counterpart in the original data."""
-    if cfg.stage != "sft" or not cfg.replay or cfg.replay_ratio <= 0 or feedback_rows <= 0:
+    if cfg.stage != "sft" or not cfg.replay_data or cfg.replay_per_row <= 0 or feedback_rows <= 0:
         return []
-    loaded = load_records(cfg.replay, "sft")
+    loaded = load_records(cfg.replay_data, "sft")
     if not loaded.records:
-        raise DomainlmError(f"flywheel replay: no usable sft rows in {', '.join(map(str, cfg.replay))}")
-    want = min(len(loaded.records), max(1, round(cfg.replay_ratio * feedback_rows)))
+        raise DomainlmError(f"flywheel replay: no usable sft rows in {', '.join(map(str, cfg.replay_data))}")
+    want = min(len(loaded.records), max(1, round(cfg.replay_per_row * feedback_rows)))
     picked = random.Random(cfg.seed).sample(loaded.records, want)
     return [{"messages": r["messages"], **({"tools": r["tools"]} if r.get("tools") else {})} for r in picked]
 
@@ -231,7 +232,7 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
                     write_jsonl(run.output("replay.jsonl"), replayed)
                     data.append(run_dir / "replay.jsonl")
                 decision["replay_rows"] = len(replayed)
-                _log(registry, {"run": run_dir.name, "step": "replay", "rows": len(replayed), "from": cfg.replay})
+                _log(registry, {"run": run_dir.name, "step": "replay", "rows": len(replayed), "from": cfg.replay_data})
                 if replayed:
                     say(f"{run_dir.name}: + {len(replayed)} replayed rows of the original training data")
                 trained = train(str(current_dir), data, run_dir / "model", cfg.train_config(), console=console)
