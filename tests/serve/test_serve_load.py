@@ -85,6 +85,36 @@ def test_a_dropped_stream_is_cancelled_and_frees_the_model(raw_live):
     assert in_flight(raw_live.url) == 0
 
 
+def give_up_waiting(url: str, body: dict) -> None:
+    """A non-streaming request whose client gives up (times out and closes the connection) before the answer."""
+    with httpx.Client(timeout=0.3) as raw, pytest.raises(httpx.ReadTimeout):
+        raw.post(url, json=body, headers=AUTH)
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {**LONG, "stream": False}),
+    ("/v1/completions", {"model": "tiny", "prompt": "hello", "max_tokens": 2000}),
+])
+def test_a_client_that_gives_up_on_a_whole_answer_frees_the_model(raw_live, path, body):
+    started = time.perf_counter()
+    assert httpx.post(raw_live.url + path, headers=AUTH, timeout=60, json=body).status_code == 200
+    whole = time.perf_counter() - started
+    for _ in range(3):
+        give_up_waiting(raw_live.url + path, body)
+    started = time.perf_counter()
+    short = httpx.post(raw_live.url + "/v1/chat/completions", headers=AUTH, timeout=60, json=SHORT)
+    took = time.perf_counter() - started
+    print(f"\n{path} 2000 tokens: {whole:.2f}s; a 2-token request after 3 abandoned whole answers: {took:.3f}s")
+    assert short.status_code == 200 and took < min(1.0, whole / 2)
+    deadline = time.time() + 5
+    while in_flight(raw_live.url) != 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert in_flight(raw_live.url) == 0
+    # An abandoned answer is not stored: nobody saw it to give feedback on.
+    # (Text completions are never stored; the chat route stored its whole answer and the short one.)
+    assert raw_live.state.store.counts()["responses"] == (2 if path == "/v1/chat/completions" else 1)
+
+
 def test_a_full_queue_answers_429_with_retry_after(raw_dir, tmp_path):
     with serving(raw_dir, tmp_path, max_queue=1) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from domainlm.parsing import ParsedOutput, decode_arguments, json_text, parse_tool_calls
 from domainlm.serve.asgi import ApiError
 from domainlm.serve.constrained import finite_json
-from domainlm.serve.generation import Generated, GenParams, ServedModel, stop_stream
+from domainlm.serve.generation import Generated, GenParams, ServedModel, logprobs_covering, stop_stream
 from domainlm.serve.plugins import PLUGIN_TOOLS, kb_answer, run_plugin_tool
 from domainlm.serve.router import Decision
 from domainlm.serve.state import ServeState
@@ -55,6 +55,7 @@ class Answer:
     route: dict | None = None  # routed answers only: target, model, reason, confidence
     plugin_calls: list[dict] = field(default_factory=list)  # plugin tools the server ran on the way
     cut: bool = False  # max_tokens ended the answer
+    logprobs: list[dict] | None = None  # per token, OpenAI's shape, when the request asked for them
 
     @property
     def finish_reason(self) -> str:
@@ -81,8 +82,32 @@ def text_pieces(text: str, size: int = 16) -> Iterator[str]:
         yield text[i : i + size]
 
 
-def answer_pieces(state: ServeState, turn: Turn, stream: bool) -> Generator[str, None, Answer]:
-    """The answer's text in pieces; its return value (``StopIteration.value``) is the whole :class:`Answer`.
+class LogprobFeed:
+    """Hands out the token logprobs that go with each piece of text as the pieces go out.
+
+    A token's entry goes with the piece its last byte is in (entries are matched to text by byte offset:
+    a Chinese character split over two tokens goes out whole, with both entries).
+    """
+
+    def __init__(self, entries: list[dict] | None, lead_bytes: int):
+        self.entries, self.lead_bytes = entries, lead_bytes
+        self.sent, self.emitted = 0, 0
+
+    def take(self, piece: str) -> list[dict] | None:
+        if self.entries is None:
+            return None
+        self.emitted += len(piece.encode())
+        n = max(self.sent, logprobs_covering(self.entries, self.lead_bytes + self.emitted))
+        out, self.sent = self.entries[self.sent : n], n
+        return out
+
+    def rest(self) -> list[dict] | None:
+        return None if self.entries is None else self.entries[self.sent :]
+
+
+def answer_pieces(state: ServeState, turn: Turn, stream: bool) -> Generator[tuple[str, list[dict] | None], None, Answer]:
+    """The answer's text in pieces, each with the logprobs of its tokens (None unless asked for); the
+    return value (``StopIteration.value``) is the whole :class:`Answer`.
 
     ``stream`` False: the model is asked for a whole answer (the non-streaming route only wants the return
     value). Raises :class:`ApiError` when the answer breaks the ``response_format``.
@@ -103,14 +128,17 @@ def answer_pieces(state: ServeState, turn: Turn, stream: bool) -> Generator[str,
                 text, parsed, plugin_calls, generated = _complete_with_plugins(state, model, decision, turn)
             else:
                 parts: list[str] = []
+                feed = LogprobFeed(generated.logprobs, 0)
                 for piece in _deltas(model, decision, turn, generated):
                     parts.append(piece)
-                    yield piece
+                    # generate() fills generated.logprobs as it goes: the feed reads the list it is now.
+                    feed.entries, feed.lead_bytes = generated.logprobs, generated.lead_bytes
+                    yield piece, feed.take(piece)
                 text = "".join(parts).rstrip()
         # Counted before the JSON check below: a refused answer still cost its tokens.
         usage = _usage(state, model, turn, text, decision, generated)
         extras = dict(citations=citations, route=_route_json(decision, model), plugin_calls=plugin_calls,
-                      cut=generated.finish_reason == "length")
+                      cut=generated.finish_reason == "length", logprobs=_final_logprobs(generated, text))
         if parsed is not None and parsed.tool_calls:
             answer = Answer(parsed.content, usage, tool_calls=parsed.tool_calls, **extras)
         else:
@@ -121,8 +149,50 @@ def answer_pieces(state: ServeState, turn: Turn, stream: bool) -> Generator[str,
     finally:
         state.metrics.in_flight.dec()
     if whole:
-        yield from text_pieces(answer.content or "")
+        feed = LogprobFeed(answer.logprobs, generated.lead_bytes)
+        for piece in text_pieces(answer.content or ""):
+            yield piece, feed.take(piece)
     return answer
+
+
+def continuation_pieces(state: ServeState, prompt: str, params: GenParams, cancel: threading.Event,
+                        stream: bool) -> Generator[tuple[str, list[dict] | None], None, Answer]:
+    """A legacy text completion (``/v1/completions``): ``prompt`` continued as it is, without the chat
+    template, the router or tools; pieces and return value as :func:`answer_pieces`."""
+    model = state.model
+    generated = Generated()
+    state.metrics.in_flight.inc()
+    try:
+        if stream:
+            parts: list[str] = []
+            feed = LogprobFeed(None, 0)
+            for piece in model.stream_text(prompt, params, cancel, generated):
+                parts.append(piece)
+                feed.entries = generated.logprobs
+                yield piece, feed.take(piece)
+            text = "".join(parts)
+        else:
+            text = model.complete_text(prompt, params, generated, cancel)
+        prompt_tokens = model.count_tokens(prompt)
+        completion_tokens = generated.completion_tokens
+        if completion_tokens is None:
+            completion_tokens = model.count_tokens(text)
+        state.metrics.prompt_tokens.labels(model.name).inc(prompt_tokens)
+        state.metrics.completion_tokens.labels(model.name).inc(completion_tokens)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        return Answer(text, usage, cut=generated.finish_reason == "length", logprobs=_final_logprobs(generated, text))
+    finally:
+        state.metrics.in_flight.dec()
+
+
+def drain(pieces: Generator[tuple[str, list[dict] | None], None, Answer]) -> Answer:
+    """The return value of a pieces generator, its pieces discarded."""
+    while True:
+        try:
+            next(pieces)
+        except StopIteration as done:
+            return done.value
 
 
 def complete(state: ServeState, turn: Turn) -> Answer:
@@ -181,7 +251,7 @@ def _complete_with_plugins(state: ServeState, model: ServedModel, decision: Deci
         ready = _edge_answer(decision) if round_ == 0 else None
         generated = Generated()
         text = ready if ready is not None else model.complete(conversation, turn.params, generated, turn.cancel)
-        parsed = parse_tool_calls(text) if turn.params.tools else None
+        parsed = parse_tool_calls(text, turn.params.tools) if turn.params.tools else None
         plugin_calls = [c for c in (parsed.tool_calls if parsed else []) if c["function"]["name"] in PLUGIN_TOOLS
                         and c["function"]["name"] not in turn.client_tools]
         if not plugin_calls or round_ == MAX_PLUGIN_ROUNDS:
@@ -225,6 +295,13 @@ def _usage(state: ServeState, model: ServedModel, turn: Turn, text: str, decisio
         state.metrics.cloud_tokens_saved.inc(prompt_tokens + completion_tokens)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
+
+
+def _final_logprobs(generated: Generated, text: str) -> list[dict] | None:
+    """The logprobs of the tokens that made the answer's text (none past a stop string or the end-of-turn)."""
+    if generated.logprobs is None:
+        return None
+    return generated.logprobs[: logprobs_covering(generated.logprobs, generated.lead_bytes + len(text.encode()), final=True)]
 
 
 def _route_json(decision: Decision | None, model: ServedModel) -> dict | None:

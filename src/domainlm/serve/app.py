@@ -16,7 +16,8 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from domainlm.errors import DomainlmError
-from domainlm.serve.answering import Answer, Turn, answer_pieces, complete, last_user_text, store_answer
+from domainlm.serve.answering import (
+    Answer,
+    Turn,
+    answer_pieces,
+    complete,
+    continuation_pieces,
+    drain,
+    last_user_text,
+    store_answer,
+)
 from domainlm.serve.asgi import ApiError, api_error_handler, validation_error_handler
 from domainlm.serve.auth import ApiKey
 from domainlm.serve.constrained import Constraint, ConstraintError, constraint_for
@@ -36,8 +46,10 @@ from domainlm.serve.generation import GenParams
 from domainlm.serve.metrics import CONTENT_TYPE
 from domainlm.serve.plugins import PLUGIN_TOOLS, kb_search
 from domainlm.serve.schemas import (
+    MAX_CHOICES,
     ChatFileRequest,
     ChatRequest,
+    CompletionRequest,
     EmbeddingRequest,
     FeedbackRequest,
     SearchRequest,
@@ -69,6 +81,7 @@ def create_app(state: ServeState) -> FastAPI:
     app.post("/v1/kb/search")(search)
     app.post("/v1/chatfile")(chatfile)
     app.post("/v1/chat/completions")(chat_completions)
+    app.post("/v1/completions")(completions)
     return app
 
 
@@ -128,13 +141,20 @@ def page():
 # ---------------------------------------------------------------------------------------------------
 # Metrics, models, embeddings, feedback, plugin endpoints
 # ---------------------------------------------------------------------------------------------------
+def require_role(key: ApiKey, role: str, what: str) -> None:
+    """A 403 naming the role needed when ``key`` does not hold ``role`` (see ``auth`` for what each allows)."""
+    if not key.can(role):
+        raise ApiError(403, f"{what} needs an API key with role '{role}' (key '{key.name}' has role '{key.role}')",
+                       "insufficient_role")
+
+
 def authorize_scrape(request: Request) -> None:
-    """/metrics takes the scrape token (``--metrics-token``) or any API key: a Prometheus server needs no
-    user's key, and the token opens nothing else."""
+    """/metrics takes the scrape token (``--metrics-token``) or an admin's API key: a Prometheus server
+    needs no person's key, the token opens nothing else, and a user's key does not show the server's load."""
     token = serve_state(request).metrics_token
     if token and hmac.compare_digest(token.encode(), presented_token(request).encode()):
         return
-    authorize(request)
+    require_role(authorize(request), "admin", "/metrics")
 
 
 def prometheus(state: ServeState = Depends(serve_state), _auth: None = Depends(authorize_scrape)):
@@ -175,6 +195,11 @@ def embeddings(body: EmbeddingRequest, state: ServeState = Depends(serve_state),
 
 
 def post_feedback(body: FeedbackRequest, state: ServeState = Depends(serve_state), key: ApiKey = Depends(authorize)):
+    # Corrections and pairwise choices become training data: a reviewer's call, not any user's.
+    if body.correction is not None:
+        require_role(key, "reviewer", "a correction")
+    if body.rejected_id is not None:
+        require_role(key, "reviewer", "a pairwise choice (rejected_id)")
     try:
         feedback_id = state.store.add_feedback(body.response_id, rating=body.rating, correction=body.correction,
                                                comment=body.comment, user=key.name, rejected_id=body.rejected_id)
@@ -220,34 +245,212 @@ async def chat_completions(body: ChatRequest, request: Request, state: ServeStat
     _admit(state)
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
+    turns = choice_turns(turn, body.n)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _events(state, turn, cid, created, key, include_usage)
+        events = _events(state, turns, cid, created, key, include_usage)
         return _TurnStream(_until_disconnected(request, events, turn.cancel), state.admission.leave,
                            media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
-        answer = await run_in_threadpool(complete, state, turn)
+        answers = [await _while_connected(request, turn.cancel, complete, state, t) for t in turns]
+    except ClientGone:  # nobody is there to read the answer, or to give feedback on it: not stored
+        return Response(status_code=499)
     finally:
         state.admission.leave()
-    await run_in_threadpool(store_answer, state, cid, turn, answer, key.name)
+    for i, (t, answer) in enumerate(zip(turns, answers, strict=True)):
+        await run_in_threadpool(store_answer, state, choice_id(cid, i), t, answer, key.name)
+    out = {"id": cid, "object": "chat.completion", "created": created, "model": state.name,
+           "choices": [_choice(i, answer) for i, answer in enumerate(answers)], "usage": summed_usage(answers)}
+    return {**out, **_extras(answers[0])}
+
+
+def choice_turns(turn: Turn, n: int) -> list[Turn]:
+    """One turn per choice (``n``): each sampled with its own seed (seed, seed+1, ...), one cancel flag."""
+    return [turn] + [replace(turn, params=replace(turn.params, seed=turn.params.seed + i)) for i in range(1, n)]
+
+
+def choice_id(cid: str, index: int) -> str:
+    """The id a choice is stored under for feedback: the completion's id for the first, ``ID-i`` for others."""
+    return cid if index == 0 else f"{cid}-{index}"
+
+
+def summed_usage(answers: list[Answer]) -> dict:
+    """Usage of several choices of one prompt: the prompt counted once (as OpenAI does), completions summed."""
+    prompt = answers[0].usage["prompt_tokens"]
+    completion = sum(a.usage["completion_tokens"] for a in answers)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _choice(index: int, answer: Answer) -> dict:
     message: dict[str, Any] = {"role": "assistant", "content": answer.content}
     if answer.tool_calls:
         message["tool_calls"] = answer.tool_calls
-    out = {"id": cid, "object": "chat.completion", "created": created, "model": state.name,
-           "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason, "logprobs": None}],
-           "usage": answer.usage}
-    return {**out, **_extras(answer)}
+    return {"index": index, "message": message, "finish_reason": answer.finish_reason,
+            "logprobs": _logprobs(answer.logprobs)}
+
+
+def _logprobs(entries: list[dict] | None) -> dict | None:
+    return None if entries is None else {"content": entries, "refusal": None}
+
+
+async def _while_connected(request: Request, cancel: threading.Event, fn, *args):
+    """``fn(*args)`` in a worker thread, with ``cancel`` set if the client disconnects meanwhile.
+
+    The same watcher as a stream's (:func:`_until_disconnected`): a client that gives up on a long
+    non-streaming answer stops its generation at the next decode step instead of holding the model.
+    """
+    watcher = asyncio.create_task(_set_on_disconnect(request, cancel))
+    try:
+        result = await run_in_threadpool(fn, *args)
+    finally:
+        watcher.cancel()
+    if watcher.done() and not watcher.cancelled():
+        raise ClientGone()
+    return result
+
+
+class ClientGone(Exception):
+    """The client disconnected before its non-streaming answer was ready: there is nobody to answer."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Legacy text completions
+# ---------------------------------------------------------------------------------------------------
+async def completions(body: CompletionRequest, request: Request, state: ServeState = Depends(serve_state),
+                      _key: ApiKey = Depends(authorize)):
+    """OpenAI's ``/v1/completions``: each prompt continued ``n`` times, choices in prompt order.
+
+    Not stored for feedback: there is no conversation to rate or correct, and the flywheel trains on chats.
+    """
+    prompts, params = _completion_request(state, body)
+    for prompt in prompts:
+        await run_in_threadpool(_check_prompt_tokens, state, lambda p=prompt: state.model.count_tokens(p), "prompt")
+    _admit(state)
+    cid = f"cmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    jobs = [(prompt, replace(params, seed=params.seed + i)) for prompt in prompts for i in range(body.n)]
+    cancel = threading.Event()
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = _text_events(state, jobs, cid, created, cancel, include_usage, n=body.n)
+        return _TurnStream(_until_disconnected(request, events, cancel), state.admission.leave,
+                           media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    answers = []
+    try:
+        for prompt, choice_params in jobs:
+            pieces = continuation_pieces(state, prompt, choice_params, cancel, stream=False)
+            answers.append(await _while_connected(request, cancel, drain, pieces))
+    except ClientGone:
+        return Response(status_code=499)
+    finally:
+        state.admission.leave()
+    choices = [{"index": i, "text": a.content, "finish_reason": a.finish_reason,
+                "logprobs": _legacy_logprobs(a.logprobs, len(jobs[i][0]))} for i, a in enumerate(answers)]
+    return {"id": cid, "object": "text_completion", "created": created, "model": state.name, "choices": choices,
+            "usage": _completion_usage(answers, body.n)}
+
+
+def _completion_request(state: ServeState, body: CompletionRequest):
+    """Check a text-completion request (a 400 or 404 naming what this server cannot do) and translate it."""
+    if body.model != state.name:
+        raise ApiError(404, f"unknown model '{body.model}' (this server has '{state.name}')", "model_not_found", "model")
+    if state.router is not None:
+        raise ApiError(400, "this server routes chat turns; text completions need a server started with --model",
+                       "unsupported", "model")
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if not prompts or any(not p for p in prompts):
+        raise ApiError(400, "'prompt' must be a non-empty string or list of non-empty strings", "invalid_request", "prompt")
+    if len(prompts) * body.n > MAX_CHOICES:
+        raise ApiError(400, f"prompts x n is {len(prompts) * body.n}, above this server's limit of {MAX_CHOICES} choices",
+                       "invalid_request", "n")
+    for name, refused in (("echo", body.echo), ("suffix", body.suffix is not None),
+                          ("best_of", (body.best_of or 1) > 1)):
+        if refused:
+            raise ApiError(400, f"'{name}' is not supported by this server", "unsupported_parameter", name)
+    max_new = body.max_tokens or state.default_max_new_tokens
+    if max_new > state.max_new_tokens:
+        raise ApiError(400, f"max_tokens {max_new} is above this server's limit {state.max_new_tokens}", "max_tokens", "max_tokens")
+    _refuse_what_cannot_be_honoured(state, body, logprobs=body.logprobs is not None)
+    params = GenParams(
+        max_new_tokens=max_new, temperature=body.temperature, seed=body.seed or 0,
+        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        top_p=1.0 if body.top_p is None else body.top_p, presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0, logit_bias=_logit_bias(body.logit_bias), logprobs=body.logprobs,
+    )
+    return prompts, params
+
+
+def _legacy_logprobs(entries: list[dict] | None, prompt_chars: int, offset: int = 0) -> dict | None:
+    """The legacy completions' logprobs: parallel lists, ``text_offset`` in characters of prompt + text."""
+    if entries is None:
+        return None
+    offsets, text = [], b""
+    for e in entries:
+        offsets.append(prompt_chars + offset + len(text.decode("utf-8", errors="ignore")))
+        text += bytes(e["bytes"])
+    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+            "text_offset": offsets}
+
+
+def _completion_usage(answers: list[Answer], n: int) -> dict:
+    """Each prompt counted once (its ``n`` choices share it), completions summed."""
+    prompt = sum(a.usage["prompt_tokens"] for a in answers[::n])
+    completion = sum(a.usage["completion_tokens"] for a in answers)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _text_events(state: ServeState, jobs: list[tuple[str, GenParams]], cid: str, created: int, cancel: threading.Event,
+                 include_usage: bool, n: int) -> Iterator[str]:
+    """SSE events for a streamed text completion, choice after choice, as OpenAI's ``text_completion`` chunks."""
+    def chunk(index: int, text: str, logprobs: dict | None, finish: str | None = None) -> str:
+        body = {"id": cid, "object": "text_completion", "created": created, "model": state.name,
+                "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}]}
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    answers: list[Answer] = []
+    for index, (prompt, params) in enumerate(jobs):
+        pieces = continuation_pieces(state, prompt, params, cancel, stream=True)
+        chars, given = 0, 0
+        try:
+            while True:
+                try:
+                    piece, entries = next(pieces)
+                except StopIteration as done:
+                    answer: Answer = done.value
+                    break
+                yield chunk(index, piece, _legacy_logprobs(entries, len(prompt), chars))
+                chars += len(piece)
+                given += len(entries or ())
+        except DomainlmError as exc:
+            yield _stream_error(str(exc), "generation_failed")
+            return
+        finally:
+            pieces.close()
+        answers.append(answer)
+        rest = None if answer.logprobs is None else answer.logprobs[given:]
+        yield chunk(index, "", _legacy_logprobs(rest, len(prompt), chars), answer.finish_reason)
+    if include_usage:
+        usage = {"id": cid, "object": "text_completion", "created": created, "model": state.name, "choices": [],
+                 "usage": _completion_usage(answers, n)}
+        yield f"data: {json.dumps(usage)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _check_prompt_tokens(state: ServeState, count: Callable[[], int], param: str) -> None:
+    """A 400 for a prompt over the limit, before it waits for the model (or is stored); ``count`` tokenizes
+    it, only when there is a limit."""
+    if not state.max_prompt_tokens:
+        return
+    n = count()
+    if n > state.max_prompt_tokens:
+        raise ApiError(400, f"the prompt is {n} tokens, above this server's limit of {state.max_prompt_tokens} (max_prompt_tokens)",
+                       "context_length_exceeded", param)
 
 
 def _check_prompt_length(state: ServeState, turn: Turn) -> None:
-    """A 400 for a prompt over the limit, before it waits for the model (or is stored)."""
-    if not state.max_prompt_tokens:
-        return
     model = state.model
-    n = model.count_tokens(model.prompt_text(turn.messages, turn.params.tools))
-    if n > state.max_prompt_tokens:
-        raise ApiError(400, f"the prompt is {n} tokens, above this server's limit of {state.max_prompt_tokens} (max_prompt_tokens)",
-                       "context_length_exceeded", "messages")
+    _check_prompt_tokens(state, lambda: model.count_tokens(model.prompt_text(turn.messages, turn.params.tools)), "messages")
 
 
 def _admit(state: ServeState) -> None:
@@ -279,8 +482,6 @@ def _turn(state: ServeState, body: ChatRequest) -> Turn:
     """Check a chat request against this server (a 400 or 404 for what it cannot serve) and translate it."""
     if body.model != state.name:
         raise ApiError(404, f"unknown model '{body.model}' (this server has '{state.name}')", "model_not_found", "model")
-    if body.n != 1:
-        raise ApiError(400, "only n=1 is supported", "unsupported", "n")
     max_new = body.max_completion_tokens or body.max_tokens or state.default_max_new_tokens
     if max_new > state.max_new_tokens:
         raise ApiError(400, f"max_tokens {max_new} is above this server's limit {state.max_new_tokens}", "max_tokens", "max_tokens")
@@ -295,7 +496,12 @@ def _turn(state: ServeState, body: ChatRequest) -> Turn:
     if body.plugins:
         names = {t.get("function", {}).get("name") for t in tools}
         tools += [t for n, t in PLUGIN_TOOLS.items() if n not in names and (n != "kb_search" or state.kb is not None)]
-    _refuse_what_cannot_be_honoured(state, body)
+    _refuse_what_cannot_be_honoured(state, body, logprobs=bool(body.logprobs))
+    if body.top_logprobs and not body.logprobs:
+        raise ApiError(400, "'top_logprobs' needs 'logprobs': true", "invalid_request", "top_logprobs")
+    if body.logprobs and body.kb:
+        raise ApiError(400, "'logprobs' cannot be combined with 'kb': the knowledge base's reader is not sampled",
+                       "unsupported_parameter", "logprobs")
     response_format = fmt if fmt and fmt.get("type") != "text" else None
     constraint = _constraint(state, body, response_format, tools)
     params = GenParams(
@@ -303,25 +509,23 @@ def _turn(state: ServeState, body: ChatRequest) -> Turn:
         response_format=response_format, stop=[body.stop] if isinstance(body.stop, str) else body.stop,
         top_p=1.0 if body.top_p is None else body.top_p, presence_penalty=body.presence_penalty or 0.0,
         frequency_penalty=body.frequency_penalty or 0.0, logit_bias=_logit_bias(body.logit_bias), constraint=constraint,
+        logprobs=(body.top_logprobs or 0) if body.logprobs else None,
     )
     return Turn(messages=messages, params=params, kb=bool(body.kb),
                 client_tools={t.get("function", {}).get("name") for t in (body.tools or [])},
                 record={"messages": messages, "tools": body.tools, "kb": body.kb, "response_format": fmt})
 
 
-def _refuse_what_cannot_be_honoured(state: ServeState, body: ChatRequest) -> None:
+def _refuse_what_cannot_be_honoured(state: ServeState, body: ChatRequest | CompletionRequest, logprobs: bool) -> None:
     """A 400 naming the first sampling option this server would otherwise ignore.
 
-    logprobs are not returned by any backend here yet. top_p, the penalties and logit_bias are applied
-    by the transformers backend (generated here token by token); other backends take only temperature,
-    seed and max_tokens through ``domainlm.models``, so they refuse the rest rather than drop it.
+    logprobs, top_p, the penalties and logit_bias are applied by the transformers backend (generated here
+    token by token); other backends take only temperature, seed and max_tokens through ``domainlm.models``,
+    so they refuse the rest rather than drop it.
     """
-    if body.logprobs or body.top_logprobs:
-        name = "logprobs" if body.logprobs else "top_logprobs"
-        raise ApiError(400, f"'{name}' is not supported by this server", "unsupported_parameter", name)
     if state.model.streams_tokens and state.router is None:
         return
-    asked = {"top_p": body.top_p not in (None, 1.0), "presence_penalty": bool(body.presence_penalty),
+    asked = {"logprobs": logprobs, "top_p": body.top_p not in (None, 1.0), "presence_penalty": bool(body.presence_penalty),
              "frequency_penalty": bool(body.frequency_penalty), "logit_bias": bool(body.logit_bias)}
     for name, used in asked.items():
         if used:
@@ -378,9 +582,10 @@ def _extras(answer: Answer) -> dict:
     return extra
 
 
-def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None = None, **extra) -> str:
-    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None = None, index: int = 0,
+           logprobs: list[dict] | None = None, **extra) -> str:
+    choice = {"index": index, "delta": delta, "logprobs": _logprobs(logprobs), "finish_reason": finish}
+    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [choice], **extra}
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
@@ -417,37 +622,47 @@ async def _set_on_disconnect(request: Request, cancel: threading.Event) -> None:
     cancel.set()
 
 
-def _events(state: ServeState, turn: Turn, cid: str, created: int, key: ApiKey, include_usage: bool) -> Iterator[str]:
-    """SSE events for one streamed completion (a sync generator: Starlette runs it in a worker thread)."""
-    started = time.perf_counter()
-    yield _chunk(cid, created, state.name, {"role": "assistant", "content": ""})
-    pieces = answer_pieces(state, turn, stream=True)
-    try:
-        first = True
-        while True:
-            try:
-                piece = next(pieces)
-            except StopIteration as done:
-                answer: Answer = done.value
-                break
-            if first:
-                state.metrics.ttft.observe(time.perf_counter() - started)
-                first = False
-            yield _chunk(cid, created, state.name, {"content": piece})
-        if answer.tool_calls:
-            calls = [{"index": i, **c} for i, c in enumerate(answer.tool_calls)]
-            yield _chunk(cid, created, state.name, {"tool_calls": calls})
-        store_answer(state, cid, turn, answer, key.name)
-    except ApiError as exc:
-        yield _stream_error(exc.message, exc.code)
-        return
-    except DomainlmError as exc:
-        yield _stream_error(str(exc), "generation_failed")
-        return
-    finally:
-        pieces.close()  # a client that went away stops the generation behind the pieces
-    # The final chunk is sent after the response is stored, so feedback on this id can never miss it.
-    yield _chunk(cid, created, state.name, {}, answer.finish_reason, **_extras(answer))
+def _events(state: ServeState, turns: list[Turn], cid: str, created: int, key: ApiKey, include_usage: bool) -> Iterator[str]:
+    """SSE events for one streamed completion (a sync generator: Starlette runs it in a worker thread).
+
+    With ``n`` > 1 the choices are generated one after another, each streamed whole before the next starts
+    (the model answers one request at a time anyway); every chunk names its choice's ``index``.
+    """
+    started, first = time.perf_counter(), True
+    answers: list[Answer] = []
+    for index, turn in enumerate(turns):
+        yield _chunk(cid, created, state.name, {"role": "assistant", "content": ""}, index=index)
+        pieces = answer_pieces(state, turn, stream=True)
+        given = 0  # logprobs entries sent with pieces
+        try:
+            while True:
+                try:
+                    piece, logprobs = next(pieces)
+                except StopIteration as done:
+                    answer: Answer = done.value
+                    break
+                if first:
+                    state.metrics.ttft.observe(time.perf_counter() - started)
+                    first = False
+                given += len(logprobs or ())
+                yield _chunk(cid, created, state.name, {"content": piece}, index=index, logprobs=logprobs)
+            if answer.tool_calls:
+                calls = [{"index": i, **c} for i, c in enumerate(answer.tool_calls)]
+                yield _chunk(cid, created, state.name, {"tool_calls": calls}, index=index)
+            store_answer(state, choice_id(cid, index), turn, answer, key.name)
+        except ApiError as exc:
+            yield _stream_error(exc.message, exc.code)
+            return
+        except DomainlmError as exc:
+            yield _stream_error(str(exc), "generation_failed")
+            return
+        finally:
+            pieces.close()  # a client that went away stops the generation behind the pieces
+        answers.append(answer)
+        # The final chunk is sent after the response is stored, so feedback on this id can never miss it.
+        # It carries the logprobs of tokens no piece carried (a last token split over UTF-8 bytes).
+        rest = None if answer.logprobs is None else answer.logprobs[given:]
+        yield _chunk(cid, created, state.name, {}, answer.finish_reason, index=index, logprobs=rest, **_extras(answer))
     if include_usage:
-        yield f"data: {json.dumps({'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': state.name, 'choices': [], 'usage': answer.usage})}\n\n"
+        yield f"data: {json.dumps({'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': state.name, 'choices': [], 'usage': summed_usage(answers)})}\n\n"
     yield "data: [DONE]\n\n"

@@ -70,10 +70,10 @@ def _redact_call(call: dict, redact: Callable[[str], str]) -> dict:
     return {"type": "function", "function": {"name": fn.get("name"), "arguments": decode_arguments(redacted)}}
 
 
-def _calls_in(text: str) -> tuple[str, list[dict]] | None:
+def _calls_in(text: str, tools: list[dict] | None = None) -> tuple[str, list[dict]] | None:
     """``(text before, calls)`` when ``text`` ends in tool calls: ``<tool_call>`` blocks, or a JSON call
     object / list of them (the shape the feedback store keeps a served call in); else None."""
-    parsed = parse_tool_calls(text)
+    parsed = parse_tool_calls(text, tools)  # each family's own call format, as serve reads it
     if parsed.tool_calls:
         return parsed.content or "", parsed.tool_calls
     stripped = text.rstrip()
@@ -95,7 +95,8 @@ def _calls_in(text: str) -> tuple[str, list[dict]] | None:
 
 def _assistant(text: str, redact: Callable[[str], str], record: FeedbackRecord | None = None) -> list[dict]:
     """The assistant turn for an answer: a tool call when the request offered tools and the text is one."""
-    calls = _calls_in(text) if record is not None and record.request.get("tools") else None
+    tools = record.request.get("tools") if record is not None else None
+    calls = _calls_in(text, tools) if tools else None
     if calls is None:
         return [{"role": "assistant", "content": redact(text)}]
     content, found = calls

@@ -63,10 +63,10 @@ def _question(record: FeedbackRecord) -> str:
     return ""
 
 
-def _call(text: str | None, tools_offered: bool) -> dict | None:
-    if not text or not tools_offered:
+def _call(text: str | None, tools: list[dict] | None) -> dict | None:
+    if not text or not tools:
         return None
-    parsed = parse_tool_calls(text)  # <tool_call> blocks first, then a JSON call object or list
+    parsed = parse_tool_calls(text, tools)  # <tool_call> blocks first, then a JSON call object or list
     if parsed.tool_calls:
         fn = parsed.tool_calls[0]["function"]
         return {"name": fn["name"], "arguments": decode_arguments(fn["arguments"])}
@@ -75,7 +75,7 @@ def _call(text: str | None, tools_offered: bool) -> dict | None:
 
 def _exchange(record: FeedbackRecord, verdict: str) -> Exchange:
     request = record.request
-    offered = bool(request.get("tools"))
+    offered = request.get("tools")
     served, fixed = _call(record.response, offered), _call(record.correction, offered)
     exchange = Exchange(record.response_id, _question(record), record.response, verdict, record.correction,
                         kind="chat")

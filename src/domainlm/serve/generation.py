@@ -23,7 +23,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from domainlm.errors import DomainlmError
 from domainlm.serve.constrained import Constraint
@@ -43,6 +43,9 @@ class GenParams:
     logit_bias: dict[int, float] | None = None
     # The grammar the answer is held to while decoding (response_format, tool_choice), transformers only.
     constraint: Constraint | None = None
+    # Report each token's log-probability and this many likeliest alternatives (0-20); None: no logprobs.
+    # Transformers only, like the penalties.
+    logprobs: int | None = None
 
 
 @dataclass
@@ -50,11 +53,16 @@ class Generated:
     """What a generation reports besides its text, filled in as it ends.
 
     ``completion_tokens`` is counted from the generated token ids (None where the backend gives none);
-    ``finish_reason`` is ``length`` when ``max_new_tokens`` cut the answer.
+    ``finish_reason`` is ``length`` when ``max_new_tokens`` cut the answer. ``logprobs`` (when asked for)
+    has one entry per generated token in OpenAI's shape (``token``, ``logprob``, ``bytes``,
+    ``top_logprobs``); ``lead_bytes`` is how much whitespace was stripped from the answer's start, so the
+    entries can be matched to the text by byte offset (:func:`logprobs_covering`).
     """
 
     completion_tokens: int | None = None
     finish_reason: str = "stop"
+    logprobs: list[dict] | None = None
+    lead_bytes: int = field(default=0, compare=False)  # bookkeeping, not a result
 
 
 class ServedModel:
@@ -67,6 +75,7 @@ class ServedModel:
         # Upstream servers batch concurrent requests themselves: they are called from the request threads.
         self._worker = None if self.remote else ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{name}")
         self._grammar_vocab = None  # llguidance's view of the tokenizer, built on the first constrained request
+        self._tokens: TokenVocab | None = None  # token bytes for logprobs, built on the first request for them
 
     @property
     def backend(self):
@@ -125,7 +134,7 @@ class ServedModel:
         if self.streams_tokens:
             # The same generate() call as streaming, drained: token counts and finish_reason come with it.
             generated = generated or Generated()
-            text = "".join(self._stream_transformers(messages, params, cancel or threading.Event(), generated)).strip()
+            text = "".join(self._stream_transformers(messages, params, cancel or threading.Event(), generated)).rstrip()
             cut = cut_at_stop(text, params.stop)
             if cut != text:
                 generated.finish_reason = "stop"
@@ -140,6 +149,31 @@ class ServedModel:
             seed=params.seed,
         )[0]
         return cut_at_stop(text, params.stop)
+
+    def complete_text(self, prompt: str, params: GenParams, generated: Generated | None = None,
+                      cancel: threading.Event | None = None) -> str:
+        """A plain-text continuation of ``prompt`` (no chat template), for ``/v1/completions``."""
+        from domainlm.models import cut_at_stop
+
+        generated = generated or Generated()
+        if self.streams_tokens:
+            text = "".join(self._stream_transformers(None, params, cancel or threading.Event(), generated, prompt=prompt))
+            cut = cut_at_stop(text, params.stop)
+            if cut != text:
+                generated.finish_reason = "stop"
+            return cut
+        return self.run(self.model.generate, [prompt], max_new_tokens=params.max_new_tokens,
+                        temperature=params.temperature, stop=params.stop, seed=params.seed)[0]
+
+    def stream_text(self, prompt: str, params: GenParams, cancel: threading.Event | None = None,
+                    generated: Generated | None = None) -> Iterator[str]:
+        """Text deltas continuing ``prompt``: token by token on transformers, one delta elsewhere."""
+        cancel = cancel or threading.Event()
+        generated = generated or Generated()
+        if self.streams_tokens:
+            yield from stop_stream(self._stream_transformers(None, params, cancel, generated, prompt=prompt), params.stop)
+        else:
+            yield self.complete_text(prompt, params, generated, cancel)
 
     # -- streamed answers ------------------------------------------------------------------------
     def stream(self, messages: list[dict], params: GenParams, cancel: threading.Event | None = None,
@@ -186,8 +220,10 @@ class ServedModel:
         except httpx.HTTPError as exc:
             raise DomainlmError(f"{m.base_url}: cannot reach the upstream ({exc})") from None
 
-    def _stream_transformers(self, messages: list[dict], params: GenParams, cancel: threading.Event,
-                             generated: Generated) -> Iterator[str]:
+    def _stream_transformers(self, messages: list[dict] | None, params: GenParams, cancel: threading.Event,
+                             generated: Generated, prompt: str | None = None) -> Iterator[str]:
+        """One generate() call, its text streamed token by token. ``messages`` go through the chat template
+        and the answer's leading whitespace is dropped; a raw ``prompt`` (text completion) is continued as is."""
         import torch
         from transformers import (
             LogitsProcessor,
@@ -197,10 +233,15 @@ class ServedModel:
             TextIteratorStreamer,
         )
 
+        # This generation's own stop (its reader left early: a stop string, a closed stream), apart from the
+        # request's cancel flag, which later choices of the same request (n > 1) share.
+        abandoned = threading.Event()
+
         class Cancelled(StoppingCriteria):
             # Stops generate() when the client has gone away, so a dropped stream frees the model.
             def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+                stop = cancel.is_set() or abandoned.is_set()
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
         class OpenAIPenalties(LogitsProcessor):
             # OpenAI's presence/frequency penalties and logit_bias, by its formula: transformers has only
@@ -226,6 +267,8 @@ class ServedModel:
                     self.next_tokens_are_prompt = False
                     return
                 self.new_ids.extend(value.tolist())  # the usage count: token_cache is reset at the end
+                if logprobs is not None:
+                    logprobs.extend(token_logprobs(vocab, int(t), recorded["logp"], params.logprobs) for t in value.tolist())
                 self.token_cache.extend(value.tolist())
                 text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
                 if text.endswith("\ufffd") or len(text) <= self.print_len:
@@ -233,8 +276,17 @@ class ServedModel:
                 printable, self.print_len = text[self.print_len :], len(text)
                 self.on_finalized_text(printable)
 
+        class RecordLogprobs(LogitsProcessor):
+            # The distribution each token is drawn from, after penalties, bias and grammar and before
+            # temperature and top_p (transformers applies those after the processors given here).
+            def __call__(self, input_ids, scores):
+                recorded["logp"] = torch.log_softmax(scores[0].float(), dim=-1)
+                return scores
+
         m = self.model
-        prompt = m.render_chat(messages, params.tools)
+        strip = prompt is None
+        if prompt is None:
+            prompt = m.render_chat(messages, params.tools)
         ids = m.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         limit = int(m.info.get("max_seq_len") or 1 << 30)
         ids = ids[-max(1, limit - params.max_new_tokens):]
@@ -251,6 +303,11 @@ class ServedModel:
         if params.constraint is not None:
             # Last: the grammar masks what the penalties and biases left, so no bias can break the grammar.
             processors.append(self._grammar_processor(params.constraint, prompt_len, params.max_new_tokens))
+        recorded: dict = {}
+        logprobs = generated.logprobs = [] if params.logprobs is not None else None
+        vocab = self._token_vocab() if logprobs is not None else None
+        if logprobs is not None:
+            processors.append(RecordLogprobs())
         if processors:
             kwargs["logits_processor"] = processors
         if params.temperature > 0:
@@ -261,7 +318,7 @@ class ServedModel:
         errors: list[BaseException] = []
 
         def run() -> None:
-            if cancel.is_set():  # the client left while this request waited for the generation thread
+            if cancel.is_set() or abandoned.is_set():  # the reader left while this waited for the generation thread
                 streamer.end()
                 return
             try:
@@ -275,12 +332,13 @@ class ServedModel:
         started = False
         try:
             for piece in streamer:
-                if not started:
-                    # The whole-answer path strips leading whitespace; so does the stream.
-                    piece = piece.lstrip()
-                    if not piece:
+                if strip and not started:
+                    # A chat answer starts at its first printable character, streamed or whole.
+                    kept = piece.lstrip()
+                    generated.lead_bytes += len(piece.encode()) - len(kept.encode())
+                    if not kept:
                         continue
-                    started = True
+                    piece, started = kept, True
                 yield piece
             if len(streamer.new_ids) >= params.max_new_tokens and streamer.new_ids[-1] not in m.stop_ids:
                 generated.finish_reason = "length"
@@ -288,13 +346,90 @@ class ServedModel:
             # Reached early when the client stops reading: stop generate() instead of finishing unseen.
             # The Cancelled criterion ends it after the current decode step; a job still queued never starts.
             if not job.done():
-                cancel.set()
+                abandoned.set()
             if not job.cancel():
                 job.result()
             ended = bool(streamer.new_ids) and streamer.new_ids[-1] in m.stop_ids
             generated.completion_tokens = len(streamer.new_ids) - ended  # the end-of-turn token is not text
+            if logprobs is not None:
+                del logprobs[generated.completion_tokens:]
         if errors:
             raise DomainlmError(f"generation failed: {errors[0]}")
+
+
+    def _token_vocab(self) -> TokenVocab:
+        if self._tokens is None:
+            self._tokens = TokenVocab(self.model.tokenizer)
+        return self._tokens
+
+
+class TokenVocab:
+    """Each token's bytes and text as OpenAI's logprobs report them, read from the tokenizer once a token.
+
+    Byte-level BPE pieces (GPT-2, Qwen, Llama 3) spell each byte as one printable character; sentencepiece
+    pieces spell a space as U+2581 and a raw byte as ``<0xNN>``. A token that is part of a UTF-8 character
+    has text ``\\xNN`` per byte (OpenAI's convention) and its bytes exact, so a client can join them.
+    """
+
+    def __init__(self, tokenizer):
+        from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+        self.tokenizer = tokenizer
+        self.byte_of = {ch: b for b, ch in bytes_to_unicode().items()}
+        self._cache: dict[int, tuple[str, list[int]]] = {}
+
+    def get(self, token_id: int) -> tuple[str, list[int]]:
+        found = self._cache.get(token_id)
+        if found is None:
+            raw = self._bytes(token_id)
+            found = self._cache[token_id] = (raw.decode("utf-8", errors="backslashreplace"), list(raw))
+        return found
+
+    def _bytes(self, token_id: int) -> bytes:
+        piece = self.tokenizer.convert_ids_to_tokens(token_id) or ""
+        if token_id in self.tokenizer.all_special_ids:
+            return piece.encode()
+        match = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
+        if match:
+            return bytes([int(match.group(1), 16)])
+        if piece and all(ch in self.byte_of for ch in piece) and "\u2581" not in piece:
+            return bytes(self.byte_of[ch] for ch in piece)
+        return piece.replace("\u2581", " ").encode()
+
+
+def token_logprobs(vocab: TokenVocab, token_id: int, logp, top: int | None) -> dict:
+    """One generated token's entry in OpenAI's ``logprobs.content``."""
+    def entry(tid: int, value: float) -> dict:
+        text, raw = vocab.get(tid)
+        # OpenAI writes -9999.0 for a token that cannot be drawn: JSON has no -inf.
+        return {"token": text, "logprob": max(float(value), -9999.0), "bytes": raw}
+
+    out = entry(token_id, logp[token_id])
+    alternatives = []
+    if top:
+        values, ids = logp.topk(min(top, logp.shape[-1]))
+        alternatives = [entry(int(i), float(v)) for v, i in zip(values.tolist(), ids.tolist(), strict=True)]
+    return {**out, "top_logprobs": alternatives}
+
+
+def logprobs_covering(entries: list[dict], n_bytes: int, final: bool = False) -> int:
+    """How many leading ``entries`` belong to the first ``n_bytes`` of the generated text.
+
+    While streaming, the tokens that end within them (a token split over two deltas goes with the second).
+    For the final answer, the tokens that start within them and the whitespace tokens right after (the
+    answer's stripped trailing whitespace was generated and counted too): only tokens from a stop string on
+    are dropped.
+    """
+    start = 0
+    for i, e in enumerate(entries):
+        end = start + len(e["bytes"])
+        if final:
+            if start >= n_bytes and bytes(e["bytes"]).strip():
+                return i
+        elif end > n_bytes:
+            return i
+        start = end
+    return len(entries)
 
 
 def stop_stream(deltas: Iterator[str], stop: list[str] | None) -> Iterator[str]:

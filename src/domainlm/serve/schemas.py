@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domainlm.parsing import decode_arguments
 
+MAX_CHOICES = 16  # n: choices are generated one after another, so each one costs a whole answer's time
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -44,7 +46,7 @@ class ChatRequest(BaseModel):
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    n: int = 1
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
     stop: str | list[str] | None = None
     tools: list[dict] | None = None
     tool_choice: str | dict | None = None
@@ -53,6 +55,30 @@ class ChatRequest(BaseModel):
     # domainlm extras: ground the answer in the knowledge base; let the model call plugin tools.
     kb: bool | dict | None = None
     plugins: bool = False
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's legacy text completion: the prompt is continued as it is, without the chat template."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    prompt: str | list[str]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    seed: int | None = None
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    logprobs: int | None = Field(None, ge=0, le=20)  # legacy: the number of alternatives per token
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
+    stop: str | list[str] | None = None
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = Field(None, ge=1)
+    user: str | None = None
 
 
 class EmbeddingRequest(BaseModel):
