@@ -16,7 +16,8 @@ def test_cli_build_search_ask_add_remove(sample_dir, tmp_path, capsys):
     kb = tmp_path / "kb"
     assert main(["kb", "build", str(docs), "--out", str(kb), "--embedder", "none"]) == 0
     err = capsys.readouterr().err
-    assert "14 documents" in err and "2 inputs skipped" in err
+    # 11 prose documents, 3 tables (HTML, DOCX, PDF) and the scanned notice (PNG, read by OCR)
+    assert "15 documents" in err and "2 inputs skipped" in err
     rejected = [json.loads(x) for x in (kb / "rejected.jsonl").read_text("utf-8").splitlines()]
     assert sorted(r["source"] for r in rejected) == [str(docs / "broken.docx"), str(docs / "garbage.pdf")]
     manifest = json.loads((kb / "manifest.json").read_text("utf-8"))
@@ -56,7 +57,7 @@ def test_cli_build_search_ask_add_remove(sample_dir, tmp_path, capsys):
     assert main(["ask", str(kb), "海港鲸落存单的起存金额是多少？", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["refused"]
     assert main(["kb", "info", str(kb)]) == 0
-    assert json.loads(capsys.readouterr().out)["documents"] == 14
+    assert json.loads(capsys.readouterr().out)["documents"] == 15
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
