@@ -14,7 +14,7 @@ from domainlm.kb.sources import iter_documents
 from domainlm.sample.scans import degrade, render_page, scan_qa_items, scanned_notice
 from domainlm.sample.world import build_world
 
-pytest.importorskip("rapidocr_onnxruntime")
+pytest.importorskip("rapidocr_onnxruntime", reason="OCR needs domainlm[ocr] (in [all], which CI installs)")
 
 RATE = "本产品年利率为3.80%，到期一次性还本付息。"
 HOURS = "海港银行深圳南山支行营业时间调整为9:00至17:30。"

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from families import FAMILIES, Family, build_family_model, llama_cpp_models
 
-pytest.importorskip("gguf")  # transformers reads the GGUF vocabularies with it
+pytest.importorskip("gguf", reason="transformers reads the GGUF vocabularies with the gguf package (domainlm[test])")
 
 SYSTEM = "你是一家商业银行的客服助理，回答要准确、简洁。"
 Q1 = "什么是存款准备金率？"

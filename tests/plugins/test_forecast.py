@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("statsmodels")
+pytest.importorskip("statsmodels", reason="forecast needs domainlm[plugins] (in [all], which CI installs)")
 
 from domainlm.cli import main  # noqa: E402
 from domainlm.errors import DomainlmError  # noqa: E402

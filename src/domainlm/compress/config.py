@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from domainlm.config import Section, validate
-from domainlm.evals import FEW_ITEMS, FEW_ITEMS_RULES, LEVELS, MAX_SILENT_SHARE
+from domainlm.config import validate
+from domainlm.evals import GateSettings
 
 TARGETS = ("merge", "int8", "int4", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "distill", "prune")
 
 
-class CompressConfig(Section):
+class CompressConfig(GateSettings):
     target: str = Field(pattern="^(" + "|".join(TARGETS) + ")$", description=" | ".join(TARGETS))
     seed: int = 0
     # quality gate
@@ -23,17 +23,6 @@ class CompressConfig(Section):
     min_retention: float = Field(0.9, ge=0, le=1, description="Result score / source score needed to promote, overall "
                                  "(point estimate) and on every gate_by group (the upper end of its interval).")
     gate_limit: int = Field(0, ge=0, description="Gate on at most this many items per task (seeded sample); 0 = all.")
-    gate_by: list[str] = Field(default_factory=lambda: ["category"], min_length=1,
-                               description="Groups the gate compares one by one (" + " | ".join(LEVELS) + "): a result "
-                               "worse on any of them beyond its interval is refused, whatever its overall retention.")
-    gate_confidence: float = Field(0.95, gt=0.5, lt=1, description="Level of each group's paired-bootstrap interval.")
-    gate_min_items: int = Field(FEW_ITEMS, ge=1, description="A group with fewer items has an interval too wide to trust; "
-                                "gate_few_items decides it.")
-    gate_few_items: str = Field("point", pattern="^(" + "|".join(FEW_ITEMS_RULES) + ")$",
-                                description="How a group below gate_min_items is decided: point (its point retention "
-                                "must reach min_retention) | interval (its wide interval decides) | refuse (refuse).")
-    max_degenerate_share: float = Field(MAX_SILENT_SHARE, ge=0, le=1, description="Refuse a result more than this share "
-                                        "of whose outputs are empty or degenerate (all of them: always refused).")
     parity: bool = Field(True, description="Template parity check (token ids and greedy outputs).")
     batch_size: int = Field(8, ge=1)
     # int4
@@ -55,19 +44,9 @@ class CompressConfig(Section):
     prune_layers: int = Field(1, ge=0, description="prune: decoder layers dropped (least important first).")
     prune_mlp: float = Field(1.0, gt=0, le=1, description="prune: share of MLP neurons kept (most important).")
 
-    @field_validator("gate_by")
-    @classmethod
-    def _known_levels(cls, value: list[str]) -> list[str]:
-        unknown = [v for v in value if v not in LEVELS]
-        if unknown:
-            raise ValueError(f"unknown group {', '.join(unknown)}; use {' | '.join(LEVELS)}")
-        return value
-
     def gate_rule(self) -> dict:
         """The per-group comparison's settings, as :func:`domainlm.evals.compare_per_category` takes them."""
-        return {"levels": list(self.gate_by), "min_retention": self.min_retention, "confidence": self.gate_confidence,
-                "min_items": self.gate_min_items, "few_items": self.gate_few_items,
-                "max_silent_share": self.max_degenerate_share}
+        return self.group_rule(self.min_retention)
 
 
 class CompressSection(CompressConfig):

@@ -30,7 +30,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pydantic import Field, field_validator
 
+from domainlm.config import Section
 from domainlm.errors import DomainlmError
 from domainlm.evals.aggregate import task_counts
 from domainlm.evals.degenerate import degenerate_reason
@@ -43,6 +45,37 @@ FEW_ITEMS_RULES = ("point", "interval", "refuse")
 # scores: its few real answers cannot stand for the model (an int8 that answered "" to 33 of 34 questions
 # "retained 1.083" of its source).
 MAX_SILENT_SHARE = 0.5
+
+
+class GateSettings(Section):
+    """How a gate compares a candidate with its reference group by group; shared by the compression gate
+    (``compress:``) and the flywheel's promotion, which add their own overall minimum retention."""
+
+    gate_by: list[str] = Field(default_factory=lambda: ["category"], min_length=1,
+                               description="Groups compared one by one (" + " | ".join(LEVELS) + "): a candidate "
+                               "worse on any of them beyond its interval is refused, however much better overall.")
+    gate_confidence: float = Field(0.95, gt=0.5, lt=1, description="Level of each group's paired-bootstrap interval.")
+    gate_min_items: int = Field(FEW_ITEMS, ge=1, description="A group with fewer items has an interval too wide to "
+                                "trust; gate_few_items decides it.")
+    gate_few_items: str = Field("point", pattern="^(" + "|".join(FEW_ITEMS_RULES) + ")$",
+                                description="How a group below gate_min_items is decided: point (its point retention "
+                                "must reach the minimum retention) | interval (its wide interval decides) | refuse.")
+    max_degenerate_share: float = Field(MAX_SILENT_SHARE, ge=0, le=1, description="Refuse a candidate more than this "
+                                        "share of whose outputs are empty or degenerate (all of them: always refused).")
+
+    @field_validator("gate_by")
+    @classmethod
+    def _known_levels(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in LEVELS]
+        if unknown:
+            raise ValueError(f"unknown group {', '.join(unknown)}; use {' | '.join(LEVELS)}")
+        return value
+
+    def group_rule(self, min_retention: float) -> dict:
+        """These settings as :func:`compare_per_category` takes them."""
+        return {"levels": list(self.gate_by), "min_retention": min_retention, "confidence": self.gate_confidence,
+                "min_items": self.gate_min_items, "few_items": self.gate_few_items,
+                "max_silent_share": self.max_degenerate_share}
 MIN_ITEMS = FEW_ITEMS
 
 

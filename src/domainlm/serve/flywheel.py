@@ -27,10 +27,10 @@ import shutil
 import time
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from domainlm.errors import DomainlmError
-from domainlm.evals import FEW_ITEMS, FEW_ITEMS_RULES, LEVELS, MAX_SILENT_SHARE, Scores, compare_per_category, score
+from domainlm.evals import GateSettings, Scores, compare_per_category, score
 from domainlm.io import dumps, read_json, write_json, write_jsonl
 from domainlm.manifest import stage_run
 from domainlm.models import resolve_hf_dir
@@ -39,7 +39,7 @@ from domainlm.serve.store import FeedbackStore
 from domainlm.train import TrainConfig, load_records, train
 
 
-class FlywheelConfig(TrainConfig):
+class FlywheelConfig(TrainConfig, GateSettings):
     """One turn of the flywheel: the registry, the feedback store, the gate, and how the candidate is trained.
 
     It *is* a :class:`~domainlm.train.TrainConfig` (batch size, sequence length, seed … mean what they mean
@@ -51,20 +51,9 @@ class FlywheelConfig(TrainConfig):
     gate: list[str] = Field(min_length=1, description="Gate suites (task folders/files) both models are scored on.")
     min_rows: int = Field(1, ge=1, description="Fewer new training rows than this: skip the run.")
     min_gain: float = Field(0.0, ge=0, description="Promote only when candidate score > current + min_gain.")
-    # the per-category check (domainlm.evals.compare_per_category), as the compression gate's
-    gate_by: list[str] = Field(default_factory=lambda: ["category"], min_length=1,
-                               description="Groups compared one by one (" + " | ".join(LEVELS) + "): a candidate "
-                               "worse on any of them beyond its interval is refused, however much better overall.")
+    # the per-category check is GateSettings' (domainlm.evals.compare_per_category), as the compression gate's
     gate_min_retention: float = Field(1.0, ge=0, le=1, description="Candidate / current score each group must keep "
                                       "(the upper end of its interval must reach it); 1.0: no loss beyond noise.")
-    gate_confidence: float = Field(0.95, gt=0.5, lt=1, description="Level of each group's paired-bootstrap interval.")
-    gate_min_items: int = Field(FEW_ITEMS, ge=1, description="A group with fewer items has an interval too wide to "
-                                "trust; gate_few_items decides it.")
-    gate_few_items: str = Field("point", pattern="^(" + "|".join(FEW_ITEMS_RULES) + ")$",
-                                description="How a group below gate_min_items is decided: point (its point retention "
-                                "must reach gate_min_retention) | interval (its wide interval decides) | refuse.")
-    max_degenerate_share: float = Field(MAX_SILENT_SHARE, ge=0, le=1, description="Refuse a candidate more than this "
-                                        "share of whose outputs are empty or degenerate (all of them: always refused).")
     # Not TrainConfig's replay/replay_ratio (general text mixed into cpt): these mix the line's own sft data into a turn.
     replay_data: list[str] = Field(default_factory=list, description="The original fine-tuning data (files or folders, as "
                               "`domainlm train --data` reads them), sampled into every sft turn so the model keeps what "
@@ -78,14 +67,6 @@ class FlywheelConfig(TrainConfig):
     lr: float = Field(1e-3, gt=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     eval_fraction: float = Field(0.0, ge=0, lt=1)
-
-    @field_validator("gate_by")
-    @classmethod
-    def _known_levels(cls, value: list[str]) -> list[str]:
-        unknown = [v for v in value if v not in LEVELS]
-        if unknown:
-            raise ValueError(f"unknown group {', '.join(unknown)}; use {' | '.join(LEVELS)}")
-        return value
 
     def train_config(self) -> TrainConfig:
         """The candidate's training settings: this config without the flywheel's own keys."""
@@ -182,10 +163,9 @@ def promotion_verdict(current: Scores, candidate: Scores, cfg: FlywheelConfig) -
     """Promote or refuse, with every reason: the candidate must beat ``current`` overall by more than
     ``min_gain``, be worse on no ``gate_by`` group beyond its interval (few-item groups decided by
     ``gate_few_items``), and not be mostly (or all) silent. Empty and degenerate outputs score 0."""
-    comparison = compare_per_category(
-        current.items, current.records, candidate.records, levels=cfg.gate_by, min_retention=cfg.gate_min_retention,
-        confidence=cfg.gate_confidence, min_items=cfg.gate_min_items, few_items=cfg.gate_few_items,
-        max_silent_share=cfg.max_degenerate_share, names=("current", "candidate"), seed=cfg.seed)
+    comparison = compare_per_category(current.items, current.records, candidate.records,
+                                      **cfg.group_rule(cfg.gate_min_retention), names=("current", "candidate"),
+                                      seed=cfg.seed)
     overall = comparison["overall"]
     cur, cand = overall["reference"], overall["candidate"]
     lo, hi = overall["difference_ci"]
