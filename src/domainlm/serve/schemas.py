@@ -30,55 +30,46 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
+class SamplingRequest(BaseModel):
+    """What chat and text completions share: the model, streaming and every sampling option."""
+
     model_config = ConfigDict(extra="ignore")
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     seed: int | None = None
     top_p: float | None = Field(None, ge=0.0, le=1.0)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stop: str | list[str] | None = None
+    user: str | None = None
+
+
+class ChatRequest(SamplingRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     tools: list[dict] | None = None
     tool_choice: str | dict | None = None
     response_format: dict | None = None
-    user: str | None = None
     # domainlm extras: ground the answer in the knowledge base; let the model call plugin tools.
     kb: bool | dict | None = None
     plugins: bool = False
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(SamplingRequest):
     """OpenAI's legacy text completion: the prompt is continued as it is, without the chat template."""
 
-    model_config = ConfigDict(extra="ignore")
-    model: str
     prompt: str | list[str]
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    seed: int | None = None
-    top_p: float | None = Field(None, ge=0.0, le=1.0)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    logit_bias: dict[str, float] | None = None
     logprobs: int | None = Field(None, ge=0, le=20)  # legacy: the number of alternatives per token
-    n: int = Field(1, ge=1, le=MAX_CHOICES)
-    stop: str | list[str] | None = None
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1)
-    user: str | None = None
 
 
 class EmbeddingRequest(BaseModel):
