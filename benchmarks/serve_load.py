@@ -1,7 +1,7 @@
 """Bounded loopback load test of `domainlm serve`, side by side with the bare backend it wraps.
 
-    python benchmarks/serve_load.py [--model tiny] [--concurrency 1,4,8] [--requests 24] [--max-tokens 32]
-                                    [--time-limit 60] [--upstream openai:http://127.0.0.1:8001/v1#NAME]
+    python benchmarks/serve_load.py [--model tiny] [--concurrency 1,4,16] [--requests 32] [--max-tokens 32]
+                                    [--time-limit 90] [--upstream openai:http://127.0.0.1:8001/v1#NAME]
 
 What runs, in one process tree, all on 127.0.0.1:
 1. peer "bare": the same model called in-process with ``model.chat`` one request at a time (no HTTP,
@@ -9,6 +9,9 @@ What runs, in one process tree, all on 127.0.0.1:
 2. the gateway: ``python -m domainlm serve`` in a subprocess with a fresh SQLite feedback store; at each
    concurrency a fixed number of streamed chat requests (stopped early at ``--time-limit`` seconds), each
    followed by a feedback post, so feedback is written while generation load runs;
+   The gateway runs twice, same levels, same requests: with continuous batching (``--max-batch 16``, the
+   default) and one request at a time (``--max-batch 1``, the path before batching); the ratio of the two
+   per level is ``batched_over_one_at_a_time``;
 3. after the last level the server is stopped and every acknowledged feedback id is looked up in the
    store: ``feedback_lost`` must be 0.
 With ``--upstream`` (e.g. a vLLM OpenAI server on a GPU box), the same load also runs straight against
@@ -144,17 +147,18 @@ async def load_level(base: str, model: str, concurrency: int, n: int, max_tokens
         "ttft_p50_s": round(pct([r["ttft_s"] for r in ok], 0.5) or 0, 4),
         "ttft_p95_s": round(pct([r["ttft_s"] for r in ok], 0.95) or 0, 4),
         "latency_p50_s": round(pct([r["latency_s"] for r in ok], 0.5) or 0, 4),
+        "latency_p95_s": round(pct([r["latency_s"] for r in ok], 0.95) or 0, 4),
         "feedback_acked": len(acked), "feedback_errors": feedback_errors, "_acked_ids": acked,
         "stopped_by_time_limit": len(results) < n,
     }
 
 
-def start_gateway(model: str, db: str, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_gateway(model: str, db: str, extra_args: list[str] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "domainlm", "serve", "--model", model, "--db", db, "--api-key", KEY, "--port", str(port),
-         "--rate-limit", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(extra_env or {})})
+         "--rate-limit", "0", "--max-queue", "64", *extra_args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600
     while True:
@@ -180,12 +184,12 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run_gateway_levels(model_spec: str, levels: list[int], args, label: str) -> dict:
+def run_gateway_levels(model_spec: str, levels: list[int], args, label: str, extra_args: list[str] = ()) -> dict:
     from domainlm.serve.store import FeedbackStore
 
     tmp = Path(tempfile.mkdtemp(prefix="domainlm-load-"))
     db = f"sqlite:///{tmp / 'feedback.db'}"
-    proc, url = start_gateway(model_spec, db)
+    proc, url = start_gateway(model_spec, db, extra_args)
     try:
         model_id = httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()["data"][0]["id"]
         asyncio.run(load_level(url + "/v1", model_id, 1, 2, 4, 60, None))  # warm-up
@@ -211,10 +215,10 @@ def run_upstream_levels(upstream: str, levels: list[int], args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="model spec served by the gateway (and run bare)")
-    parser.add_argument("--concurrency", default="1,4,8")
-    parser.add_argument("--requests", type=int, default=24, help="requests per concurrency level")
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per level at most")
+    parser.add_argument("--time-limit", type=float, default=90.0, help="seconds per level at most")
     parser.add_argument("--upstream", default=None, help="openai:http://127.0.0.1:PORT/v1#NAME to compare against")
     parser.add_argument("--out", default=str(HERE / "results" / "serve_load.json"))
     args = parser.parse_args()
@@ -244,7 +248,15 @@ def main() -> None:
     else:
         model_dir = str(resolve_hf_dir(args.model))  # build/cache `tiny` once, outside the timed parts
         result["bare"] = run_bare(model_dir, args.requests, args.max_tokens)
-        result["gateway"] = run_gateway_levels(model_dir, levels, args, "domainlm serve (transformers backend)")
+        result["gateway"] = run_gateway_levels(model_dir, levels, args, "domainlm serve, continuous batching (--max-batch 16)",
+                                               ["--max-batch", "16"])
+        result["one_at_a_time"] = run_gateway_levels(model_dir, levels, args, "domainlm serve, one request at a time "
+                                                     "(--max-batch 1)", ["--max-batch", "1"])
+        pairs = zip(result["gateway"]["levels"], result["one_at_a_time"]["levels"], strict=True)
+        result["batched_over_one_at_a_time"] = {
+            str(b["concurrency"]): {"tokens_per_s": round(b["tokens_per_s"] / o["tokens_per_s"], 2) if o["tokens_per_s"] else None,
+                                    "latency_p95": round(b["latency_p95_s"] / o["latency_p95_s"], 2) if o["latency_p95_s"] else None}
+            for b, o in pairs}
         c1 = next((lv for lv in result["gateway"]["levels"] if lv["concurrency"] == 1), None)
         if c1 and result["bare"]["tokens_per_s"]:
             result["gateway_c1_over_bare_tokens_per_s"] = round(c1["tokens_per_s"] / result["bare"]["tokens_per_s"], 3)

@@ -116,10 +116,12 @@ def test_a_client_that_gives_up_on_a_whole_answer_frees_the_model(raw_live, path
 
 
 def test_a_full_queue_answers_429_with_retry_after(raw_dir, tmp_path):
-    with serving(raw_dir, tmp_path, max_queue=1) as server:
+    # Two decode together in the batch, one waits: the fourth is refused.
+    with serving(raw_dir, tmp_path, max_queue=1, max_batch=2) as server:
+        assert server.state.admission.limit == 3
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
         with ExitStack() as stack:
-            held = [open_stream(stack, server.url), open_stream(stack, server.url)]  # generating, waiting
+            held = [open_stream(stack, server.url) for _ in range(3)]  # generating, generating, waiting
             with pytest.raises(openai.RateLimitError) as refused:
                 client.chat.completions.create(**SHORT)
             assert refused.value.response.headers["Retry-After"] == "1"

@@ -17,8 +17,6 @@ cancel flag is set (the client went away). They are the backend that constrains 
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from domainlm.errors import DomainlmError
+from domainlm.serve.batching import ContinuousBatcher, batchable
 from domainlm.serve.constrained import Constraint
 
 
@@ -33,7 +32,7 @@ from domainlm.serve.constrained import Constraint
 class GenParams:
     max_new_tokens: int = 256
     temperature: float = 0.0
-    seed: int = 0
+    seed: int | None = None  # None: not chosen by the client (a sampled answer may then be batched)
     tools: list[dict] | None = None
     response_format: dict | None = None
     stop: list[str] | None = None
@@ -44,8 +43,20 @@ class GenParams:
     # The grammar the answer is held to while decoding (response_format, tool_choice), transformers only.
     constraint: Constraint | None = None
     # Report each token's log-probability and this many likeliest alternatives (0-20); None: no logprobs.
-    # Transformers only, like the penalties.
+    # Transformers and OpenAI-compatible upstreams, like the penalties.
     logprobs: int | None = None
+    # The request's tool_choice, forwarded to an OpenAI-compatible upstream (transformers holds the answer
+    # to it through ``constraint``).
+    tool_choice: str | dict | None = None
+
+
+# What an OpenAI-compatible upstream is asked with: every option but the grammar, which only transformers applies.
+UPSTREAM_OPTIONS = ("max_new_tokens", "temperature", "seed", "tools", "tool_choice", "response_format", "stop", "top_p",
+                    "presence_penalty", "frequency_penalty", "logit_bias", "logprobs")
+
+
+def upstream_options(params: GenParams) -> dict:
+    return {name: getattr(params, name) for name in UPSTREAM_OPTIONS}
 
 
 @dataclass
@@ -68,14 +79,31 @@ class Generated:
 class ServedModel:
     """A loaded model under a public name; local models run every call on their own generation thread."""
 
-    def __init__(self, name: str, model):
+    def __init__(self, name: str, model, max_batch: int = 16):
         self.name = name
         self.model = model
+        self.max_batch = max_batch
         self.remote = (getattr(model, "info", None) or {}).get("backend") == "openai"
         # Upstream servers batch concurrent requests themselves: they are called from the request threads.
         self._worker = None if self.remote else ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{name}")
+        # Concurrent plain requests on a transformers model decode together (see domainlm.serve.batching).
+        self._batcher = None
+        if max_batch > 1 and self.streams_tokens and ContinuousBatcher.supports(model):
+            self._batcher = ContinuousBatcher(model, max_batch)
         self._grammar_vocab = None  # llguidance's view of the tokenizer, built on the first constrained request
         self._tokens: TokenVocab | None = None  # token bytes for logprobs, built on the first request for them
+
+    @property
+    def batches(self) -> bool:
+        """Whether concurrent requests are decoded together (a transformers model, ``max_batch`` > 1)."""
+        return self._batcher is not None
+
+    def close(self) -> None:
+        """Let queued generations finish on their own and stop the batch; used when the model is swapped out."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)
+        if self._batcher is not None:
+            self._batcher.close()
 
     @property
     def backend(self):
@@ -139,6 +167,14 @@ class ServedModel:
             if cut != text:
                 generated.finish_reason = "stop"
             return cut
+        if self.remote:
+            # The upstream samples, constrains and parses tool calls itself (written back as <tool_call>
+            # text, which the agent loop reads like any model's); a replica pool picks the server.
+            result = self.model.chat_results(messages, **upstream_options(params))[0]
+            if generated is not None:
+                generated.finish_reason, generated.completion_tokens = result.finish_reason, result.completion_tokens
+                generated.logprobs = result.logprobs
+            return cut_at_stop(result.text, params.stop)
         text = self.run(
             self.model.chat,
             [messages],
@@ -146,7 +182,7 @@ class ServedModel:
             temperature=params.temperature,
             tools=params.tools,
             response_format=params.response_format,
-            seed=params.seed,
+            seed=params.seed or 0,
         )[0]
         return cut_at_stop(text, params.stop)
 
@@ -163,7 +199,7 @@ class ServedModel:
                 generated.finish_reason = "stop"
             return cut
         return self.run(self.model.generate, [prompt], max_new_tokens=params.max_new_tokens,
-                        temperature=params.temperature, stop=params.stop, seed=params.seed)[0]
+                        temperature=params.temperature, stop=params.stop, seed=params.seed or 0)[0]
 
     def stream_text(self, prompt: str, params: GenParams, cancel: threading.Event | None = None,
                     generated: Generated | None = None) -> Iterator[str]:
@@ -194,31 +230,9 @@ class ServedModel:
             yield self.complete(messages, GenParams(**{**params.__dict__, "stop": None}))
 
     def _stream_upstream(self, messages: list[dict], params: GenParams, generated: Generated) -> Iterator[str]:
-        """Pass an OpenAI-compatible upstream's SSE stream through, delta by delta."""
-        import httpx
-
-        m = self.model
-        body = {"model": m.model_name, "messages": messages, "max_tokens": params.max_new_tokens,
-                "temperature": params.temperature, "seed": params.seed, "stream": True}
-        headers = {"Authorization": f"Bearer {os.environ['OPENAI_API_KEY']}"} if os.environ.get("OPENAI_API_KEY") else {}
-        try:
-            with httpx.stream("POST", m.base_url + "/chat/completions", json=body, headers=headers,
-                              timeout=getattr(m, "timeout", 300.0)) as r:
-                if r.status_code != 200:
-                    r.read()
-                    raise DomainlmError(f"{m.base_url}: HTTP {r.status_code} {r.text[:200]}")
-                for line in r.iter_lines():
-                    if not line.startswith("data: ") or line.strip() == "data: [DONE]":
-                        continue
-                    event = json.loads(line[6:])
-                    for choice in event.get("choices") or []:
-                        if choice.get("finish_reason") == "length":
-                            generated.finish_reason = "length"
-                        piece = (choice.get("delta") or {}).get("content")
-                        if piece:
-                            yield piece
-        except httpx.HTTPError as exc:
-            raise DomainlmError(f"{m.base_url}: cannot reach the upstream ({exc})") from None
+        """Pass an OpenAI-compatible upstream's stream through (``OpenAIModel.stream_chat``: replicas
+        balanced, a failed one skipped before the first delta), with finish_reason, usage and logprobs."""
+        yield from self.model.stream_chat(messages, generated, **upstream_options(params))
 
     def _stream_transformers(self, messages: list[dict] | None, params: GenParams, cancel: threading.Event,
                              generated: Generated, prompt: str | None = None) -> Iterator[str]:
@@ -290,6 +304,10 @@ class ServedModel:
         ids = m.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         limit = int(m.info.get("max_seq_len") or 1 << 30)
         ids = ids[-max(1, limit - params.max_new_tokens):]
+        if self._batcher is not None and batchable(params):
+            pieces = self._stream_batched(ids, params, cancel, generated)
+            yield from (answer_start(pieces, generated) if strip else pieces)
+            return
         input_ids = torch.tensor([ids], device=m.device)
         prompt_len = input_ids.shape[1]
         streamer = TokenStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
@@ -311,7 +329,8 @@ class ServedModel:
         if processors:
             kwargs["logits_processor"] = processors
         if params.temperature > 0:
-            torch.manual_seed(params.seed)
+            if params.seed is not None:  # no seed: each answer draws its own, as OpenAI's API does
+                torch.manual_seed(params.seed)
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
@@ -329,17 +348,8 @@ class ServedModel:
                 streamer.end()
 
         job = self._worker.submit(run)
-        started = False
         try:
-            for piece in streamer:
-                if strip and not started:
-                    # A chat answer starts at its first printable character, streamed or whole.
-                    kept = piece.lstrip()
-                    generated.lead_bytes += len(piece.encode()) - len(kept.encode())
-                    if not kept:
-                        continue
-                    piece, started = kept, True
-                yield piece
+            yield from (answer_start(streamer, generated) if strip else streamer)
             if len(streamer.new_ids) >= params.max_new_tokens and streamer.new_ids[-1] not in m.stop_ids:
                 generated.finish_reason = "length"
         finally:
@@ -356,6 +366,30 @@ class ServedModel:
         if errors:
             raise DomainlmError(f"generation failed: {errors[0]}")
 
+
+    def _stream_batched(self, ids: list[int], params: GenParams, cancel: threading.Event,
+                        generated: Generated) -> Iterator[str]:
+        """The text of a request decoded in the shared batch, released after every token as the exact path's
+        streamer does (holding back only an unfinished UTF-8 character)."""
+        tokenizer, stop_ids = self.model.tokenizer, self.model.stop_ids
+        tokens: list[int] = []
+        printed = 0
+        steps = self._batcher.tokens(ids, params, cancel)
+        try:
+            for tokens in steps:
+                text = tokenizer.decode(tokens, skip_special_tokens=True)
+                if text.endswith("\ufffd") or len(text) <= printed:
+                    continue
+                yield text[printed:]
+                printed = len(text)
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            if len(text) > printed:
+                yield text[printed:]
+            if len(tokens) >= params.max_new_tokens and tokens[-1] not in stop_ids:
+                generated.finish_reason = "length"
+        finally:
+            steps.close()  # a reader that left early cancels the request before the next decode step
+            generated.completion_tokens = len(tokens) - (bool(tokens) and tokens[-1] in stop_ids)
 
     def _token_vocab(self) -> TokenVocab:
         if self._tokens is None:
@@ -412,6 +446,20 @@ def token_logprobs(vocab: TokenVocab, token_id: int, logp, top: int | None) -> d
     return {**out, "top_logprobs": alternatives}
 
 
+def answer_start(pieces: Iterator[str], generated: Generated) -> Iterator[str]:
+    """A chat answer's deltas from its first printable character on (streamed or whole, the same text);
+    the whitespace dropped is counted in ``generated.lead_bytes`` so logprobs still line up."""
+    started = False
+    for piece in pieces:
+        if not started:
+            kept = piece.lstrip()
+            generated.lead_bytes += len(piece.encode()) - len(kept.encode())
+            if not kept:
+                continue
+            piece, started = kept, True
+        yield piece
+
+
 def logprobs_covering(entries: list[dict], n_bytes: int, final: bool = False) -> int:
     """How many leading ``entries`` belong to the first ``n_bytes`` of the generated text.
 
@@ -463,11 +511,11 @@ def stop_stream(deltas: Iterator[str], stop: list[str] | None) -> Iterator[str]:
             close()
 
 
-def load_served_model(spec: str, name: str | None = None, **options) -> ServedModel:
+def load_served_model(spec: str, name: str | None = None, max_batch: int = 16, **options) -> ServedModel:
     from domainlm.models import load_model
 
     model = load_model(spec, **options)
-    return ServedModel(name or default_model_name(spec), model)
+    return ServedModel(name or default_model_name(spec), model, max_batch=max_batch)
 
 
 def default_model_name(spec: str) -> str:

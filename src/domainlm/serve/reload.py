@@ -47,7 +47,7 @@ class RegistryWatcher:
             return self._loader(path)
         from domainlm.serve.generation import load_served_model
 
-        return load_served_model(path, self.state.model.name)
+        return load_served_model(path, self.state.model.name, max_batch=getattr(self.state.model, "max_batch", 16))
 
     def check(self) -> bool:
         """Swap when the link points elsewhere; True when a new version is now served."""
@@ -65,9 +65,9 @@ class RegistryWatcher:
             previous, self.serving = self.serving, target
             self.state.metrics.model_swaps.inc()
             log.warning("model registry: now serving %s (was %s)", Path(target).name, Path(previous).name)
-            worker = getattr(old, "_worker", None)
-            if worker is not None:
-                worker.shutdown(wait=False)  # queued generations still run; then the thread ends
+            close = getattr(old, "close", None)
+            if close is not None:
+                close()  # queued generations still run on the old model's thread; then it ends
             return True
 
     def start(self) -> RegistryWatcher:

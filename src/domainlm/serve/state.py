@@ -30,9 +30,12 @@ class ServeState:
     max_body_bytes: int = 1 << 20
     max_new_tokens: int = 1024
     default_max_new_tokens: int = 256
-    max_queue: int = 16  # chat completions that may wait while one generates; more are refused (429)
+    max_queue: int = 16  # chat completions that may wait while others generate; more are refused (429)
     max_prompt_tokens: int = 8192  # 0: no limit
     metrics_token: str | None = None  # opens /metrics only
+    tools: dict = field(default_factory=dict)  # name -> domainlm.plugins.Tool the server runs (serve.plugins.server_tools)
+    max_steps: int = 3  # rounds of server tool calls in one answer (serve.agent)
+    tool_timeout: float = 10.0  # seconds one tool call may take
     metrics: Metrics = field(default_factory=Metrics)
     _embedder: Any = None
     _embed_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -40,7 +43,11 @@ class ServeState:
     def __post_init__(self) -> None:
         self.name = self.name or self.model.name
         self.limiter = RateLimiter(self.rate_per_minute)
-        self.admission = Admission(self.max_queue + 1)
+        # Those generating (a batch of them where the model batches) and those queued behind them.
+        generating = self.model.max_batch if getattr(self.model, "batches", False) else 1
+        self.admission = Admission(self.max_queue + generating)
+        # An OpenAI-compatible model's replicas, read at scrape time (a promotion swaps self.model).
+        self.metrics.watch_upstreams(lambda: [self.model] if self.router is None else [self.router.edge, self.router.cloud])
 
     def embedder(self):
         with self._embed_lock:
@@ -52,10 +59,10 @@ class ServeState:
 
 
 class Admission:
-    """How many chat completions are admitted at once: the one generating and those queued behind it.
+    """How many chat completions are admitted at once: those generating and those queued behind them.
 
-    A local model answers one request at a time, so an unbounded queue only turns load into waits of
-    minutes; refusing at the door (429 with Retry-After) lets clients back off or go to another replica.
+    A local model generates one request (or one batch) at a time, so an unbounded queue only turns load into
+    waits of minutes; refusing at the door (429 with Retry-After) lets clients back off or go to another replica.
     """
 
     def __init__(self, limit: int):
