@@ -161,29 +161,45 @@ def test_penalties_and_logit_bias_change_what_is_generated(tmp_path):
     assert answer(logit_bias={token: 100.0}) == "#" * 12
 
 
-def test_a_backend_without_the_option_refuses_it_by_name(live, tmp_path, monkeypatch):
-    """An OpenAI-compatible upstream is called through temperature, seed, max_tokens and response_format only."""
+def test_an_upstream_gets_every_option_and_a_dead_replica_is_skipped(live, client, tmp_path, monkeypatch):
+    """`--model openai:DEAD,LIVE#tiny`: a front over two replicas, one refusing connections. Every sampling
+    option and the tool_choice reach the live one (a domainlm server here, which honours them all)."""
     from serve_support import LiveServer, make_state
 
     from domainlm.serve.server import make_asgi
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    state = make_state(f"openai:{live.url}/v1#tiny", f"sqlite:///{tmp_path / 'f.db'}", name="front")
+    state = make_state(f"openai:http://127.0.0.1:9/v1,{live.url}/v1#tiny", f"sqlite:///{tmp_path / 'f.db'}", name="front")
     with LiveServer(make_asgi(state)) as front:
-        client = openai.OpenAI(base_url=front.url + "/v1", api_key=KEY, max_retries=0)
-        for name, value in (("top_p", 0.5), ("presence_penalty", 1.0), ("frequency_penalty", 1.0), ("logit_bias", {"5": 1}),
-                            ("logprobs", True)):
-            with pytest.raises(openai.BadRequestError) as refused:
-                client.chat.completions.create(model="front", messages=FEE, max_tokens=3, **{name: value})
-            assert refused.value.body["param"] == name and refused.value.body["code"] == "unsupported_parameter"
-        # A forced tool call is not forwarded, so it is refused by name; response_format is forwarded to the
-        # upstream (here a domainlm server, which constrains it) and checked on its way back.
-        tool = {"type": "function", "function": {"name": "get_rate", "parameters": {"type": "object"}}}
-        with pytest.raises(openai.BadRequestError) as refused:
-            client.chat.completions.create(model="front", messages=FEE, max_tokens=3, tools=[tool], tool_choice="required")
-        assert refused.value.body["param"] == "tool_choice" and refused.value.body["code"] == "unsupported_parameter"
-        formatted = client.chat.completions.create(model="front", messages=FEE, max_tokens=40,
-                                                   response_format={"type": "json_object"})
+        via = openai.OpenAI(base_url=front.url + "/v1", api_key=KEY, max_retries=0)
+        greedy = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12).choices[0].message.content
+        first = live.state.model.backend.tokenizer.encode(greedy, add_special_tokens=False)[0]
+        for options in ({"logit_bias": {str(first): -100}}, {"presence_penalty": 2.0, "frequency_penalty": 2.0},
+                        {"temperature": 1.5, "top_p": 0.5, "seed": 3}):
+            direct = client.chat.completions.create(model="tiny", messages=FEE, max_tokens=12, **options)
+            fronted = via.chat.completions.create(model="front", messages=FEE, max_tokens=12, **options)
+            assert fronted.choices[0].message.content == direct.choices[0].message.content
+        banned = via.chat.completions.create(model="front", messages=FEE, max_tokens=12, logit_bias={str(first): -100})
+        assert not banned.choices[0].message.content.startswith(greedy[:3])
+        r = via.chat.completions.create(model="front", messages=FEE, max_tokens=12, logprobs=True, top_logprobs=3)
+        check_logprobs(r.choices[0].logprobs.content, r.choices[0].message.content, 3)
+        assert r.usage.completion_tokens == len(r.choices[0].logprobs.content)  # the upstream's own count
+        # A forced tool call is forwarded; the upstream constrains it, and the call comes back as a call.
+        tool = {"type": "function", "function": {"name": "get_rate", "parameters": {
+            "type": "object", "properties": {"product": {"type": "string"}}, "required": ["product"]}}}
+        called = via.chat.completions.create(model="front", messages=FEE, max_tokens=60, tools=[tool], tool_choice="required")
+        assert called.choices[0].finish_reason == "tool_calls"
+        assert called.choices[0].message.tool_calls[0].function.name == "get_rate"
+        assert isinstance(json.loads(called.choices[0].message.tool_calls[0].function.arguments)["product"], str)
+        formatted = via.chat.completions.create(model="front", messages=FEE, max_tokens=40, response_format={"type": "json_object"})
         assert isinstance(json.loads(formatted.choices[0].message.content), dict)
-        # The upstream's own finish_reason comes through a stream.
-        assert streamed(client, model="front", messages=FEE, max_tokens=3)[1] == "length"
+        # Streams pass through with the upstream's finish_reason and token count.
+        text, finish, usage = streamed(via, model="front", messages=FEE, max_tokens=3)
+        assert (finish, usage.completion_tokens) == ("length", 3) and text
+        # Text completions still go through generate(), which takes no top_p: refused by name.
+        with pytest.raises(openai.BadRequestError) as refused:
+            via.completions.create(model="front", prompt="The card", max_tokens=3, top_p=0.5)
+        assert refused.value.body["param"] == "top_p"
+    dead, alive = state.model.backend.replicas
+    assert dead.failures >= 1 and "cannot reach the server" in dead.last_error and alive.failures == 0
+    assert dead.in_flight == alive.in_flight == 0

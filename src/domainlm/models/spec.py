@@ -1,7 +1,8 @@
 """Model specs: the one string a user writes to name a model, parsed into what to load.
 
 ``tiny`` · a local Hugging Face directory (a full model, or a LoRA adapter folder) · a ``.gguf`` file ·
-``openai:http://host:port/v1#model-name`` (any OpenAI-compatible endpoint) · ``vllm:DIR`` (a local HF
+``openai:http://host:port/v1#model-name`` (any OpenAI-compatible endpoint; replicas of one model:
+``openai:http://h1:8000/v1,http://h2:8000/v1#model-name``) · ``vllm:DIR`` (a local HF
 directory served in-process by vLLM, when vLLM is installed on a GPU machine).
 """
 
@@ -16,7 +17,7 @@ from domainlm.errors import DomainlmError
 @dataclass(frozen=True)
 class ModelSpec:
     kind: str  # tiny | hf | gguf | openai | vllm
-    target: str  # path, URL or "" for tiny
+    target: str  # path, URL (openai: comma-separated URLs of replicas) or "" for tiny
     model_name: str = ""  # openai: the model name after '#'
 
     @property
@@ -38,10 +39,16 @@ def parse_spec(spec: str | Path) -> ModelSpec:
     if text == "tiny":
         return ModelSpec("tiny", "")
     if text.startswith("openai:"):
-        url, _, name = text[len("openai:") :].partition("#")
-        if not url.startswith(("http://", "https://")):
-            raise DomainlmError(f"model spec '{text}': expected openai:http://host:port/v1#model-name")
-        return ModelSpec("openai", url.rstrip("/"), name or "default")
+        # Several servers of one model (replicas) are comma-separated: openai:http://h1/v1,http://h2/v1#name
+        urls_text, _, name = text[len("openai:") :].partition("#")
+        urls = [u.strip().rstrip("/") for u in urls_text.split(",")]
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise DomainlmError(f"model spec '{text}': '{url}' is not a URL; expected "
+                                    "openai:http://host:port/v1#model-name (replicas: URL,URL#model-name)")
+        if len(set(urls)) != len(urls):
+            raise DomainlmError(f"model spec '{text}': a server is listed twice")
+        return ModelSpec("openai", ",".join(urls), name or "default")
     if text.startswith("vllm:"):
         path = Path(text[len("vllm:") :])
         if not (path / "config.json").is_file():
