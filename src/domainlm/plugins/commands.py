@@ -1,4 +1,4 @@
-"""CLI: ``domainlm forecast``."""
+"""CLI: ``domainlm forecast`` and ``domainlm plugins list``."""
 
 from __future__ import annotations
 
@@ -42,3 +42,32 @@ def register(app: typer.Typer) -> None:
         if result.get("warning"):
             err.print(f"[yellow]warning:[/] {result['warning']}", highlight=False)
         typer.echo(dumps(result["forecast"]))
+
+    plugins = typer.Typer(help="Tools a served model can call: built in, from entry points, from OpenAPI files.",
+                          no_args_is_help=True)
+
+    @plugins.command("list")
+    def list_command(
+        openapi: list[Path] = typer.Option(None, "--openapi", help="An OpenAPI 3 file (JSON or YAML) to read as tools "
+                                           "(repeatable)."),
+        timeout: float = typer.Option(10.0, "--tool-timeout", help="Seconds an OpenAPI tool's request may take."),
+        as_json: bool = typer.Option(False, "--json", help="JSON output, with each tool's whole parameters schema."),
+    ) -> None:
+        """Every tool `serve --plugin all` would load (built-in and entry points), and those of --openapi files."""
+        from domainlm.io import dumps
+        from domainlm.plugins.registry import load_tools
+
+        tools = load_tools(["all"], [str(p) for p in openapi or []], timeout)
+        if as_json:
+            typer.echo(dumps([{"name": t.name, "source": t.source, "description": t.description,
+                               "parameters": t.parameters} for t in tools]))
+            return
+        from rich.table import Table
+
+        table = Table("name", "source", "parameters", "description", show_lines=False)
+        for t in tools:
+            table.add_row(t.name, t.source, t.summary(), t.description)
+        Console().print(table)
+        err.print("kb_search is added by `serve --kb`; `serve --plugin NAME` or `--openapi FILE` makes a tool callable.")
+
+    app.add_typer(plugins, name="plugins")

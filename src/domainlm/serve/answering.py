@@ -22,15 +22,14 @@ import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
-from domainlm.parsing import ParsedOutput, decode_arguments, json_text, parse_tool_calls
+from domainlm.parsing import ParsedOutput, json_text
+from domainlm.serve.agent import run_agent
 from domainlm.serve.asgi import ApiError
 from domainlm.serve.constrained import finite_json
 from domainlm.serve.generation import Generated, GenParams, ServedModel, logprobs_covering, stop_stream
-from domainlm.serve.plugins import PLUGIN_TOOLS, kb_answer, run_plugin_tool
+from domainlm.serve.plugins import kb_answer
 from domainlm.serve.router import Decision
 from domainlm.serve.state import ServeState
-
-MAX_PLUGIN_ROUNDS = 3
 
 
 @dataclass
@@ -239,33 +238,32 @@ def _deltas(model: ServedModel, decision: Decision | None, turn: Turn, generated
 
 def _complete_with_plugins(state: ServeState, model: ServedModel, decision: Decision | None,
                            turn: Turn) -> tuple[str, ParsedOutput | None, list[dict], Generated]:
-    """The model's whole answer, its tool calls, the plugin tools run for it on the way, and the last
-    round's token count and finish reason.
+    """The model's whole answer, its calls to the client's tools, the server's tool calls made on the way
+    (``agent.run_agent``: at most ``state.max_steps`` rounds, ``state.tool_timeout`` per call), and the
+    last round's token count and finish reason.
 
-    When the model calls a plugin tool (and the client did not offer a tool of that name), the server runs
-    it and lets the model continue with the result, up to ``MAX_PLUGIN_ROUNDS`` times.
-    """
-    conversation = list(turn.messages)
-    plugin_log: list[dict] = []
-    for round_ in range(MAX_PLUGIN_ROUNDS + 1):
-        ready = _edge_answer(decision) if round_ == 0 else None
-        generated = Generated()
-        text = ready if ready is not None else model.complete(conversation, turn.params, generated, turn.cancel)
-        parsed = parse_tool_calls(text, turn.params.tools) if turn.params.tools else None
-        plugin_calls = [c for c in (parsed.tool_calls if parsed else []) if c["function"]["name"] in PLUGIN_TOOLS
-                        and c["function"]["name"] not in turn.client_tools]
-        if not plugin_calls or round_ == MAX_PLUGIN_ROUNDS:
-            break
-        conversation.append({"role": "assistant", "content": parsed.content or "",
-                             "tool_calls": [{**c, "function": {**c["function"], "arguments": decode_arguments(c["function"]["arguments"])}}
-                                            for c in plugin_calls]})
-        for call in plugin_calls:
-            name, arguments = call["function"]["name"], call["function"]["arguments"]
-            output = run_plugin_tool(name, arguments, state.kb)
-            state.metrics.plugin_calls.labels(name).inc()
-            plugin_log.append({"name": name, "arguments": arguments, "result": output})
-            conversation.append({"role": "tool", "tool_call_id": call["id"], "content": output})
-    return text, parsed, plugin_log, generated
+    The server runs a call when it holds the tool and the request offered it (``"plugins": true`` adds the
+    server's tools to the prompt) and the client did not offer a tool of the same name."""
+    offered = {t.get("function", {}).get("name") for t in turn.params.tools or ()}
+    tools = {}
+    if offered:  # a request without tools never reaches the server's tools
+        tools = {name: tool for name, tool in state.tools.items() if name in offered and name not in turn.client_tools}
+    last = [Generated()]
+
+    def generate(conversation: list[dict], step: int) -> str:
+        ready = _edge_answer(decision) if step == 0 else None
+        last[0] = Generated()
+        return ready if ready is not None else model.complete(conversation, turn.params, last[0], turn.cancel)
+
+    def meter(record: dict, kind: str | None) -> None:
+        if kind != "not_run":
+            state.metrics.plugin_calls.labels(record["name"]).inc()
+            state.metrics.plugin_seconds.labels(record["name"]).observe(record["ms"] / 1000)
+        if kind is not None:
+            state.metrics.plugin_errors.labels(record["name"], kind).inc()
+
+    result = run_agent(generate, turn.messages, turn.params.tools, tools, state.max_steps, state.tool_timeout, meter)
+    return result.text, result.parsed, result.calls, last[0]
 
 
 def _read_kb(state: ServeState, turn: Turn) -> tuple[str, list[dict]]:

@@ -1,7 +1,10 @@
-"""Plugins: knowledge-base search and ChatFile, offered to the model as tools and to clients as endpoints.
+"""Plugins: the tools the server runs for the model, and ChatFile.
 
-Both are thin adapters over the knowledge-base stage (``domainlm.kb``): this module only turns its
-results into JSON for the API and describes the tools in OpenAI function format.
+:func:`server_tools` gathers what a server offers the model: ``kb_search`` over its knowledge base, and the
+tools registered with ``serve --plugin`` (built-in scenario tools, ``domainlm.plugins`` entry points) and
+``serve --openapi`` (see ``domainlm.plugins.registry``); ``agent`` runs their calls. ``kb_search`` and
+ChatFile are thin adapters over the knowledge-base stage (``domainlm.kb``): this module only turns its
+results into JSON for the API.
 """
 
 from __future__ import annotations
@@ -26,7 +29,28 @@ KB_SEARCH_TOOL = {
     },
 }
 
-PLUGIN_TOOLS = {"kb_search": KB_SEARCH_TOOL}
+
+
+def kb_search_tool(kb):
+    """``kb_search`` as a registered tool over ``kb``: ``{"results": [hits]}``, k kept within 1..20."""
+    from domainlm.plugins import Tool
+
+    def run(arguments: dict) -> dict:
+        k = arguments.get("k", 5)
+        k = k if isinstance(k, int) and 1 <= k <= 20 else 5
+        return {"results": kb_search(kb, str(arguments.get("query") or ""), k)}
+
+    fn = KB_SEARCH_TOOL["function"]
+    return Tool(fn["name"], fn["description"], fn["parameters"], run, source="builtin (--kb)")
+
+
+def server_tools(kb=None, plugins: list[str] = (), openapi: list[str] = (), timeout: float = 10.0) -> dict:
+    """The tools a server runs for the model, by name: ``kb_search`` when there is a knowledge base, then
+    the ``plugins`` (built-in tool or entry-point names, or ``all``) and the ``openapi`` spec files."""
+    from domainlm.plugins import index_tools, load_tools
+
+    tools = [kb_search_tool(kb)] if kb is not None else []
+    return index_tools([*tools, *load_tools(plugins, openapi, timeout)])
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -108,20 +132,13 @@ def chatfile_run(filename: str, data: bytes, question: str | None, model=None, r
                 "citations": []}
 
 
-def run_plugin_tool(name: str, arguments: str | dict, kb) -> str:
-    """Execute a plugin tool call; the result is the JSON text given back to the model."""
-    try:
-        args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
-    except (json.JSONDecodeError, TypeError, ValueError):
-        return json.dumps({"error": "arguments are not a JSON object"})
-    if name == "kb_search":
-        if kb is None:
-            return json.dumps({"error": "no knowledge base is loaded"})
-        query = str(args.get("query") or "")
-        k = args.get("k", 5)
-        k = k if isinstance(k, int) and 1 <= k <= 20 else 5
-        try:
-            return json.dumps({"results": kb_search(kb, query, k)}, ensure_ascii=False, default=str)
-        except DomainlmError as exc:
-            return json.dumps({"error": str(exc)}, ensure_ascii=False)
-    return json.dumps({"error": f"unknown plugin tool '{name}'"})
+def run_plugin_tool(name: str, arguments: str | dict, kb, timeout: float = 10.0) -> str:
+    """One call of a built-in server tool outside the agent loop; the JSON text the model would be given."""
+    from domainlm.serve.agent import call_tool
+
+    tools = server_tools(kb)
+    if name not in tools:
+        return json.dumps({"error": f"unknown plugin tool '{name}'" if kb is not None or name != "kb_search"
+                           else "no knowledge base is loaded"})
+    outcome = call_tool(tools[name], arguments, timeout)
+    return outcome["result"] if "result" in outcome else json.dumps({"error": outcome["error"]}, ensure_ascii=False)
