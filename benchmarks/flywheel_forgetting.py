@@ -82,7 +82,8 @@ def main() -> None:
         store.close()
         cfg = FlywheelConfig(registry=str(registry), db=db, gate=[str(gate)], replay_data=[str(sample / "tasks" / "train")],
                              replay_per_row=ratio, max_steps=args.round_steps, lr=1e-3, batch_size=4, seq_len=256,
-                             gate_few_items="interval")
+                             gate_few_items="interval",
+                             holdback=0.0)  # every correction trained on: the published rounds predate the held-back slice
         decision = run_flywheel(cfg)
         gate_detail = decision.get("gate") or {}
         runs[name] = {

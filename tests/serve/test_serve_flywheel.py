@@ -118,3 +118,94 @@ def test_replay_samples_the_original_training_data(tmp_path):
     (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(DomainlmError, match="no usable sft"):
         replay_rows(cfg.model_copy(update={"replay_data": [str(tmp_path / "empty.jsonl")]}), 3)
+
+
+def sft_row(question, answer, tools=None):
+    row = {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+    return {**row, "tools": tools} if tools else row
+
+
+def test_holdback_split_is_seeded_whole_questions_and_says_when_it_holds_nothing():
+    """A seeded share of the questions with a target is held back (at least one from 5 such questions, none
+    below); a question asked twice leaves training whole and is tested on its latest correction; rows the
+    eval cannot ask as they were asked (multi-turn, several calls, empty or degenerate targets, thumbs down)
+    are never held back; a corrected tool call becomes a tool_call item with its tools."""
+    from domainlm.serve.flywheel import holdback_split
+
+    qa = [sft_row(f"第{i}号网点几点开门？", f"第{i}号网点早上{i}点开门。") for i in range(10)]
+    train, items, info = holdback_split(qa, "sft", 0.2, seed=1)
+    assert len(items) == 2 and len(train) == 8 and info["usable"] == 10 and info["note"] is None
+    assert (train, items) == holdback_split(qa, "sft", 0.2, seed=1)[:2]
+    assert {i["question"] for i in items}.isdisjoint(r["messages"][0]["content"] for r in train)
+    assert all(i["type"] == "qa" and i["category"] == "feedback-heldout" and i["task"] == "feedback-heldout-qa"
+               for i in items)
+    # fewer than five usable questions: none held back, and why
+    train, items, info = holdback_split(qa[:4], "sft", 0.5, seed=1)
+    assert items == [] and len(train) == 4 and "only 4 new sft questions with a target" in info["note"]
+    assert "holdback 0" in holdback_split(qa, "sft", 0.0, seed=1)[2]["note"]
+    # at least one from five, never all of them
+    assert len(holdback_split(qa[:5], "sft", 0.01, seed=1)[1]) == 1
+    assert len(holdback_split(qa[:5], "sft", 0.99, seed=1)[1]) == 4
+
+    # a question corrected twice: both rows leave training, the item is the latest correction
+    twice = qa[:5] + [sft_row(q["messages"][0]["content"], "更正：" + q["messages"][1]["content"]) for q in qa[:5]]
+    train, items, info = holdback_split(twice, "sft", 0.2, seed=3)
+    assert info["questions"] == 1 and info["rows"] == 2 and len(train) == 8
+    assert items[0]["answer"].startswith("更正：")
+
+    tool = {"type": "function", "function": {"name": "get_rate", "parameters": {"type": "object"}}}
+    call = {"messages": [{"role": "user", "content": "定期利率多少"},
+                         {"role": "assistant", "content": "", "tool_calls": [
+                             {"type": "function", "function": {"name": "get_rate", "arguments": {"product": "定期"}}}]}],
+            "tools": [tool]}
+    multi = {"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "您好"},
+                          {"role": "user", "content": "年费多少"}, {"role": "assistant", "content": "200元"}]}
+    empty = sft_row("转账限额多少", "。。。")
+    train, items, info = holdback_split(qa[:4] + [call, multi, empty], "sft", 0.99, seed=0)
+    assert info["usable"] == 5  # 4 answers and the call; not the multi-turn row, not the empty correction
+    from domainlm.serve.flywheel import heldout_item
+
+    assert heldout_item(call, "sft") == {"type": "tool_call", "question": "定期利率多少",
+                                         "answer": {"name": "get_rate", "arguments": {"product": "定期"}},
+                                         "tools": [tool]}
+    assert heldout_item(multi, "sft") is None and heldout_item(empty, "sft") is None
+    # kto: only an upvoted answer is a target; dpo: the preferred answer
+    assert heldout_item({"prompt": "年费多少", "completion": "200元", "label": False}, "kto") is None
+    assert heldout_item({"prompt": "年费多少", "completion": "200元", "label": True}, "kto")["answer"] == "200元"
+    assert heldout_item({"prompt": "年费多少", "chosen": "200元", "rejected": "不知道"}, "dpo")["answer"] == "200元"
+
+
+def test_a_real_turn_holds_back_feedback_scores_it_and_writes_the_report(tiny_dir, gate, tmp_path):
+    """A real turn (tiny model, real training and generation) on six corrections: one question is held back,
+    is absent from the rows trained on, is scored by both models beside the gate suite, and the run folder
+    has report.md / report.json naming it."""
+    pytest.importorskip("trl")
+    from domainlm.serve.flywheel import FlywheelConfig, init_registry, run_flywheel
+    from domainlm.serve.store import FeedbackStore
+
+    registry, db = tmp_path / "registry", f"sqlite:///{tmp_path / 'fb.db'}"
+    init_registry(registry, str(tiny_dir))
+    store = FeedbackStore(db)
+    extra = [("信用卡额度怎么提升？", "按时还款六个月后可申请提额。"), ("网点周末营业吗？", "周六营业，周日休息。"),
+             ("手机银行登录不上怎么办？", "请更新到最新版本后重试。")]
+    for question, answer in GATE + extra:
+        rid = store.add_response(model="tiny", request={"messages": [{"role": "user", "content": question}]},
+                                 response="您好，我是海港银行的智能助手。")
+        store.add_feedback(rid, rating="down", correction=answer)
+    store.close()
+    cfg = FlywheelConfig(registry=str(registry), db=db, gate=[str(gate)], max_steps=10, lr=1e-2, batch_size=3,
+                         seq_len=64)
+    decision = run_flywheel(cfg)
+    run = registry / "runs" / "run-0001"
+    held = json.loads((run / "heldout" / "feedback-heldout.jsonl").read_text(encoding="utf-8"))
+    trained = (run / "feedback.jsonl").read_text(encoding="utf-8")
+    assert decision["heldout"]["questions"] == 1 and held["question"] not in trained
+    assert len(trained.splitlines()) == 5 and decision["training"]["steps"] == 10
+    for side in ("eval-current", "eval-candidate"):
+        ids = [json.loads(line)["id"] for line in (run / side / "predictions.jsonl").read_text().splitlines()]
+        assert ids[-1] == held["id"] and len(ids) == len(GATE) + 1
+    assert [g["name"] for g in decision["heldout"]["groups"]] == ["feedback-heldout"]
+    report = (run / "report.md").read_text(encoding="utf-8")
+    assert "| category feedback-heldout | 1 |" in report and "## What users flagged" in report
+    assert "only 1 held-back question (< 30)" in report
+    assert json.loads((run / "report.json").read_text(encoding="utf-8"))["changed"]["heldout_questions"] == 1

@@ -9,6 +9,7 @@ imports torch only then.
 
 from domainlm.evals.aggregate import count_silent, task_counts
 from domainlm.evals.config import EvalConfig, EvalSection, Variant, parse_variant
+from domainlm.evals.degenerate import degenerate_reason
 from domainlm.evals.evaluator import Scores, limit_items, score, select_items
 from domainlm.evals.gate import FEW_ITEMS_RULES, LEVELS, MAX_SILENT_SHARE, GateSettings, compare_per_category, silenced
 from domainlm.evals.scorers import SCORERS, TYPES, score_item
@@ -17,6 +18,6 @@ from domainlm.evals.stats import FEW_ITEMS, paired_bootstrap, ratio_interval
 from domainlm.evals.tasks import Suite, SuiteConfig, load_suite
 
 __all__ = ["FEW_ITEMS", "FEW_ITEMS_RULES", "GateSettings", "LEVELS", "MAX_SILENT_SHARE", "SCORERS", "TYPES", "EvalConfig", "EvalSection",
-           "Scores", "Suite", "SuiteConfig", "compare_per_category", "count_silent", "evaluate", "limit_items", "load_suite",
+           "Scores", "Suite", "SuiteConfig", "compare_per_category", "count_silent", "degenerate_reason", "evaluate", "limit_items", "load_suite",
            "paired_bootstrap", "parse_variant", "ratio_interval", "score", "score_item", "select_items", "silenced",
            "task_counts", "Variant"]

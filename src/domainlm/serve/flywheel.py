@@ -5,13 +5,22 @@ A model registry is a folder::
     REGISTRY/versions/v0001/ ...   every model that has served (kept for rollback)
     REGISTRY/current               symlink to the serving version (serve it: --model REGISTRY/current)
     REGISTRY/registry.json         {"current": "v0002", "history": [{"version", "time", "run", "score"}, ...]}
-    REGISTRY/runs/run-0003/        feedback.jsonl, model/ (candidate), eval-current/, eval-candidate/,
-                                   decision.json, manifest.json
+    REGISTRY/runs/run-0003/        feedback.jsonl (rows trained on), replay.jsonl, heldout/ (the held-back
+                                   feedback as an eval suite), model/ (candidate), eval-current/,
+                                   eval-candidate/, decision.json, report.md, report.json, manifest.json
     REGISTRY/flywheel.jsonl        every step of every run, appended as it happens
 
 The gate (:func:`promotion_verdict`) promotes a candidate only when it beats the serving model overall by
 more than ``min_gain`` *and* is worse on no category beyond its paired-bootstrap interval, with outputs
 that say something: :func:`domainlm.evals.compare_per_category`, the comparison the compression gate makes.
+
+The gate also asks what users asked: a seeded share (``holdback``) of the new feedback rows that carry a target
+(a correction, a preferred or upvoted answer) is not trained on but written as an eval suite and scored by both
+models beside the gate suites, as its own category, ``feedback-heldout``. A candidate that learned the
+corrections it was shown but not the ones held back is memorising, and that category refuses it.
+
+Every run folder gets a report (:mod:`domainlm.serve.flywheel_report`): what users flagged, what changed,
+which categories moved, the verdict and which of its numbers cannot be trusted.
 
 Each run uses the feedback the previous runs have not seen (a high-water mark in the feedback store),
 whether or not its candidate is promoted: feedback that produced a worse model stays in that run's
@@ -30,13 +39,22 @@ from pathlib import Path
 from pydantic import Field
 
 from domainlm.errors import DomainlmError
-from domainlm.evals import GateSettings, Scores, compare_per_category, score
-from domainlm.io import dumps, read_json, write_json, write_jsonl
+from domainlm.evals import GateSettings, Scores, compare_per_category, degenerate_reason, score
+from domainlm.io import dumps, read_json, write_json, write_jsonl, write_text
 from domainlm.manifest import stage_run
 from domainlm.models import resolve_hf_dir
-from domainlm.serve.export import export_feedback
+from domainlm.parsing import extract_tool_call
+from domainlm.prompts import render_answer
+from domainlm.serve.export import feedback_rows
+from domainlm.serve.failures import failure_report
+from domainlm.serve.flywheel_report import build_report, write_report
 from domainlm.serve.store import FeedbackStore
 from domainlm.train import TrainConfig, load_records, train
+
+HELDOUT = "feedback-heldout"  # the held-back slice's category in the gate comparison
+# Below this many questions with a target, holding one back leaves too little to train on and tests nothing
+# a reader could trust: the gate then judges on its suites alone, and the decision says so.
+MIN_HOLDBACK = 5
 
 
 class FlywheelConfig(TrainConfig, GateSettings):
@@ -51,6 +69,9 @@ class FlywheelConfig(TrainConfig, GateSettings):
     gate: list[str] = Field(min_length=1, description="Gate suites (task folders/files) both models are scored on.")
     min_rows: int = Field(1, ge=1, description="Fewer new training rows than this: skip the run.")
     min_gain: float = Field(0.0, ge=0, description="Promote only when candidate score > current + min_gain.")
+    holdback: float = Field(0.2, ge=0, lt=1, description="Share of the new feedback questions with a target (corrections, "
+                            "preferred or upvoted answers) held back from training and scored by both models as the "
+                            f"gate's '{HELDOUT}' category (seeded; none with fewer than {MIN_HOLDBACK} such questions).")
     # the per-category check is GateSettings' (domainlm.evals.compare_per_category), as the compression gate's
     gate_min_retention: float = Field(1.0, ge=0, le=1, description="Candidate / current score each group must keep "
                                       "(the upper end of its interval must reach it); 1.0: no loss beyond noise.")
@@ -85,6 +106,102 @@ def replay_rows(cfg: FlywheelConfig, feedback_rows: int) -> list[dict]:
     want = min(len(loaded.records), max(1, round(cfg.replay_per_row * feedback_rows)))
     picked = random.Random(cfg.seed).sample(loaded.records, want)
     return [{"messages": r["messages"], **({"tools": r["tools"]} if r.get("tools") else {})} for r in picked]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The held-back slice of feedback
+# ---------------------------------------------------------------------------------------------------
+def _row_question(row: dict) -> str | None:
+    """The last user turn of an exported row (kto/dpo rows keep only that, as a string)."""
+    if isinstance(row.get("prompt"), str):
+        return row["prompt"]
+    turns = row.get("messages") or row.get("prompt") or []
+    users = [m.get("content") for m in turns if m.get("role") == "user" and isinstance(m.get("content"), str)]
+    return users[-1] if users else None
+
+
+def heldout_item(row: dict, stage: str) -> dict | None:
+    """The eval item a feedback row becomes when held back, or None when it has no target the eval can ask for.
+
+    The target is what the user wanted: the correction (sft), the preferred answer (dpo), an upvoted answer
+    (kto). The eval asks one question with no history, so an sft row qualifies only when its conversation is
+    a single user turn (kto/dpo rows are that already). A target that is a tool call becomes a ``tool_call``
+    item with the row's tools; any other a ``qa`` item scored by character F1 against it. A target that
+    says nothing (empty, punctuation, a loop) is no target."""
+    tools = row.get("tools") or None
+    if stage == "sft":
+        messages = row.get("messages") or []
+        if len(messages) != 2 or messages[0].get("role") != "user" or messages[1].get("role") != "assistant":
+            return None
+        question, answer = messages[0].get("content"), messages[1]
+        calls = answer.get("tool_calls") or []
+        if len(calls) > 1:  # the tool_call scorer checks one call
+            return None
+        target = ({"name": calls[0]["function"]["name"], "arguments": calls[0]["function"]["arguments"]} if calls
+                  else answer.get("content"))
+    elif stage == "dpo":
+        question, target = row.get("prompt"), row.get("chosen")
+    elif stage == "kto":
+        question, target = row.get("prompt"), row.get("completion") if row.get("label") is True else None
+    else:
+        raise DomainlmError(f"flywheel holdback: unknown stage '{stage}'")
+    if isinstance(target, str) and tools:  # kto/dpo keep a call as its JSON text
+        target = extract_tool_call(target, tools) or target
+    if not isinstance(question, str) or not question.strip() or target is None:
+        return None
+    if isinstance(target, dict):
+        if not tools or not target.get("name") or not isinstance(target.get("arguments"), dict):
+            return None
+        return {"type": "tool_call", "question": question, "answer": target, "tools": tools}
+    if not isinstance(target, str) or degenerate_reason(target):
+        return None
+    return {"type": "qa", "question": question, "answer": target}
+
+
+def holdback_split(rows: list[dict], stage: str, fraction: float, seed: int) -> tuple[list[dict], list[dict], dict]:
+    """``(rows to train on, held-back eval items, what was done)``: a seeded ``fraction`` of the questions
+    that have a target, at least one when there are ``MIN_HOLDBACK`` or more, none when fewer.
+
+    A question is held back whole: every row asking it leaves the training data (a question corrected twice
+    must not be trained on once and tested once), and its item takes the latest row's target."""
+    usable: dict[str, dict] = {}  # question → its latest row's item, in order of first appearance
+    for row in rows:
+        item = heldout_item(row, stage)
+        if item is not None:
+            usable[item["question"].strip()] = item
+    note = None
+    want = 0
+    if fraction <= 0:
+        note = "holdback 0: no feedback held back; the gate judges on its suites alone"
+    elif len(usable) < MIN_HOLDBACK:
+        note = (f"only {len(usable)} new {stage} questions with a target the eval can ask (< {MIN_HOLDBACK}): "
+                "none held back; the gate judges on its suites alone")
+    else:
+        # never all of them: a turn must train on something
+        want = min(max(1, round(fraction * len(usable))), len(usable) - 1)
+    picked = set(random.Random(f"{seed}:holdback").sample(sorted(usable), want))
+    train_rows = [row for row in rows if (_row_question(row) or "").strip() not in picked]
+    items = []
+    for question, item in usable.items():
+        if question in picked:
+            kind = item["type"]
+            items.append({"id": f"{HELDOUT}-{len(items) + 1:04d}", "task": f"{HELDOUT}-{kind}", "category": HELDOUT,
+                          "subcategory": kind, **item})
+    info = {"fraction": fraction, "usable": len(usable), "questions": len(items),
+            "rows": len(rows) - len(train_rows), "note": note}
+    return train_rows, items, info
+
+
+def write_heldout_suite(folder: Path, items: list[dict]) -> Path:
+    """The held-back items as a suite ``domainlm eval`` reads: asked exactly as users asked them in chat (no
+    added instruction, tools through the chat template), with room for the longest target."""
+    longest = max(len(render_answer(item)) for item in items)
+    write_jsonl(folder / f"{HELDOUT}.jsonl", items)
+    config = {"name": HELDOUT, "templates": {"qa": "{question}", "tool_call": "{question}"},
+              # ~1 token per CJK character (more per English word): the target plus slack, bounded
+              "max_new_tokens": min(512, max(32, longest + 16))}
+    write_text(folder / "suite.yaml", json.dumps(config, ensure_ascii=False) + "\n")  # JSON is YAML
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -149,6 +266,26 @@ def rollback(registry: str | Path) -> dict:
     return state
 
 
+def promote(registry: str | Path, version: str) -> dict:
+    """Serve ``version``, a folder of ``versions/`` that is not serving (one rolled back earlier, say): the
+    operator's promotion, without a run or a gate. It joins the history, so a rollback returns to the version
+    that served before it."""
+    registry = Path(registry)
+    state = read_registry(registry)
+    versions = sorted(p.name for p in (registry / "versions").iterdir() if p.is_dir())
+    if version not in versions:
+        raise DomainlmError(f"{registry}: no version '{version}' (versions: {', '.join(versions)})")
+    if version == state["current"]:
+        raise DomainlmError(f"{registry}: {version} is already serving")
+    previous = state["current"]
+    state["current"] = version
+    state["history"].append({"version": version, "time": time.time(), "run": None, "previous": previous})
+    _point_current(registry, version)
+    write_json(_registry_file(registry), state)
+    _log(registry, {"step": "promote", "from": previous, "to": version})
+    return state
+
+
 # ---------------------------------------------------------------------------------------------------
 # One turn of the flywheel
 # ---------------------------------------------------------------------------------------------------
@@ -182,8 +319,12 @@ def promotion_verdict(current: Scores, candidate: Scores, cfg: FlywheelConfig) -
                                                 "max_silent_share")}}
 
 
+TRAINING_KEYS = ("steps", "records", "tokens", "first_loss", "train_loss", "eval_loss_start", "eval_loss_end", "wall_s")
+
+
 def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
-    """One turn; returns the decision record (also written to the run folder and flywheel.jsonl)."""
+    """One turn; returns the decision record (also written to the run folder and flywheel.jsonl), with
+    the run's report (``report.md``, ``report.json``) written beside it."""
     say = console.print if console is not None else (lambda *a, **k: None)
     registry = Path(cfg.registry).resolve()
     state = read_registry(registry)
@@ -199,15 +340,35 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
     try:
         with stage_run("flywheel", run_dir, inputs=cfg.gate, config=cfg, seed=cfg.seed, force=True) as run:
             since = store.export_mark(mark)
-            exported = export_feedback(store, cfg.stage, run.output("feedback.jsonl"), since_id=since)
+            records = list(store.iter_feedback(since_id=since))
+            rows = feedback_rows(records, cfg.stage)
+            train_rows, held_items, held = holdback_split(rows, cfg.stage, cfg.holdback, cfg.seed)
+            write_jsonl(run.output("feedback.jsonl"), train_rows)
+            exported = {"format": cfg.stage, "feedback": len(records), "rows": len(rows), "trained": len(train_rows),
+                        "heldout": held["rows"], "last_id": records[-1].id if records else since}
             _log(registry, {"run": run_dir.name, "step": "export", "stage": cfg.stage, "since": since, **exported})
-            say(f"{run_dir.name}: {exported['rows']} {cfg.stage} rows from {exported['feedback']} new feedback records")
-            decision = {"run": run_dir.name, "current": current, "stage": cfg.stage, "rows": exported["rows"]}
-            if exported["rows"] < cfg.min_rows:
-                decision.update(decision="skipped", reason=f"{exported['rows']} new rows < min_rows {cfg.min_rows}")
+            say(f"{run_dir.name}: {len(rows)} {cfg.stage} rows from {len(records)} new feedback records")
+            heldout_dir = None
+            if held_items:
+                heldout_dir = write_heldout_suite(run.output("heldout"), held_items)
+                held["suite"] = str(heldout_dir)
+                say(f"{run_dir.name}: {held['questions']} of {held['usable']} questions with a target held back "
+                    f"from training ({held['rows']} row{'s' if held['rows'] != 1 else ''}), scored as the gate's '{HELDOUT}' "
+                    "category")
+            else:
+                say(f"{run_dir.name}: {held['note']}")
+            _log(registry, {"run": run_dir.name, "step": "holdback", **held})
+            # what users flagged, grouped by the nearest gate item: for the report, whatever the verdict
+            flagged = failure_report(records, cfg.gate)
+            decision = {"run": run_dir.name, "current": current, "stage": cfg.stage, "rows": len(rows),
+                        "feedback_rows": len(train_rows), "heldout": held}
+            if len(train_rows) < cfg.min_rows:
+                decision.update(decision="skipped", reason=f"{len(train_rows)} new rows to train on"
+                                + (f" ({held['rows']} more held back)" if held["rows"] else "")
+                                + f" < min_rows {cfg.min_rows}")
             else:
                 data = [run_dir / "feedback.jsonl"]
-                replayed = replay_rows(cfg, exported["rows"])
+                replayed = replay_rows(cfg, len(train_rows))
                 if replayed:
                     write_jsonl(run.output("replay.jsonl"), replayed)
                     data.append(run_dir / "replay.jsonl")
@@ -217,15 +378,21 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
                     say(f"{run_dir.name}: + {len(replayed)} replayed rows of the original training data")
                 trained = train(str(current_dir), data, run_dir / "model", cfg.train_config(), console=console)
                 run.outputs.append("model")
+                decision["training"] = {k: trained.metrics[k] for k in TRAINING_KEYS if k in trained.metrics}
                 _log(registry, {"run": run_dir.name, "step": "train", "base": current,
                                 "metrics": {k: v for k, v in trained.metrics.items() if isinstance(v, (int, float, str))}})
-                cur = _gate_score(current_dir, cfg.gate, run_dir / "eval-current")
-                cand = _gate_score(run_dir / "model", cfg.gate, run_dir / "eval-candidate")
+                suites = [*cfg.gate, *([str(heldout_dir)] if heldout_dir else [])]
+                cur = _gate_score(current_dir, suites, run_dir / "eval-current")
+                cand = _gate_score(run_dir / "model", suites, run_dir / "eval-candidate")
                 verdict = promotion_verdict(cur, cand, cfg)
+                held["groups"] = [g for g in verdict["groups"] if g["name"].startswith(HELDOUT)]
                 _log(registry, {"run": run_dir.name, "step": "gate", "current": {"score": cur.score, "n": cur.n},
                                 "candidate": {"score": cand.score, "n": cand.n}, "passed": verdict["passed"],
                                 "refusals": verdict["refusals"], "warnings": verdict["warnings"]})
                 say(f"{run_dir.name}: gate score current {current} {cur.score:.4f}, candidate {cand.score:.4f}")
+                for group in held["groups"]:
+                    say(f"{run_dir.name}: held-back feedback ({group['level']} '{group['name']}', {group['n']} items): "
+                        f"current {group['reference']:.4f}, candidate {group['candidate']:.4f}")
                 for line in verdict["refusals"] + verdict["warnings"]:
                     say(f"{run_dir.name}: gate: {line}")
                 decision.update(current_score=cur.score, candidate_score=cand.score, min_gain=cfg.min_gain,
@@ -244,12 +411,20 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
                 else:
                     decision.update(decision="refused", reason=verdict["reason"])
             store.set_export_mark(mark, exported["last_id"])
+            report = build_report(decision, flagged, min_items=cfg.gate_min_items)
+            paths = write_report(run_dir, report)
+            run.outputs.extend(["report.md", "report.json"])
+            decision["report"] = {"markdown": str(paths["markdown"]), "data": str(paths["data"]),
+                                  "warnings": report["warnings"]}
             write_json(run.output("decision.json"), decision)
             run.metrics.update({k: v for k, v in decision.items() if isinstance(v, (int, float, str))})
     finally:
         store.close()
     _log(registry, {"step": "decision", **decision})
     say(f"{run_dir.name}: {decision['decision']}" + (f" → serving {decision['version']}" if "version" in decision else ""))
+    for line in report["warnings"]:
+        say(f"{run_dir.name}: cannot be trusted: {line}")
+    say(f"{run_dir.name}: report {paths['markdown']}")
     return decision
 
 
