@@ -166,6 +166,10 @@ ROUTES = [
     ("POST", "/v1/kb/search", {"query": "fee"}),
     ("POST", "/v1/chatfile", {"filename": "a.txt", "content_base64": "aGk="}),
     ("GET", "/metrics", None),
+    ("POST", "/v1/feedback/export", {"format": "sft"}),
+    ("GET", "/v1/audit", None),
+    ("POST", "/v1/admin/promote", {"version": "v0002"}),
+    ("POST", "/v1/admin/rollback", {}),
 ]
 PUBLIC = {"/health", "/", "/static"}
 

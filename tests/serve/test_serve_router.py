@@ -189,3 +189,49 @@ def test_privacy_policies_through_the_server(routed):
     finally:
         cloud.__dict__.pop("complete", None)
         routed.state.router.policy = routed.policy.parse("cloud")
+
+
+def test_a_streamed_request_with_personal_data_is_refused_before_the_stream_starts(routed):
+    """Under ``refuse`` a streamed request gets the same 403 as a non-streamed one, before any event and with no
+    generation; a clean streamed request is routed once (the edge's answer under ``confidence`` is not made twice)."""
+    router = routed.state.router
+    calls: list[str] = []
+
+    def counted(model, method):
+        original = getattr(model, method)
+
+        def wrapper(*args, **kwargs):
+            calls.append(f"{model.name}.{method}")
+            return original(*args, **kwargs)
+
+        setattr(model, method, wrapper)
+
+    for model in (router.edge, router.cloud):
+        for method in ("complete", "stream"):
+            counted(model, method)
+    try:
+        router.policy = routed.policy.parse("confidence:0.0", privacy="refuse")
+        body = {"model": "domainlm-router", "max_tokens": 16, "stream": True, "messages": [{"role": "user", "content": PATIENT}]}
+        with httpx.stream("POST", routed.url + "/v1/chat/completions", json=body, timeout=60,
+                          headers={"Authorization": f"Bearer {KEY}"}) as r:
+            raw = r.read().decode()
+        assert r.status_code == 403 and r.headers["content-type"].startswith("application/json"), raw
+        assert "data:" not in raw
+        error = json.loads(raw)["error"]
+        assert (error["type"], error["code"], error["param"]) == ("permission_error", "pii_refused", "messages")
+        assert "name" in error["message"] and "medical" in error["message"]
+        with pytest.raises(openai.PermissionDeniedError) as refused:  # the SDK raises at create(), not mid-iteration
+            ask(routed, PATIENT, stream=True)
+        assert refused.value.body["code"] == "pii_refused"
+        assert calls == [] and routed.state.admission.admitted == 0  # nothing generated, no queue place kept
+
+        chunks = list(ask(routed, "你好", stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "您好，我是海港银行的智能助手。"
+        assert chunks[-1].model_extra["route"]["reason"] == "confident"
+        assert calls == ["edge-small.complete"]  # decided once: the edge's answer is the one streamed
+    finally:
+        for model in (router.edge, router.cloud):
+            for method in ("complete", "stream"):
+                model.__dict__.pop(method, None)
+        router.policy = routed.policy.parse("cloud")

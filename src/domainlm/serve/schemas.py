@@ -101,6 +101,31 @@ class ChatFileRequest(BaseModel):
     question: str | None = None  # None: summarise
 
 
+class ExportRequest(BaseModel):
+    """``POST /v1/feedback/export``: what ``domainlm feedback export`` takes, and ``limit`` to page a large store
+    (the next page is ``since`` = the answer's ``last_id``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["kto", "dpo", "sft", "raw"]
+    conversational: bool = False  # kto/dpo: TRL's conversational rows instead of strings
+    since: int = Field(0, ge=0, description="only feedback with an id above this")
+    limit: int | None = Field(None, ge=1, description="at most this many feedback records (not rows)")
+    output: Literal["json", "jsonl"] = "json"  # jsonl: the rows as the CLI writes them, one a line
+
+
+VERSION = r"^v[0-9]+$"  # a registry's version folder (v0001): a name, never a path
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(pattern=VERSION)
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str | None = Field(None, pattern=VERSION, description="an earlier version; None: the one before current")
+
+
 def message_text(content: str | list[dict] | None) -> str:
     """OpenAI content may be a list of parts; the text parts, joined, are what a text model sees."""
     if content is None:

@@ -22,6 +22,11 @@ class ServeOptions(BaseModel):
     route: str = Field("confidence:0.5", description="Router policy: edge | cloud | confidence[:T].")
     kb: str | None = Field(None, description="Knowledge-base folder for grounded answers and kb_search.")
     kb_reader: str = Field("extractive", pattern="^(extractive|model)$")
+    plugins: list[str] = Field(default_factory=list, description="Tools the server runs for the model: built-in tool "
+                               "or domainlm.plugins entry-point names, or 'all'.")
+    openapi: list[str] = Field(default_factory=list, description="OpenAPI 3 files whose operations become tools.")
+    max_steps: int = Field(3, ge=1, le=20, description="Rounds of server tool calls in one answer.")
+    tool_timeout: float = Field(10.0, gt=0, description="Seconds one tool call may take.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     db: str = "sqlite:///artifacts/feedback.db"
@@ -32,6 +37,8 @@ class ServeOptions(BaseModel):
     max_tokens: int = Field(1024, ge=1, description="Largest max_tokens a request may ask for.")
     default_max_tokens: int = Field(256, ge=1)
     max_queue: int = Field(16, ge=0, description="Chat completions that may wait for the model; more get a 429.")
+    max_batch: int = Field(16, ge=1, description="Requests a transformers model decodes together (continuous "
+                           "batching; 1: one at a time).")
     max_prompt_tokens: int = Field(8192, ge=0, description="Largest prompt in tokens, chat template included (0: no limit).")
     metrics_token: str | None = Field(None, min_length=16, description="Bearer token that opens /metrics (and nothing else).")
     privacy: str = Field("keep-on-edge", pattern="^(keep-on-edge|redact|refuse)$",
@@ -77,14 +84,14 @@ def build_state(options: ServeOptions, keys=None):
         keys, _ = resolve_keys(options)
     router = None
     if options.model:
-        model = load_served_model(options.model, options.name)
+        model = load_served_model(options.model, options.name, max_batch=options.max_batch)
         name = model.name
     else:
         from domainlm.serve.router import RoutePolicy, Router
 
         policy = RoutePolicy.parse(options.route, privacy=options.privacy)
-        edge = load_served_model(options.edge, None)
-        cloud = load_served_model(options.cloud, None)
+        edge = load_served_model(options.edge, None, max_batch=options.max_batch)
+        cloud = load_served_model(options.cloud, None, max_batch=options.max_batch)
         router = Router(edge, cloud, policy)
         model, name = edge, options.name or "domainlm-router"
     kb = None
@@ -94,8 +101,12 @@ def build_state(options: ServeOptions, keys=None):
         from domainlm.serve.plugins import open_knowledge_base
 
         kb = open_knowledge_base(options.kb)
+    from domainlm.serve.plugins import server_tools
+
+    tools = server_tools(kb, options.plugins, options.openapi, options.tool_timeout)
     store = FeedbackStore(options.db, redact_pii=options.store_redact_pii)
-    return ServeState(model=model, name=name, store=store, api_keys=keys, router=router, kb=kb,
+    return ServeState(model=model, name=name, store=store, api_keys=keys, router=router, kb=kb, tools=tools,
+                      max_steps=options.max_steps, tool_timeout=options.tool_timeout,
                       kb_reader=options.kb_reader, rate_per_minute=options.rate_limit,
                       max_body_bytes=options.max_body_bytes, max_new_tokens=options.max_tokens,
                       default_max_new_tokens=min(options.default_max_tokens, options.max_tokens),
@@ -103,11 +114,13 @@ def build_state(options: ServeOptions, keys=None):
                       metrics_token=options.metrics_token)
 
 
-def make_asgi(state):
+def make_asgi(state, registry=None):
+    """The ASGI app; ``registry``: the :class:`~domainlm.serve.reload.RegistryWatcher` the admin's promote and
+    rollback routes act on (None: a server without a model registry)."""
     from domainlm.serve.app import create_app
     from domainlm.serve.asgi import BodyLimit, JsonBodies
 
-    return BodyLimit(JsonBodies(create_app(state)), state.max_body_bytes)
+    return BodyLimit(JsonBodies(create_app(state, registry=registry)), state.max_body_bytes)
 
 
 def run_server(options: ServeOptions, on_ready=None) -> None:
@@ -119,8 +132,11 @@ def run_server(options: ServeOptions, on_ready=None) -> None:
     keys, generated = resolve_keys(options)
     state = build_state(options, keys)
     link = registry_link(options.model)
-    if link is not None and options.watch_registry > 0:
-        RegistryWatcher(state, link, options.watch_registry).start()
+    # Made for any registry: the admin's promote and rollback routes swap through it even when it does not
+    # look on its own (--watch-registry 0).
+    watcher = RegistryWatcher(state, link, options.watch_registry) if link is not None else None
+    if watcher is not None and options.watch_registry > 0:
+        watcher.start()
     if on_ready is not None:
         on_ready(state, generated)
-    uvicorn.run(make_asgi(state), host=options.host, port=options.port, log_level="warning", access_log=False)
+    uvicorn.run(make_asgi(state, registry=watcher), host=options.host, port=options.port, log_level="warning", access_log=False)
