@@ -20,6 +20,7 @@ import numpy as np
 
 from domainlm.errors import DomainlmError
 from domainlm.io import iter_jsonl, sha256_file
+from domainlm.kb import ann
 from domainlm.kb.config import KBConfig
 from domainlm.kb.embed import load_embedder
 from domainlm.kb.store import KB_FILE, USER_TERMS, read_info, remove_leftovers_if_idle
@@ -73,6 +74,12 @@ class KnowledgeBase:
             self.mined_terms = [t for t in (gdir / "mined_terms.txt").read_text(encoding="utf-8").splitlines() if t]
             self.bm25 = bm25s.BM25.load(str(gdir / "bm25"), mmap=True) if self.chunks else None
             self.vectors = np.load(gdir / "dense.npy", mmap_mode="r") if (gdir / "dense.npy").is_file() else None
+            # From ann.ANN_THRESHOLD chunks up a generation holds an HNSW graph; below, search is exact.
+            self.ann = ann.load_index(gdir / ann.INDEX_FILE, view=True) if (gdir / ann.INDEX_FILE).is_file() else None
+            if self.ann is not None:
+                row_keys = np.load(gdir / ann.KEYS_FILE)
+                self._ann_order = np.argsort(row_keys)
+                self._ann_sorted = row_keys[self._ann_order]
         except DomainlmError:
             raise
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
@@ -131,7 +138,9 @@ class KnowledgeBase:
         n = len(self.chunks)
         return {t: float(np.log(1 + (n - (df := self.doc_freq(t)) + 0.5) / (df + 0.5))) for t in tokens}
 
-    def dense_scores(self, query: str) -> np.ndarray:
+    def dense_scores(self, query: str, depth: int | None = None, also: np.ndarray | None = None) -> np.ndarray:
+        """Cosine of ``query`` with every chunk. With an ANN index and a ``depth``, only the ``depth``
+        nearest chunks the graph finds, plus the rows in ``also``, are scored (exactly); the rest are -inf."""
         if self.vectors is None or not len(self.chunks):
             return np.zeros(len(self.chunks), dtype=np.float32)
         qv = self._query_vectors.get(query)
@@ -141,7 +150,13 @@ class KnowledgeBase:
             if len(self._query_vectors) >= self.query_cache_size:
                 self._query_vectors.pop(next(iter(self._query_vectors)))
             self._query_vectors[query] = qv
-        return np.asarray(self.vectors @ qv, dtype=np.float32)
+        if self.ann is None or depth is None:
+            return np.asarray(self.vectors @ qv, dtype=np.float32)
+        rows = ann.rows_for(ann.search(self.ann, qv, depth), self._ann_sorted, self._ann_order)
+        rows = np.union1d(rows, also) if also is not None else np.unique(rows)  # sorted: a forward read of the mmap
+        scores = np.full(len(self.chunks), -np.inf, dtype=np.float32)
+        scores[rows] = np.asarray(self.vectors[rows] @ qv, dtype=np.float32)
+        return scores
 
     def search(
         self, query: str, k: int = 5, mode: str = "hybrid", *, fusion: str | None = None, rerank: int = 0
@@ -163,11 +178,17 @@ class KnowledgeBase:
         if mode == "hybrid" and self.vectors is None:
             mode = "bm25"
         bm25 = self.bm25_scores(query) if mode in ("bm25", "hybrid") else None
-        dense = self.dense_scores(query) if mode in ("dense", "hybrid") else None
+        dense = None
+        if mode in ("dense", "hybrid"):
+            # With an ANN index: the graph's candidates, deep enough for fusion, plus BM25's own top
+            # candidates so that every fused hit has its exact dense score.
+            depth = _fusion_depth(len(self.chunks), max(k, rerank))
+            also = _top_rows(bm25, depth) if bm25 is not None else None
+            dense = self.dense_scores(query, depth, also)
         if mode == "bm25":
             fused, eligible = bm25, bm25 > 0  # a chunk sharing no term with the query is not a BM25 hit
         elif mode == "dense":
-            fused, eligible = dense, np.ones(len(dense), dtype=bool)
+            fused, eligible = dense, np.isfinite(dense)
         else:
             fused, eligible = self._fuse(bm25, dense, max(k, rerank), fusion or self.config.fusion)
         hits = self._top(fused, eligible, max(k, rerank), bm25, dense)
@@ -184,11 +205,12 @@ class KnowledgeBase:
             top = float(bm25.max()) if n else 0.0
             norm = bm25 / top if top > 0 else bm25
             w = self.config.bm25_weight
-            return (w * norm + (1 - w) * dense).astype(np.float32), np.ones(n, dtype=bool)
+            fused = (w * norm + (1 - w) * dense).astype(np.float32)
+            return fused, np.isfinite(fused)
         # Reciprocal-rank fusion over each retriever's top candidates (Cormack et al. 2009).
-        depth = min(n, max(100, 4 * k))
+        depth = _fusion_depth(n, k)
         fused = np.zeros(n, dtype=np.float32)
-        for scores, valid in ((bm25, bm25 > 0), (dense, np.ones(n, dtype=bool))):
+        for scores, valid in ((bm25, bm25 > 0), (dense, np.isfinite(dense))):
             order = _ranked(scores, valid, depth, self.chunks)
             fused[order] += 1.0 / (self.config.rrf_k + np.arange(1, len(order) + 1, dtype=np.float32))
         return fused, fused > 0
@@ -214,6 +236,19 @@ class KnowledgeBase:
             if c["id"] == chunk_id:
                 return c
         return None
+
+
+def _fusion_depth(n: int, k: int) -> int:
+    """How many of each retriever's best chunks reciprocal-rank fusion looks at."""
+    return min(n, max(100, 4 * k))
+
+
+def _top_rows(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Rows of the ``depth`` highest positive scores (unordered)."""
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > depth:
+        positive = positive[np.argpartition(-scores[positive], depth - 1)[:depth]]
+    return positive
 
 
 def _ranked(scores: np.ndarray, valid: np.ndarray, k: int, chunks: list[dict]) -> np.ndarray:
@@ -264,5 +299,7 @@ def kb_summary(kb: KnowledgeBase) -> dict[str, Any]:
         "chunks": len(kb.chunks),
         "embedder": kb.info.get("embedder"),
         "mined_terms": len(kb.mined_terms),
+        # null: exact dense search (below the ANN threshold, or no embeddings)
+        "ann": kb.info.get("ann"),
     }
 

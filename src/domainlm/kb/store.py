@@ -13,6 +13,10 @@ Layout of a KB folder (``format_version`` 1)::
         mined_terms.txt  terms mined from the corpus at build time
         bm25/            bm25s index (memory-mapped on open)
         dense.npy        float32 [n_chunks, dim] embeddings (memory-mapped, read-only)
+        dense.usearch    ANN graph over dense.npy, from ann.ANN_THRESHOLD chunks up (see domainlm.kb.ann)
+        dense_keys.npy   uint64 key of each row in that graph
+    .embed-cache/      vectors checkpointed while embedding (removed once a generation holds them): a
+                       killed build or add re-embeds only what it does not hold
 
 A writer (build/add/remove) holds ``.lock``, writes a complete new generation, then atomically replaces
 ``kb.json``: readers in other processes keep the generation they opened and never see a half-written one.
@@ -34,9 +38,10 @@ import numpy as np
 
 from domainlm.errors import DomainlmError
 from domainlm.io import iter_jsonl, read_json, sha256_file, sha256_text, write_json, write_jsonl, write_text
+from domainlm.kb import ann
 from domainlm.kb.chunking import chunk_document
 from domainlm.kb.config import KBConfig
-from domainlm.kb.embed import load_embedder
+from domainlm.kb.embed import embed_passages, load_embedder
 from domainlm.kb.terms import mine_terms
 from domainlm.kb.text import Tokenizer, read_terms
 from domainlm.progress import counting_bar
@@ -45,6 +50,7 @@ FORMAT_VERSION = 1
 KB_FILE = "kb.json"
 USER_TERMS = "terms.txt"
 LOCK_FILE = ".lock"
+EMBED_CACHE = ".embed-cache"
 _GENERATION = re.compile(r"gen-\d{6}")
 
 
@@ -57,6 +63,7 @@ class _Generation:
     documents: list[dict]
     mined_terms: list[str]
     vectors: np.ndarray | None
+    index: object | None = None  # the ANN graph updated for these chunks; None: built when one is needed
 
 
 @contextlib.contextmanager
@@ -132,16 +139,19 @@ def only_build_leftovers(kb_dir: str | Path) -> bool:
     return True
 
 
-_BUILD_FILES = {LOCK_FILE, USER_TERMS}
+_BUILD_FILES = {LOCK_FILE, USER_TERMS, EMBED_CACHE}
 
 
 def remove_unbuilt(kb_dir: str | Path) -> bool:
     """Remove ``kb_dir`` after a failed first build, when it holds no ``kb.json`` (no KB was ever written
-    there), nothing but a writer's own files (:func:`only_build_leftovers`), and no other writer holds the
-    lock. The caller knows the folder did not exist before its run. Returns whether it was removed."""
+    there), nothing but a writer's own files (:func:`only_build_leftovers`), no embedding checkpoints (an
+    interrupted build keeps them, so that the next one resumes), and no other writer holds the lock. The
+    caller knows the folder did not exist before its run. Returns whether it was removed."""
     kb_dir = Path(kb_dir)
     try:
         if not kb_dir.is_dir() or (kb_dir / KB_FILE).exists() or not only_build_leftovers(kb_dir):
+            return False
+        if any((kb_dir / EMBED_CACHE).glob("*/shard-*.npz")):
             return False
         with open(kb_dir / LOCK_FILE, "a") as handle:
             try:
@@ -216,11 +226,14 @@ def _tokenize(chunks: list[dict], tokenizer, show_progress: bool) -> list[list[s
     return out
 
 
-def _embed(chunks: list[dict], embedder, show_progress: bool) -> np.ndarray:
+def _embed(chunks: list[dict], embedder, show_progress: bool, kb_dir: Path) -> tuple[np.ndarray, int]:
+    """Vectors of ``chunks``, checkpointed under ``kb_dir/.embed-cache``; also how many the checkpoints
+    of an interrupted run held."""
     texts = [index_text(c) for c in chunks]
     with _progress() if show_progress else contextlib.nullcontext() as progress:
         task = progress.add_task("embedding", total=len(texts)) if progress else None
-        return embedder.passages(texts, on_batch=(lambda n: progress.advance(task, n)) if progress else None)
+        on_batch = (lambda n: progress.advance(task, n)) if progress else None
+        return embed_passages(embedder, [c["id"] for c in chunks], texts, kb_dir / EMBED_CACHE, on_batch)
 
 
 def _write_generation(kb_dir: Path, gen: _Generation, config: KBConfig, embedder_name: str | None, dim: int) -> dict:
@@ -242,6 +255,7 @@ def _write_generation(kb_dir: Path, gen: _Generation, config: KBConfig, embedder
             retriever.save(str(tmp / "bm25"))
         if gen.vectors is not None and len(gen.chunks):
             np.save(tmp / "dense.npy", np.ascontiguousarray(gen.vectors, dtype=np.float32))
+        ann_info = _write_ann(tmp, gen, config, dim)
         files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         os.replace(tmp, kb_dir / name)
     except BaseException:
@@ -257,6 +271,8 @@ def _write_generation(kb_dir: Path, gen: _Generation, config: KBConfig, embedder
         "config": config.model_dump(mode="json"),
         "files": files,
     }
+    if ann_info:
+        info["ann"] = ann_info
     write_json(kb_dir / KB_FILE, info)
     # Older generations are no longer referenced. A process that has one memory-mapped keeps reading
     # it (the data stays until it closes the mapping).
@@ -264,6 +280,30 @@ def _write_generation(kb_dir: Path, gen: _Generation, config: KBConfig, embedder
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
     return info
+
+
+def _write_ann(folder: Path, gen: _Generation, config: KBConfig, dim: int) -> dict | None:
+    """Save the ANN graph of ``gen`` into ``folder`` when it has enough chunks (building it when ``gen``
+    brings none), with its recall@10 against exact search; None when the KB searches exactly."""
+    n = len(gen.chunks)
+    if gen.vectors is None or n == 0 or n < ann.threshold(config):
+        return None
+    keys = ann.chunk_keys([c["id"] for c in gen.chunks])
+    if len(np.unique(keys)) != n:
+        return None  # two chunk ids share a 64-bit hash (odds ~n^2/2^65): exact search stays correct
+    index = gen.index
+    if index is None or len(index) != n:
+        index = ann.update_index(None, dim, keys[:0], keys, gen.vectors)
+    index.save(str(folder / ann.INDEX_FILE))
+    np.save(folder / ann.KEYS_FILE, keys)
+    from importlib.metadata import version
+
+    return {
+        "library": f"usearch {version('usearch')}",
+        "threshold": ann.threshold(config),
+        "recall_at_10": round(ann.recall_at_k(index, gen.vectors, keys), 4),
+        "recall_sample": min(ann.RECALL_SAMPLE, n),
+    }
 
 
 def build_kb(documents: list[dict], out: str | Path, config: KBConfig | None = None, *, show_progress: bool = False) -> dict:
@@ -292,11 +332,13 @@ def build_kb(documents: list[dict], out: str | Path, config: KBConfig | None = N
         mined = mine_terms((d["text"] for d in unique), known=tokenizer.known_words()) if config.mine_terms else []
         tokenizer.add_terms(mined + user_terms)
         tokens = _tokenize(chunks, tokenizer, show_progress)
-        vectors = _embed(chunks, embedder, show_progress) if embedder else None
+        vectors, reused = _embed(chunks, embedder, show_progress, out) if embedder else (None, 0)
         if config.terms:
             write_text(out / USER_TERMS, "".join(t + "\n" for t in user_terms))
         gen = _Generation(chunks, tokens, registry, mined, vectors)
         info = _write_generation(out, gen, config, embedder.name if embedder else None, embedder.dim if embedder else 0)
+        shutil.rmtree(out / EMBED_CACHE, ignore_errors=True)  # dense.npy holds them now
+    info["embedded"] = {"new": len(chunks) - reused if embedder else 0, "from_checkpoint": reused}
     info["duplicates"] = [d["id"] for d in duplicates]
     return info
 
@@ -315,17 +357,24 @@ def _load_generation(kb_dir: Path, info: dict) -> _Generation:
     vectors = np.load(gdir / "dense.npy") if (gdir / "dense.npy").is_file() else None
     if info.get("dim") and vectors is None:
         vectors = np.zeros((0, info["dim"]), dtype=np.float32)
-    return _Generation(chunks, tokens, documents, mined, vectors)
+    # The graph is loaded to be changed in place (add/remove update it rather than build it again).
+    index = ann.load_index(gdir / ann.INDEX_FILE) if (gdir / ann.INDEX_FILE).is_file() else None
+    return _Generation(chunks, tokens, documents, mined, vectors, index)
 
 
 def _drop(gen: _Generation, doc_ids: set[str]) -> _Generation:
     keep = [i for i, c in enumerate(gen.chunks) if c["doc_id"] not in doc_ids]
+    dropped = [c["id"] for c in gen.chunks if c["doc_id"] in doc_ids]
+    index = gen.index
+    if index is not None and dropped:
+        index = ann.update_index(index, 0, ann.chunk_keys(dropped), np.zeros(0, np.uint64), np.zeros((0, 0)))
     return _Generation(
         [gen.chunks[i] for i in keep],
         [gen.tokens[i] for i in keep],
         [d for d in gen.documents if d["id"] not in doc_ids],
         gen.mined_terms,
         gen.vectors[keep] if gen.vectors is not None else None,
+        index,
     )
 
 
@@ -350,12 +399,15 @@ def add_documents(kb_dir: str | Path, documents: list[dict], *, show_progress: b
         tokenizer = Tokenizer(gen.mined_terms + read_terms(kb_dir / USER_TERMS))
         tokens = _tokenize(chunks, tokenizer, show_progress)
         embedder = load_embedder(config.embedder)
-        new_vectors = _embed(chunks, embedder, show_progress) if embedder else None
-        vectors = gen.vectors
+        new_vectors, _ = _embed(chunks, embedder, show_progress, kb_dir) if embedder else (None, 0)
+        vectors, index = gen.vectors, gen.index
         if embedder is not None:
             vectors = np.concatenate([gen.vectors.reshape(-1, info["dim"]), new_vectors]) if gen.vectors is not None else new_vectors
-        merged = _Generation(gen.chunks + chunks, gen.tokens + tokens, gen.documents + registry, gen.mined_terms, vectors)
+            if index is not None and chunks:
+                index = ann.update_index(index, embedder.dim, np.zeros(0, np.uint64), ann.chunk_keys([c["id"] for c in chunks]), new_vectors)
+        merged = _Generation(gen.chunks + chunks, gen.tokens + tokens, gen.documents + registry, gen.mined_terms, vectors, index)
         new_info = _write_generation(kb_dir, merged, config, info.get("embedder"), info.get("dim", 0))
+        shutil.rmtree(kb_dir / EMBED_CACHE, ignore_errors=True)
     new_info["added"] = sorted(d["id"] for d in changed if d["id"] not in known)
     new_info["replaced"] = replaced
     new_info["unchanged"] = sorted(d["id"] for d in unique.values() if d not in changed)

@@ -1,0 +1,128 @@
+"""Approximate nearest-neighbour search over a generation's dense vectors: a usearch HNSW graph.
+
+Below :data:`ANN_THRESHOLD` chunks the KB searches exactly (one matrix-vector product over the
+memory-mapped ``dense.npy``: ~15 ms at 100k x 384 on 2 cores, less than embedding the query). From the
+threshold up, a generation also holds
+
+    dense.usearch    the HNSW graph (inner product on the L2-normalised vectors = cosine)
+    dense_keys.npy   uint64 key of each chunk row (a hash of the chunk id), so a graph hit maps to a row
+
+Keys come from chunk ids, not row numbers, so ``kb add`` / ``kb remove`` update the previous graph in
+place (remove the dropped chunks' keys, add the new ones) instead of building it again; rows may move,
+keys do not. Each write measures recall@10 against exact search on a sample of stored vectors used as
+queries and records it in kb.json, which ``kb info`` prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from domainlm.errors import DomainlmError
+
+ANN_THRESHOLD = 50_000  # chunks; below it exact search is fast enough and exact
+INDEX_FILE = "dense.usearch"
+KEYS_FILE = "dense_keys.npy"
+RECALL_SAMPLE = 200  # stored vectors used as queries when recall@10 is measured
+RECALL_K = 10
+# HNSW settings (benchmarks/embedding_speed.py, 2 cores): on 100k clustered random unit vectors in 384
+# dimensions recall@10 is 1.000 at 2 ms a query (brute force 22 ms). Uniform random vectors, which have no
+# neighbourhood structure at all, stay far below that at any affordable setting; real embeddings cluster,
+# and kb.json records the recall measured on the KB's own vectors.
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 256
+
+
+def threshold(config) -> int:
+    """Chunks from which a generation gets an ANN index (``kb.ann_threshold`` when the config has it)."""
+    value = getattr(config, "ann_threshold", None)
+    return ANN_THRESHOLD if value is None else int(value)
+
+
+def _usearch():
+    # usearch's compiled module, once loaded, makes onnxruntime (OCR of scans) segfault when it creates
+    # a session later in the same process; loaded the other way round both work (usearch 2.26.6 with
+    # onnxruntime 1.32). onnxruntime imports in ~0.1 s, so load it first wherever it is installed.
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+    try:
+        from usearch.index import Index
+    except ImportError:
+        raise DomainlmError("an ANN index (KBs from ANN_THRESHOLD chunks up) needs usearch: pip install usearch") from None
+    return Index
+
+
+def chunk_keys(chunk_ids: list[str]) -> np.ndarray:
+    """A stable uint64 key per chunk id (the first 8 bytes of its blake2b)."""
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(c.encode("utf-8"), digest_size=8).digest(), "little") for c in chunk_ids),
+        dtype=np.uint64,
+        count=len(chunk_ids),
+    )
+
+
+def new_index(dim: int):
+    return _usearch()(
+        ndim=dim, metric="ip", dtype="f32", connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
+        expansion_search=EXPANSION_SEARCH,
+    )
+
+
+def load_index(path: Path, *, view: bool = False):
+    """The graph saved at ``path``: memory-mapped read-only (``view``, for search) or loaded to change it."""
+    Index = _usearch()
+    index = Index.restore(str(path), view=view)
+    if index is None:
+        raise DomainlmError(f"{path}: not a usearch index; rebuild with `domainlm kb build --force`")
+    index.expansion_search = EXPANSION_SEARCH
+    return index
+
+
+def update_index(index, dim: int, remove: np.ndarray, add_keys: np.ndarray, add_vectors: np.ndarray):
+    """``index`` (None: a new, empty one) without the ``remove`` keys and with the new vectors added."""
+    index = index if index is not None else new_index(dim)
+    if len(remove):
+        index.remove(np.asarray(remove, dtype=np.uint64))
+    if len(add_keys):
+        index.add(np.asarray(add_keys, dtype=np.uint64), np.ascontiguousarray(add_vectors, dtype=np.float32))
+    return index
+
+
+def search(index, query: np.ndarray, count: int) -> np.ndarray:
+    """Keys of the (approximately) ``count`` nearest vectors to ``query``, nearest first."""
+    count = min(count, len(index))
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    return np.asarray(index.search(np.ascontiguousarray(query, dtype=np.float32), count).keys, dtype=np.uint64)
+
+
+def rows_for(keys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows of ``keys`` given the row keys sorted (``sorted_keys = row_keys[order]``); unknown keys dropped."""
+    at = np.searchsorted(sorted_keys, keys)
+    at = np.minimum(at, len(sorted_keys) - 1)
+    found = sorted_keys[at] == keys
+    return order[at[found]]
+
+
+def recall_at_k(index, vectors: np.ndarray, row_keys: np.ndarray, k: int = RECALL_K, sample: int = RECALL_SAMPLE, seed: int = 0) -> float:
+    """Mean overlap of the ANN top ``k`` with the exact top ``k`` for ``sample`` stored vectors as queries."""
+    n = len(vectors)
+    k = min(k, n)
+    if n == 0 or k == 0:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(n, size=min(sample, n), replace=False))
+    queries = np.ascontiguousarray(vectors[picks], dtype=np.float32)
+    exact_keys = np.empty((len(picks), k), dtype=np.uint64)
+    for start in range(0, len(picks), 64):  # 64 queries x n scores at a time: bounded memory at 1M rows
+        scores = queries[start : start + 64] @ np.asarray(vectors, dtype=np.float32).T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        exact_keys[start : start + 64] = row_keys[top]
+    found = index.search(queries, k).keys
+    hits = sum(len(set(found[i].tolist()) & set(exact_keys[i].tolist())) for i in range(len(picks)))
+    return hits / (len(picks) * k)
