@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 from serve_support import KEY, LiveServer, make_state
 
-from domainlm.serve.generation import GenParams, Generated, ServedModel
+from domainlm.serve.generation import Generated, GenParams, ServedModel
 
 QUESTIONS = ["活期存款的年利率是多少？", "信用卡逾期会怎样？", "转账手续费是多少？", "理财产品的风险等级有哪些？",
              "What is the annual fee of the gold card?", "How do I open a time deposit?"]
