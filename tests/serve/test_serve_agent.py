@@ -15,7 +15,7 @@ import httpx
 import pytest
 from serve_support import KEY, LiveServer, make_state, teach
 
-openai = pytest.importorskip("openai")
+openai = pytest.importorskip("openai", reason="the test extra (openai client) is not installed")
 
 PLUGIN = '''
 import time

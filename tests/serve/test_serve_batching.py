@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-pytest.importorskip("torch")
+pytest.importorskip("torch", reason="continuous batching runs transformers models: the train extra (torch) is not installed")
 from serve_support import KEY, LiveServer, make_state
 
 from domainlm.serve.generation import Generated, GenParams, ServedModel

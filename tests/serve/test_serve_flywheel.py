@@ -33,7 +33,7 @@ def add_corrections(store, answers):
 
 
 def test_promote_a_better_model_refuse_a_worse_one_and_roll_back(tiny_dir, gate, tmp_path):
-    pytest.importorskip("trl")
+    pytest.importorskip("trl", reason="a flywheel turn trains with TRL: the train extra is not installed")
     from domainlm.serve.flywheel import (
         FlywheelConfig,
         flywheel_log,
@@ -179,7 +179,7 @@ def test_a_real_turn_holds_back_feedback_scores_it_and_writes_the_report(tiny_di
     """A real turn (tiny model, real training and generation) on six corrections: one question is held back,
     is absent from the rows trained on, is scored by both models beside the gate suite, and the run folder
     has report.md / report.json naming it."""
-    pytest.importorskip("trl")
+    pytest.importorskip("trl", reason="a flywheel turn trains with TRL: the train extra is not installed")
     from domainlm.serve.flywheel import FlywheelConfig, init_registry, run_flywheel
     from domainlm.serve.store import FeedbackStore
 
