@@ -17,6 +17,7 @@ from domainlm.train.config import TrainConfig
 from domainlm.train.launcher import inside_launcher, relaunch, strip_launcher_args
 from domainlm.train.plan import plan as make_plan
 from domainlm.train.plan import plan_table, shape_for
+from domainlm.train.progress import check_trackers
 from domainlm.train.stage import is_main_process
 from domainlm.train.stage import train as run_train
 from domainlm.workspace import workspace_config_or_defaults
@@ -25,7 +26,7 @@ console = Console(stderr=True)
 
 # What the workspace's ``train:`` section gives ``domainlm train`` when an option is not given (besides the
 # base model); every other setting is the option's own default.
-SECTION_DEFAULTS = {"method", "epochs", "lr", "batch_size", "seq_len"}
+SECTION_DEFAULTS = {"method", "epochs", "lr", "batch_size", "seq_len", "report_to", "progress_every"}
 
 
 def train_config(section: TrainConfig, **options) -> TrainConfig:
@@ -56,6 +57,9 @@ def register(app: typer.Typer) -> None:
         grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing"),
         compile_model: bool = typer.Option(False, "--compile", help="torch.compile (GPU)."),
         seed: int = typer.Option(0, "--seed"),
+        report_to: str = typer.Option(
+            None, "--report-to", help="Also log metrics and config to: tensorboard, wandb, mlflow (comma-separated; "
+            "none for none). Default: train.report_to."),
         force: bool = typer.Option(False, "--force", help="Re-run from scratch even if up to date."),
         no_resume: bool = typer.Option(False, "--no-resume", help="Ignore existing checkpoints."),
         launcher: str = typer.Option(None, "--launcher", help="torchrun | accelerate: run in several processes."),
@@ -67,6 +71,17 @@ def register(app: typer.Typer) -> None:
         master_port: int = typer.Option(None, "--master-port"),
     ) -> None:
         """Train a model: cpt on documents, sft on chats/task items, dpo/kto on preferences or feedback."""
+        # The config first: a bad option or a tracker that is not installed stops here, once, before any
+        # process is launched or model loaded.
+        _, overrides = split_overrides(args or [])
+        section = workspace_config_or_defaults(None, overrides).train
+        cfg = train_config(section, stage=stage, method=method, epochs=epochs, max_steps=max_steps, lr=lr,
+                           batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len,
+                           replay=[str(p) for p in replay or []], replay_ratio=replay_ratio,
+                           kb=str(kb) if kb else None, kb_k=kb_k, save_every=save_every,
+                           grad_checkpointing=grad_checkpointing, compile=compile_model, seed=seed,
+                           report_to=report_to)
+        check_trackers(cfg.report_to)
         if launcher and not inside_launcher():
             argv = strip_launcher_args(sys.argv[1:])
             code = relaunch(launcher, nproc, strategy, argv, nnodes=nnodes, node_rank=node_rank,
@@ -74,13 +89,6 @@ def register(app: typer.Typer) -> None:
             if code:
                 raise DomainlmError(f"training under {launcher} failed (exit code {code})", exit_code=code)
             return
-        _, overrides = split_overrides(args or [])
-        section = workspace_config_or_defaults(None, overrides).train
-        cfg = train_config(section, stage=stage, method=method, epochs=epochs, max_steps=max_steps, lr=lr,
-                           batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len,
-                           replay=[str(p) for p in replay or []], replay_ratio=replay_ratio,
-                           kb=str(kb) if kb else None, kb_k=kb_k, save_every=save_every,
-                           grad_checkpointing=grad_checkpointing, compile=compile_model, seed=seed)
         result = run_train(base or section.base, list(data), out, cfg, force=force, resume=not no_resume,
                            console=console)
         if is_main_process():

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from domainlm.config import Section, validate
+
+# TrainConfig settings that change only where a run reports, not the model it trains.
+REPORTING = ("progress_every", "report_to")
 
 
 class TrainConfig(Section):
@@ -48,9 +51,30 @@ class TrainConfig(Section):
     # preference stages
     beta: float = Field(0.1, gt=0, description="dpo/kto: strength of the pull towards the reference model.")
     # bookkeeping
-    log_every: int = Field(1, ge=1)
+    log_every: int = Field(1, ge=1, description="Record step, loss, lr and tokens/s (train_log.jsonl, the trackers) "
+                           "every N steps.")
+    progress_every: int = Field(10, ge=1, description="When stderr is not a terminal (CI, nohup, a pipe), a plain "
+                                "progress line every N steps, and at the first and last; on a terminal, a bar.")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="Trackers that also get the run's metrics and config: tensorboard "
+        "(OUT/runs/), wandb, mlflow (OUT/mlruns/ unless MLFLOW_TRACKING_URI is set); a list or a comma string.")
     save_every: int = Field(0, ge=0, description="Checkpoint every N steps; 0 = only at the end.")
     keep_checkpoints: int = Field(2, ge=1)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _split_report_to(cls, value):
+        # `--report-to tensorboard,wandb` and `train.report_to=wandb` arrive as one string; "none" is none
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        if isinstance(value, (list, tuple)):
+            value = [v for v in dict.fromkeys(value) if v != "none"]
+        return value
+
+    def identity(self) -> dict:
+        """The settings that decide what is trained: the config a manifest or a checkpoint is matched on.
+        Where a run reports to is left out, so adding a tracker neither re-trains nor refuses a checkpoint."""
+        return self.model_dump(exclude=set(REPORTING))
 
 
 class StageOverrides(Section):

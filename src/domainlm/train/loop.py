@@ -18,9 +18,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from domainlm.io import write_json, write_jsonl, write_text
-from domainlm.train.config import TrainConfig
+from domainlm.train.config import REPORTING, TrainConfig
 from domainlm.train.data import Example, collate
-from domainlm.train.progress import TrainProgress
+from domainlm.train.progress import (
+    PROJECT,
+    TrainProgress,
+    accelerate_trackers,
+    check_trackers,
+    hyperparameters,
+    run_name,
+)
 
 CHECKPOINTS = "checkpoints"
 
@@ -105,7 +112,8 @@ def train_loop(model, tokenizer, train: list[Example], held_out: list[Example], 
     """Train ``model`` on packed ``train`` sequences; checkpoints go to ``out/checkpoints/step-N``.
 
     ``resume``: continue from the newest checkpoint of ``out`` when there is one. ``stop_after``: stop
-    (with a checkpoint) after that many steps, as a crash would; used to test resume.
+    (with a checkpoint) after that many steps, as a crash would; used to test resume. Metrics also go to
+    the trackers of ``cfg.report_to`` (see :mod:`domainlm.train.progress`).
     """
     import torch
     from accelerate import Accelerator
@@ -113,9 +121,11 @@ def train_loop(model, tokenizer, train: list[Example], held_out: list[Example], 
 
     from domainlm.train.loss import CausalLMLoss  # imports torch
 
+    check_trackers(cfg.report_to)
     # One process per device (accelerate's launcher sets the world); the same seed on every process, so all
-    # start from the same weights.
-    accelerator = Accelerator(mixed_precision=pick_mixed_precision(cfg), cpu=not torch.cuda.is_available())
+    # start from the same weights. The trackers log from the main process only (accelerate sees to it).
+    accelerator = Accelerator(mixed_precision=pick_mixed_precision(cfg), cpu=not torch.cuda.is_available(),
+                              log_with=accelerate_trackers(cfg.report_to, out, run_name(out, cfg.stage)) or None)
     set_seed(cfg.seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -139,31 +149,46 @@ def train_loop(model, tokenizer, train: list[Example], held_out: list[Example], 
     wrapper.train()
     last = min(steps, stop_after) if stop_after else steps
     progress = TrainProgress(total=steps, start=state.step, enabled=accelerator.is_main_process, console=console,
-                             label=f"{cfg.stage} {cfg.method}")
-    t0, tokens_at_start = time.perf_counter(), state.tokens
-    with progress:
-        for step in range(state.step, last):
-            # This process's share of the step's examples. The order is a function of (seed, step) alone,
-            # so a resumed run sees exactly the batches an uninterrupted one would.
-            indices = step_indices(step, len(train), cfg.batch_size * world, cfg.seed)
-            mine = [train[i] for i in indices[rank * cfg.batch_size : (rank + 1) * cfg.batch_size]]
-            loss, tokens = _step(accelerator, wrapper, optimizer, scheduler, mine, cfg, pad_id)
-            state.tokens += tokens
-            elapsed = time.perf_counter() - t0
-            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": state.tokens,
-                      "tokens_per_s": (state.tokens - tokens_at_start) / max(elapsed, 1e-9),
-                      "elapsed_s": round(elapsed, 3)}
-            if (step + 1) % cfg.log_every == 0 or step + 1 == last:
-                state.history.append(record)
-            progress.update(step + 1, loss, record["tokens_per_s"])
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
-                _save(accelerator, out, cfg, step + 1, state)
-    if last < steps:  # stopped early on purpose: leave a checkpoint to resume from
-        _save(accelerator, out, cfg, last, state)
-    elapsed = time.perf_counter() - t0
+                             label=f"{cfg.stage} {cfg.method}", every=cfg.progress_every)
+    accelerator.init_trackers(PROJECT, config=hyperparameters({**cfg.model_dump(), "total_steps": steps,
+                                                                "world_size": world, "train_sequences": len(train)}))
+    try:
+        if state.eval_loss_start is not None and state.step == 0:
+            accelerator.log({"eval/loss": state.eval_loss_start}, step=0)
+        t0, tokens_at_start = time.perf_counter(), state.tokens
+        with progress:
+            for step in range(state.step, last):
+                # This process's share of the step's examples. The order is a function of (seed, step) alone,
+                # so a resumed run sees exactly the batches an uninterrupted one would.
+                indices = step_indices(step, len(train), cfg.batch_size * world, cfg.seed)
+                mine = [train[i] for i in indices[rank * cfg.batch_size : (rank + 1) * cfg.batch_size]]
+                loss, tokens = _step(accelerator, wrapper, optimizer, scheduler, mine, cfg, pad_id)
+                state.tokens += tokens
+                elapsed = time.perf_counter() - t0
+                record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": state.tokens,
+                          "tokens_per_s": (state.tokens - tokens_at_start) / max(elapsed, 1e-9),
+                          "elapsed_s": round(elapsed, 3)}
+                if (step + 1) % cfg.log_every == 0 or step + 1 == last:
+                    state.history.append(record)
+                    accelerator.log({f"train/{key}": record[key] for key in ("loss", "lr", "tokens_per_s", "tokens")},
+                                    step=step + 1)
+                progress.update(step + 1, loss, record["tokens_per_s"])
+                if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+                    _save(accelerator, out, cfg, step + 1, state)
+        if last < steps:  # stopped early on purpose: leave a checkpoint to resume from
+            _save(accelerator, out, cfg, last, state)
+        elapsed = time.perf_counter() - t0
 
-    # The held-out loss after training, the end of the report's curve.
-    eval_end = heldout_loss(wrapper, held_out, pad_id, cfg.batch_size, accelerator.device)
+        # The held-out loss after training, the end of the report's curve.
+        eval_end = heldout_loss(wrapper, held_out, pad_id, cfg.batch_size, accelerator.device)
+        if eval_end is not None:
+            accelerator.log({"eval/loss": eval_end}, step=last)
+    finally:
+        # Close the writers and end the W&B / MLflow runs, also when training fails, so that the next run in
+        # this process starts its own. Not accelerator.end_training(): it also destroys the process group,
+        # which the stage still needs after the loop.
+        for tracker in accelerator.trackers:
+            tracker.finish()
     accelerator.wait_for_everyone()
     recent = [h["loss"] for h in state.history[-max(1, len(state.history) // 10) :]]
     return LoopResult(
@@ -214,7 +239,8 @@ def _resume(accelerator, out: Path, cfg: TrainConfig) -> _State | None:
     if checkpoint is None:
         return None
     saved = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
-    if saved.get("config") != cfg.model_dump():
+    # matched on what is trained (TrainConfig.identity): a run may resume with other trackers
+    if {k: v for k, v in saved.get("config", {}).items() if k not in REPORTING} != cfg.identity():
         return None
     accelerator.load_state(str(checkpoint))
     return _State(step=saved["step"], tokens=saved["tokens"], history=saved["history"],
