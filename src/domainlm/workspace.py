@@ -136,6 +136,11 @@ class Layout:
     def report(self) -> Path:
         return self.artifacts / "report"
 
+    @property
+    def rebase(self) -> Path:
+        """Snapshots of the line as it was before a change of base, and the comparison with the new one."""
+        return self.artifacts / "rebase"
+
 
 @dataclass
 class Workspace:

@@ -1,7 +1,8 @@
 """The whole line: ``build`` runs the configured stages of a workspace in order, each cached by its
-manifest; ``demo`` writes the sample domain and builds it with ``tiny`` (or a given base model)."""
+manifest; ``rebase`` rebuilds it on a new base model and compares old and new; ``demo`` writes the sample
+domain and builds it with ``tiny`` (or a given base model)."""
 
 from domainlm.pipeline.demo import demo
-from domainlm.pipeline.line import STAGES, BuildResult, build
+from domainlm.pipeline.line import STAGES, BuildResult, RebaseResult, build, rebase
 
-__all__ = ["STAGES", "BuildResult", "build", "demo"]
+__all__ = ["STAGES", "BuildResult", "RebaseResult", "build", "demo", "rebase"]

@@ -1,4 +1,4 @@
-"""``domainlm build`` and ``domainlm demo``."""
+"""``domainlm build``, ``domainlm rebase`` and ``domainlm demo``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import typer
 
 from domainlm.pipeline import build as run_build
 from domainlm.pipeline import demo as run_demo
+from domainlm.pipeline import rebase as run_rebase
 
 
 def _print_result(result) -> None:
@@ -32,6 +33,25 @@ def register(app: typer.Typer) -> None:
         """Run the configured line on a workspace: clean → kb → synth → train → compress → eval → report."""
 
         _print_result(run_build(config, args or [], until=until, from_=from_, force=force))
+
+    @app.command()
+    def rebase(
+        new_base: str = typer.Argument(..., metavar="NEW", help="Model spec of the new base model."),
+        args: list[str] = typer.Argument(None, help="key=value overrides of domainlm.yaml"),
+        config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
+        registry: Path = typer.Option(None, "--registry", help="Flywheel model registry: the feedback its promoted "
+                                      "sft turns trained on is trained into the new line too."),
+        keep_old: bool = typer.Option(False, "--keep-old", help="Build and compare, but keep the workspace on the old "
+                                      "base (the new line is kept in the snapshot's new/)."),
+        force: bool = typer.Option(False, "--force", help="Re-run every stage."),
+    ) -> None:
+        """Rebuild the line on a new base model with the same data, feedback, suites and seeds; rebase.md shows
+        old vs new per suite and category with the 95% interval of the difference. The old line is kept."""
+
+        result = run_rebase(config, new_base, args or [], registry=registry, keep_old=keep_old, force=force)
+        _print_result(result.build)
+        if result.comparison is not None:
+            typer.echo(str(result.comparison.with_name("rebase.md")))
 
     @app.command()
     def demo(

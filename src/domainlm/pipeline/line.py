@@ -5,10 +5,17 @@ own function (the same one the stage's command calls), each cached by its manife
 :class:`~domainlm.manifest.StageResult`: whether it ran or was cached, its metrics and its named outputs.
 The step only maps the workspace (settings and :class:`~domainlm.workspace.Layout`) onto the stage's
 arguments. A stage this build does not run (``--from``) is read from the result it left on disk.
+
+A build whose ``train.base`` differs from the one the line was built on is a rebase: the old line is moved
+into a snapshot first, put back if the build fails, and compared with the new one in the report
+(:mod:`domainlm.pipeline.rebase`). ``domainlm rebase NEW`` is that build plus the accepted flywheel feedback,
+and ``domainlm.yaml`` moved to NEW once it succeeded (:func:`rebase`).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,13 +24,30 @@ from pathlib import Path
 from rich.console import Console
 
 from domainlm.compress import GateRefused, compress
-from domainlm.config import CONFIG_FILE
+from domainlm.config import CONFIG_FILE, find_config
 from domainlm.data import clean
 from domainlm.errors import DomainlmError
 from domainlm.evals import Variant, evaluate, load_suite
+from domainlm.io import write_text
 from domainlm.kb import build_stage as build_kb_stage
 from domainlm.manifest import StageResult
+from domainlm.models.spec import parse_spec
 from domainlm.pipeline.extractive import extractive_eval
+from domainlm.pipeline.rebase import (
+    abort_rebase,
+    accepted_feedback,
+    active_snapshot,
+    begin_rebase,
+    built_base,
+    feedback_dir,
+    finish_rebase,
+    is_feedback_dir,
+    keep_old_line,
+    read_state,
+    same_base,
+    updated_config_text,
+    write_comparison,
+)
 from domainlm.pipeline.report import write_line_report
 from domainlm.synth import synth_stage
 from domainlm.train import train
@@ -46,6 +70,7 @@ class BuildResult:
     root: Path
     outcomes: list[StageOutcome] = field(default_factory=list)
     report: Path | None = None
+    rebase: Path | None = None  # the snapshot of the old line when this build changed the base
 
 
 @dataclass
@@ -173,7 +198,10 @@ def run_eval(ws: Workspace, force: bool) -> StepResult:
 
 
 def run_report(ws: Workspace, force: bool) -> StepResult:
-    result = write_line_report(ws, force=force)
+    # After a change of base, old vs new first: the line report shows it as one of its sections.
+    snapshot = active_snapshot(ws)
+    comparison = write_comparison(ws, snapshot, force=force) if snapshot else None
+    result = write_line_report(ws, force=force, rebase=comparison)
     return StepResult([result], str(result.outputs["report"]))
 
 
@@ -211,9 +239,12 @@ def build(
     from_: str | None = None,
     force: bool = False,
     console: Console | None = None,
+    feedback: dict | None = None,
 ) -> BuildResult:
     """Run the line on a workspace. ``from_``/``until`` bound the stages run; earlier stages' artifacts
-    must exist. A failure stops the line with the stage named; finished artifacts stay as they are."""
+    must exist. A failure stops the line with the stage named; finished artifacts stay as they are, except
+    after a change of base, when the old line is put back (``feedback``: what :func:`rebase` added, recorded
+    in the snapshot)."""
     console = console or Console(stderr=True)
     ws = load_workspace(config_path, overrides)
     for name, value in (("--from", from_), ("--until", until)):
@@ -232,6 +263,25 @@ def build(
     for note in notes:
         console.print(f"note: {note}", highlight=False)
     result = BuildResult(root=ws.root)
+    if "train" in chosen and enabled(ws, "train"):
+        result.rebase = begin_rebase(ws, feedback)
+        if result.rebase is not None:
+            console.print(f"new base {ws.config.train.base}: the line built on {read_state(result.rebase)['old_base']} "
+                          f"is kept in {result.rebase / 'old'}", highlight=False)
+    try:
+        _run_stages(ws, chosen, force, console, result)
+    except BaseException as exc:  # Ctrl-C included: the old line must not stay half replaced
+        if result.rebase is not None:
+            abort_rebase(ws, result.rebase, str(exc))
+            console.print(f"the line built on the old base is back in place; the partial new one is in "
+                          f"{result.rebase / 'failed'}", highlight=False)
+        raise
+    if result.rebase is not None:
+        finish_rebase(result.rebase)
+    return result
+
+
+def _run_stages(ws: Workspace, chosen: tuple[str, ...], force: bool, console: Console, result: BuildResult) -> None:
     for index, stage in enumerate(chosen, start=1):
         if not enabled(ws, stage):
             result.outcomes.append(StageOutcome(stage, "off", 0.0))
@@ -249,4 +299,93 @@ def build(
         console.print(f"[{index}/{len(chosen)}] {stage:<9} {outcome.status:<6} {outcome.seconds:7.1f}s  {step.detail}")
         if stage == "report":
             result.report = Path(step.detail)
-    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Rebase: the same line on a new base model
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RebaseResult:
+    build: BuildResult
+    snapshot: Path
+    comparison: Path | None  # rebase.json (None when the build stopped before its report)
+    config_written: bool  # domainlm.yaml now names the new base
+    comments_kept: bool = True
+
+
+def rebase(
+    config_path: str | Path | None,
+    new_base: str,
+    overrides: list[str] | tuple = (),
+    *,
+    registry: str | Path | None = None,
+    keep_old: bool = False,
+    force: bool = False,
+    console: Console | None = None,
+) -> RebaseResult:
+    """Rebuild the line on ``new_base`` with the same data, suites and seeds (plus, with ``registry``, the
+    feedback the serving model's promoted flywheel turns trained on), and compare old and new.
+
+    Everything is checked before anything moves: a bad spec, the same base, a line never built are one line
+    each, and the workspace is untouched. On success ``domainlm.yaml`` is moved to ``new_base`` (and to the
+    feedback folder) — written only then, so a failed rebase leaves a workspace that still says, and is,
+    the old line. ``keep_old`` builds and compares but keeps the workspace on the old line (the new one is
+    kept in the snapshot's ``new/``)."""
+    console = console or Console(stderr=True)
+    path = Path(config_path) if config_path else find_config()
+    ws = load_workspace(path, overrides)
+    path = ws.root / CONFIG_FILE
+    try:
+        parse_spec(new_base)
+    except DomainlmError as exc:
+        raise DomainlmError(f"rebase: {exc}") from None
+    old = built_base(ws)
+    if old is None or not ws.config.train.stages:
+        raise DomainlmError(f"rebase: {ws.root} has no trained line to rebase; run `domainlm build` first")
+    if same_base(old, new_base):
+        raise DomainlmError(f"rebase: the line is already built on {new_base}")
+    changes: dict[tuple[str, ...], object] = {("train", "base"): new_base}
+    problems, _ = check_workspace(load_workspace(path, [*overrides, _override(changes)[0]]))
+    if problems:  # what build would refuse, refused before the registry is read or anything written
+        raise DomainlmError(f"rebase: {CONFIG_FILE}: {problems[0]}")
+    feedback, written = None, None
+    if registry is not None:
+        written = feedback_dir(ws.layout, time.strftime("%Y%m%d-%H%M%S"))
+        feedback = accepted_feedback(registry, written)
+        if feedback["rows"]:
+            # the new folder replaces the one an earlier rebase added: a promoted turn's rows appear once
+            kept = [t for t in ws.config.tasks.train if not is_feedback_dir(ws.layout, ws.path(t))]
+            changes[("tasks", "train")] = [*kept, _relative(written, ws.root)]
+    try:
+        result = build(path, [*overrides, *_override(changes)], force=force, console=console, feedback=feedback)
+    except BaseException:
+        if written is not None:
+            shutil.rmtree(written, ignore_errors=True)  # nothing half written: the rows go with the failed build
+        raise
+    if result.rebase is None:  # begin() saw no change of base: cannot happen after the checks above
+        raise DomainlmError(f"rebase: no snapshot was taken of the line built on {old}")
+    comparison = result.rebase / "rebase.json"
+    comparison = comparison if comparison.is_file() else None
+    if keep_old:
+        keep_old_line(ws, result.rebase)
+        console.print(f"--keep-old: the workspace stays on {old}; the line built on {new_base} is in "
+                      f"{result.rebase / 'new'}", highlight=False)
+        return RebaseResult(result, result.rebase, comparison, config_written=False)
+    before = path.read_text(encoding="utf-8")
+    text, kept = updated_config_text(before, changes)
+    write_text(result.rebase / "domainlm.yaml.before", before)
+    write_text(path, text)
+    console.print(f"{path}: train.base is now {new_base}" + ("" if kept else " (rewritten without its comments; the "
+                  f"previous file is {result.rebase / 'domainlm.yaml.before'})"), highlight=False)
+    return RebaseResult(result, result.rebase, comparison, config_written=True, comments_kept=kept)
+
+
+def _override(changes: dict[tuple[str, ...], object]) -> list[str]:
+    # JSON values are YAML values: a spec like `openai:http://h/v1#m` or `2025` stays one string.
+    return [f"{'.'.join(key)}={json.dumps(value, ensure_ascii=False)}" for key, value in changes.items()]
+
+
+def _relative(folder: Path, root: Path) -> str:
+    return str(folder.relative_to(root)) if folder.is_relative_to(root) else str(folder)

@@ -46,8 +46,9 @@ def _refusal_rows(results: dict) -> dict[str, Any]:
     return {"refusal_accuracy": round(sum(t["score"] * t["n"] for t in tasks) / n, 6), "refusal_recall": round(recall, 6), "n": n}
 
 
-def collect(ws: Workspace) -> dict[str, Any]:
-    """Every number of the line report, from the artifacts."""
+def collect(ws: Workspace, rebase: Path | None = None) -> dict[str, Any]:
+    """Every number of the line report, from the artifacts (``rebase``: the old-vs-new ``rebase.json`` when
+    this line was rebuilt on a new base)."""
     layout = ws.layout
     summary: dict[str, Any] = {"workspace": str(ws.root), "name": ws.config.name, "stages": {}}
     folders = {"clean": layout.clean, "kb": layout.kb, "synth": layout.synth}
@@ -88,6 +89,7 @@ def collect(ws: Workspace) -> dict[str, Any]:
         if gate_path.is_file():
             gates[target] = read_json(gate_path)
     summary["compression"] = gates
+    summary["rebase"] = read_json(rebase) if rebase is not None and rebase.is_file() else None
     summary["warnings"] = warnings(ws, summary)
     summary["headline"] = headline(ws, summary)
     return summary
@@ -172,6 +174,7 @@ def warnings(ws, summary: dict) -> list[str]:
         if scores and all((s or 0.0) == 0.0 for s in scores):
             out.append(f"category '{category}': every variant scores 0 — check the examples below: the items may need a "
                        "model that can follow the task's output format, or their gold answers may be unreachable")
+    out += [f"rebase: {w}" for w in (summary.get("rebase") or {}).get("warnings", [])]
     for target, gate in summary.get("compression", {}).items():
         ci = gate.get("retention_ci95")
         retention = gate.get("retention")
@@ -271,6 +274,24 @@ def _gate_groups(gates: dict) -> str:
     return out
 
 
+def _rebase_section(comparison: dict) -> str:
+    """Old base vs new base, per variant, suite and category, with the paired difference's interval."""
+    rows = []
+    for r in comparison["rows"]:
+        lo, hi = r["difference_ci"]
+        rows.append({"variant": r["variant"], "suite": r["suite"], "category": r["category"], "items": r["n"],
+                     "old": r["old"], "new": r["new"], "difference [95% CI]": f"{r['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                     "verdict": r["verdict"] + ("" if r["trusted"] else " (too few items)")})
+    intro = (f'<p>Rebuilt on <strong>{escape(comparison["new_base"])}</strong> (was {escape(comparison["old_base"])}) with '
+             f'the same data, suites and seeds. The old line is kept in {escape(comparison["snapshot"])}/old; '
+             "rebase.md beside it has the same tables.</p>"
+             '<p class="note">better / worse: the 95% interval of the paired difference (new − old) excludes 0; '
+             "no clear difference: it does not.</p>")
+    examples = [{k: e[k] for k in ("variant", "kind", "task", "question", "gold", "old", "new")}
+                for e in comparison["examples"]]
+    return intro + table(rows) + (table(examples) if examples else "")
+
+
 def render(ws: Workspace, summary: dict) -> str:
     warning_list = "".join(f"<li>{escape(w)}</li>" for w in summary["warnings"])
     top = f'<p><strong>{escape(summary["headline"])}</strong></p>'
@@ -286,6 +307,8 @@ def render(ws: Workspace, summary: dict) -> str:
     curves = "".join(_png(ws.layout.model(s) / "loss.png", f"{s} loss") for s in ws.config.train.stages)
     if curves:
         sections.append(("Training", curves))
+    if summary.get("rebase"):
+        sections.append(("Old base vs new base", _rebase_section(summary["rebase"])))
     sections += _variant_sections(summary)
     if summary["compression"]:
         rows = [{"target": t, **{k: v for k, v in g.items() if not isinstance(v, (dict, list))}} for t, g in summary["compression"].items()]
@@ -293,19 +316,20 @@ def render(ws: Workspace, summary: dict) -> str:
     return html_page(f"domainlm line report: {summary['name']}", sections, intro=f"Workspace {summary['workspace']}")
 
 
-def write_line_report(ws: Workspace, *, force: bool = False) -> StageResult:
+def write_line_report(ws: Workspace, *, force: bool = False, rebase: Path | None = None) -> StageResult:
     """Write ``report.html`` and ``summary.json`` (outputs ``report``, ``summary``); cached on the stages'
-    manifests."""
+    manifests. ``rebase``: the old-vs-new comparison to show (``rebase.json``), after a change of base."""
     layout = ws.layout
     out = layout.report
     inputs = sorted(p for p in layout.artifacts.rglob(MANIFEST_FILE) if p.parent != out)
     inputs += sorted(p for p in layout.artifacts.rglob("results.json"))
     # A refused compression target leaves gate.json but no manifest: the report must still show it.
     inputs += [p for p in (layout.compressed(t) / "gate.json" for t in ws.config.compress.targets) if p.is_file()]
-    config = {"name": ws.config.name, "targets": ws.config.compress.targets}
+    inputs += [rebase] if rebase is not None and rebase.is_file() else []
+    config = {"name": ws.config.name, "targets": ws.config.compress.targets, "rebase": str(rebase) if rebase else None}
     with stage_run("report", out, inputs=inputs, config=config, force=force) as run:
         if not run.skipped:
-            summary = collect(ws)
+            summary = collect(ws, rebase)
             write_json(run.output("summary.json", key="summary"), summary)
             write_text(run.output("report.html", key="report"), render(ws, summary))
     return run.result()
