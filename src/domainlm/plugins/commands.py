@@ -1,4 +1,4 @@
-"""CLI: ``domainlm forecast`` and ``domainlm plugins list``."""
+"""CLI: ``domainlm forecast``, ``domainlm exam`` and ``domainlm plugins list``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,40 @@ def register(app: typer.Typer) -> None:
         if result.get("warning"):
             err.print(f"[yellow]warning:[/] {result['warning']}", highlight=False)
         typer.echo(dumps(result["forecast"]))
+
+    @app.command("exam")
+    def exam_command(
+        kb_dir: Path = typer.Argument(..., help="Knowledge-base folder (from `domainlm kb build`)."),
+        out: Path = typer.Option(..., "--out", help="exam.md, exam.docx or exam.json (the format is the suffix)."),
+        n: int = typer.Option(20, "--n", help="Items wanted."),
+        types: str = typer.Option("mcq,cloze,short", "--types", help="Item types, comma-separated."),
+        seed: int = typer.Option(0, "--seed", help="Seed: the same KB and seed give the same exam."),
+        query: str = typer.Option(None, "--query", help="Topic: items only from passages the KB's search returns."),
+        choices: int = typer.Option(4, "--choices", help="Options of a multiple-choice item."),
+    ) -> None:
+        """Exam from a KB: multiple choice, fill in the blank, short answer; answer key with each item's passage."""
+        from domainlm.config import validate
+        from domainlm.io import dumps
+        from domainlm.kb import open_kb
+        from domainlm.plugins.exam import ExamConfig, exam_format, make_exam, validate_exam, write_exam
+
+        config = validate(ExamConfig, {"n": n, "types": [t.strip() for t in types.split(",") if t.strip()],
+                                       "seed": seed, "query": query, "choices": choices}, "exam")
+        exam_format(out)
+        kb = open_kb(kb_dir)
+        exam = make_exam(kb_dir, config, kb=kb)
+        report = validate_exam(exam, kb)
+        write_exam(exam, out)
+        counts = ", ".join(f"{v['n']} {t}" for t, v in report["by_type"].items())
+        err.print(f"{out}: {report['n']} items ({counts}); {report['valid']} valid (key in its passage, "
+                  "no distractor supported by it)", highlight=False)
+        for warning in exam.warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        for problem in report["problems"]:
+            err.print(f"[red]invalid:[/] {problem['id']}: {'; '.join(problem['problems'])}", highlight=False)
+        typer.echo(dumps({k: report[k] for k in ("n", "valid", "validity", "by_type")}))
+        if report["problems"]:
+            raise typer.Exit(1)
 
     plugins = typer.Typer(help="Tools a served model can call: built in, from entry points, from OpenAPI files.",
                           no_args_is_help=True)

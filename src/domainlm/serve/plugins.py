@@ -49,8 +49,16 @@ def server_tools(kb=None, plugins: list[str] = (), openapi: list[str] = (), time
     the ``plugins`` (built-in tool or entry-point names, or ``all``) and the ``openapi`` spec files."""
     from domainlm.plugins import index_tools, load_tools
 
+    plugins = list(plugins)
     tools = [kb_search_tool(kb)] if kb is not None else []
-    return index_tools([*tools, *load_tools(plugins, openapi, timeout)])
+    # make_exam reads the server's KB: offered only with --kb, and only when asked for (or "all").
+    if "exam" in plugins and kb is None:
+        raise DomainlmError("plugin 'exam' needs a knowledge base (--kb)")
+    if kb is not None and ("exam" in plugins or "all" in plugins):
+        from domainlm.plugins.exam import exam_tool
+
+        tools.append(exam_tool(kb))
+    return index_tools([*tools, *load_tools([p for p in plugins if p != "exam"], openapi, timeout)])
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
