@@ -55,7 +55,7 @@ def test_bad_records_are_rejected_with_file_line_and_field(tmp_path):
         {"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]},
         {"messages": [{"role": "user", "content": "only a question"}]},
         {"question": "mcq without choices", "type": "mcq", "answer": "A"},
-        {"text": "a document is not a chat"},
+        {"body": "neither a chat, a task, a prompt-completion nor a text row"},
     ])
     loaded = load_records([path], "sft")
     assert len(loaded.records) == 1

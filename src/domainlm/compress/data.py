@@ -14,7 +14,7 @@ from domainlm.errors import DomainlmError
 def training_examples(paths: list[str | Path], tokenizer, seq_len: int) -> tuple[list, list[dict]]:
     """(packed examples, rejected records) from task/chat files and document files."""
     from domainlm.io import expand_inputs
-    from domainlm.train import load_records, pack_documents, pack_examples, tokenize_chat
+    from domainlm.train.data import load_records, pack_documents, pack_examples, tokenize_record
 
     # expand_inputs skips hidden names *inside* a folder only, so data under ~/.cache is still found
     files = [p for p in expand_inputs(paths) if p.suffix == ".jsonl"]
@@ -22,17 +22,15 @@ def training_examples(paths: list[str | Path], tokenizer, seq_len: int) -> tuple
         raise DomainlmError(f"{', '.join(map(str, paths))}: no .jsonl files found")
     examples, rejected = [], []
     for path in files:
-        try:
-            loaded = load_records([path], "sft")
-        except DomainlmError:
-            loaded = load_records([path], "cpt")  # not chats or tasks: domain text
+        loaded = load_records([path], "sft")
+        if all("text" in r for r in loaded.records):  # documents: domain text, packed as cpt packs it
             examples += pack_documents((r["text"] for r in loaded.records), tokenizer, seq_len)
             rejected += loaded.rejected
             continue
         pairs = []
         for record in loaded.records:
             try:
-                pairs.append(tokenize_chat(tokenizer, record["messages"], record.get("tools")))
+                pairs.append(tokenize_record(tokenizer, record))
             except ValueError as exc:
                 rejected.append({"where": f"{path} record {record.get('id')}", "reason": str(exc)})
         examples += pack_examples(pairs, seq_len)[0]

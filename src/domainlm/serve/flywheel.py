@@ -105,7 +105,7 @@ def replay_rows(cfg: FlywheelConfig, feedback_rows: int) -> list[dict]:
         raise DomainlmError(f"flywheel replay: no usable sft rows in {', '.join(map(str, cfg.replay_data))}")
     want = min(len(loaded.records), max(1, round(cfg.replay_per_row * feedback_rows)))
     picked = random.Random(cfg.seed).sample(loaded.records, want)
-    return [{"messages": r["messages"], **({"tools": r["tools"]} if r.get("tools") else {})} for r in picked]
+    return [{key: r[key] for key in ("messages", "tools", "prompt", "completion", "text") if r.get(key)} for r in picked]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,13 +1,18 @@
 """Training data: read records, check them, turn them into token sequences.
 
-Formats (JSONL, one object a line; a folder means every ``*.jsonl`` under it):
+Formats (JSONL, one object a line; a folder means every ``*.jsonl`` under it). Every TRL standard format
+(https://huggingface.co/docs/trl/dataset_formats) is read, plus this project's own rows; the table of what
+each one learns is in docs/train.md ("Data formats").
 
 * cpt — Document rows ``{"id", "text", ...}`` (e.g. the clean stage's ``clean.jsonl``).
-* sft — chat rows ``{"messages": [{"role", "content"}, ...], "tools"?: [...]}`` or task items
-  (DESIGN.md: ``{"id", "type", "question", "choices"?, "context"?, "tools"?, "answer", ...}``),
-  converted to a user turn and an assistant turn by :func:`task_to_messages`.
-* dpo — ``{"prompt", "chosen", "rejected"}``.
-* kto — ``{"prompt", "completion", "label": bool}`` or feedback rows ``{"request", "response", "rating": "up|down"}``.
+* sft — conversational language modeling ``{"messages": [...], "tools"?}``; task items (DESIGN.md:
+  ``{"id", "type", "question", "choices"?, "context"?, "tools"?, "answer", ...}``, made a user turn and an
+  assistant turn by :func:`task_to_messages`); prompt-completion, standard ``{"prompt": str, "completion": str}``
+  or conversational ``{"prompt": [...], "completion": [...], "tools"?}``; language modeling ``{"text"}``.
+* dpo — ``{"prompt", "chosen", "rejected", "tools"?}``, standard (strings) or conversational (message lists);
+  conversational with an implicit prompt ``{"chosen": [...], "rejected": [...]}`` (the turns both share).
+* kto — ``{"prompt", "completion", "label": bool, "tools"?}``, standard or conversational, or feedback rows
+  ``{"request", "response", "rating": "up|down"}``.
 
 A record that does not fit its format is rejected with ``file:line: field: reason`` (written to
 ``rejected.jsonl`` by the caller) and never stops the others; a file with no usable record is an error.
@@ -85,30 +90,91 @@ def check_document(obj: dict) -> dict:
     return {"id": obj.get("id"), "text": _text_field(obj, "text")}
 
 
-def _check_messages(messages, tools) -> None:
+def _check_turns(messages, name: str) -> None:
+    """A non-empty list of chat messages; errors name the field as ``name[i].key``."""
     if not isinstance(messages, list) or not messages:
-        raise ValueError("messages: expected a non-empty list")
+        raise ValueError(f"{name}: expected a non-empty list of messages")
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
-            raise ValueError(f"messages[{i}]: expected an object")
+            raise ValueError(f"{name}[{i}]: expected an object")
         role = msg.get("role")
         if role not in ROLES:
-            raise ValueError(f"messages[{i}].role: expected one of {sorted(ROLES)}, got {role!r}")
+            raise ValueError(f"{name}[{i}].role: expected one of {sorted(ROLES)}, got {role!r}")
         content = msg.get("content")
         if content is not None and not isinstance(content, str):
-            raise ValueError(f"messages[{i}].content: expected a string")
+            raise ValueError(f"{name}[{i}].content: expected a string")
         if role != "assistant" and not isinstance(content, str):
-            raise ValueError(f"messages[{i}].content: missing")
+            raise ValueError(f"{name}[{i}].content: missing")
         if role == "assistant" and not content and not msg.get("tool_calls"):
-            raise ValueError(f"messages[{i}].content: empty assistant turn")
+            raise ValueError(f"{name}[{i}].content: empty assistant turn")
         for j, call in enumerate(msg.get("tool_calls") or []):
             fn = call.get("function", call) if isinstance(call, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                raise ValueError(f"messages[{i}].tool_calls[{j}].name: missing")
-    if not any(m["role"] == "assistant" for m in messages):
-        raise ValueError("messages: no assistant turn to learn from")
+                raise ValueError(f"{name}[{i}].tool_calls[{j}].name: missing")
+
+
+def _check_tools(tools) -> None:
     if tools is not None and not isinstance(tools, list):
         raise ValueError("tools: expected a list")
+
+
+def _check_messages(messages, tools) -> None:
+    _check_turns(messages, "messages")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ValueError("messages: no assistant turn to learn from")
+    _check_tools(tools)
+
+
+def _check_prompt_turns(prompt) -> None:
+    """A conversational prompt: it must end where the model speaks next (a user turn or a tool result), as
+    TRL renders it with the generation prompt."""
+    _check_turns(prompt, "prompt")
+    last = prompt[-1]["role"]
+    if last not in ("user", "tool"):
+        raise ValueError(f"prompt[{len(prompt) - 1}].role: a prompt ends with a user or tool turn, got {last!r}")
+
+
+def _check_answer_turns(answer, name: str) -> None:
+    """A conversational completion (or chosen/rejected answer): the model's reply, so it opens with an
+    assistant turn."""
+    _check_turns(answer, name)
+    if answer[0]["role"] != "assistant":
+        raise ValueError(f"{name}[0].role: the answer starts with an assistant turn, got {answer[0]['role']!r}")
+
+
+def _prompt_and_answers(obj: dict, answers: tuple[str, ...]) -> dict:
+    """``prompt`` and the ``answers`` fields of a TRL prompt-completion or preference row, all strings
+    (standard) or all message lists (conversational), checked; plus ``tools``."""
+    prompt = obj.get("prompt")
+    if isinstance(prompt, list):
+        _check_prompt_turns(prompt)
+        for name in answers:
+            if name not in obj:
+                raise ValueError(f"{name}: missing")
+            if not isinstance(obj[name], list):
+                raise ValueError(f"{name}: expected a list of messages, as the prompt is one")
+            _check_answer_turns(obj[name], name)
+    else:
+        _text_field(obj, "prompt")
+        for name in answers:
+            if isinstance(obj.get(name), list):
+                raise ValueError(f"{name}: expected a string, as the prompt is one")
+            _text_field(obj, name)
+    _check_tools(obj.get("tools"))
+    return {"prompt": prompt, **{name: obj[name] for name in answers}, "tools": obj.get("tools")}
+
+
+def implicit_prompt(chosen: list[dict], rejected: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(prompt, chosen, rejected) of a conversational pair whose prompt is implicit: the leading turns both
+    share, as TRL's ``extract_prompt`` splits it (written here so that reading data needs no torch)."""
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+        shared += 1
+    if shared == 0:
+        raise ValueError("prompt: missing, and chosen and rejected share no leading turn to take it from")
+    if shared == len(chosen) or shared == len(rejected):
+        raise ValueError("rejected: no turn differs from chosen")
+    return chosen[:shared], chosen[shared:], rejected[shared:]
 
 
 def task_to_messages(item: dict, retrieved: list[str] | None = None) -> tuple[list[dict], list[dict] | None]:
@@ -142,13 +208,26 @@ def task_to_messages(item: dict, retrieved: list[str] | None = None) -> tuple[li
 
 
 def check_chat(obj: dict) -> dict:
-    """A chat row, or a task item as one (kept under ``item`` for its retrieval-augmented copy)."""
+    """An sft record. Chat rows, task items and conversational prompt-completion rows become
+    ``{"id", "messages", "tools", "learn_from"?}`` (a task item is kept under ``item`` for its
+    retrieval-augmented copy; ``learn_from`` is the index of the first completion turn: the prompt's own
+    assistant turns are context, not targets). Standard prompt-completion rows stay ``{"id", "prompt",
+    "completion"}`` and language-modeling rows ``{"id", "text"}``: plain text, no chat template."""
     if "messages" in obj:
         messages, tools = obj["messages"], obj.get("tools")
     elif "question" in obj:
         messages, tools = task_to_messages(obj)
+    elif "prompt" in obj or "completion" in obj:
+        row = _prompt_and_answers(obj, ("completion",))
+        if isinstance(row["prompt"], str):
+            return {"id": obj.get("id"), "prompt": row["prompt"], "completion": row["completion"]}
+        return {"id": obj.get("id"), "messages": row["prompt"] + row["completion"], "tools": row["tools"],
+                "learn_from": len(row["prompt"])}
+    elif "text" in obj:
+        return {"id": obj.get("id"), "text": _text_field(obj, "text")}
     else:
-        raise ValueError("messages: missing (expected chat rows {\"messages\"} or task items {\"question\", \"answer\"})")
+        raise ValueError("messages: missing (expected chat rows {\"messages\"}, task items {\"question\", \"answer\"}, "
+                         "{\"prompt\", \"completion\"} or {\"text\"})")
     _check_messages(messages, tools)
     record = {"id": obj.get("id"), "messages": messages, "tools": tools}
     if "messages" not in obj:
@@ -174,11 +253,18 @@ def with_passages(records: list[dict], retrieve: Callable[[str], list[str]]) -> 
 
 
 def check_preference(obj: dict) -> dict:
-    return {"prompt": _text_field(obj, "prompt"), "chosen": _text_field(obj, "chosen"),
-            "rejected": _text_field(obj, "rejected")}
+    """A dpo pair ``{"prompt", "chosen", "rejected", "tools"}``: strings, or message lists (an implicit
+    prompt split off the shared leading turns)."""
+    if "prompt" not in obj and isinstance(obj.get("chosen"), list) and isinstance(obj.get("rejected"), list):
+        _check_turns(obj["chosen"], "chosen")
+        _check_turns(obj["rejected"], "rejected")
+        prompt, chosen, rejected = implicit_prompt(obj["chosen"], obj["rejected"])
+        obj = {**obj, "prompt": prompt, "chosen": chosen, "rejected": rejected}
+    return _prompt_and_answers(obj, ("chosen", "rejected"))
 
 
 def check_kto(obj: dict) -> dict:
+    """A kto row ``{"prompt", "completion", "label", "tools"}``: strings or message lists, or a feedback row."""
     if "rating" in obj or "request" in obj:  # the serving issue's feedback export
         rating = obj.get("rating")
         if rating not in ("up", "down"):
@@ -190,11 +276,24 @@ def check_kto(obj: dict) -> dict:
             request = users[-1] if users else None
         if not isinstance(request, str) or not request.strip():
             raise ValueError("request: expected a non-empty string or a chat request with a user message")
-        return {"prompt": request, "completion": _text_field(obj, "response"), "label": rating == "up"}
+        return {"prompt": request, "completion": _text_field(obj, "response"), "label": rating == "up", "tools": None}
     label = obj.get("label")
     if not isinstance(label, bool):
         raise ValueError(f"label: expected true or false, got {label!r}")
-    return {"prompt": _text_field(obj, "prompt"), "completion": _text_field(obj, "completion"), "label": label}
+    return {**_prompt_and_answers(obj, ("completion",)), "label": label}
+
+
+def record_texts(record: dict) -> list[str]:
+    """Every text a checked record holds (strings and message contents): what a fresh ``tiny`` tokenizer
+    learns from."""
+    texts = []
+    for key in ("text", "prompt", "completion", "chosen", "rejected", "messages"):
+        value = record.get(key)
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, list):
+            texts += [m["content"] for m in value if isinstance(m.get("content"), str) and m["content"]]
+    return texts
 
 
 CHECKS = {"cpt": check_document, "sft": check_chat, "dpo": check_preference, "kto": check_kto}
@@ -296,9 +395,9 @@ def _close_turn(full: str, start: int, end: int, ends: list[str]) -> tuple[str, 
     return full, end
 
 
-def chat_assistant_spans(tokenizer, messages: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of its assistant turns, each ending with its
-    end-of-turn token (see :func:`_close_turn`).
+def chat_assistant_spans(tokenizer, messages: list[dict], tools, first: int = 0) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant turns from message ``first`` on,
+    each ending with its end-of-turn token (see :func:`_close_turn`).
 
     Uses the tokenizer's own chat template: the text of turn i is what rendering ``messages[:i+1]`` adds
     to ``messages[:i]`` with the generation prompt, so any template that renders prefixes stably works
@@ -310,7 +409,7 @@ def chat_assistant_spans(tokenizer, messages: list[dict], tools) -> tuple[str, l
     ends = end_of_turn_tokens(tokenizer)
     spans = []
     for i, msg in enumerate(messages):
-        if msg["role"] != "assistant":
+        if msg["role"] != "assistant" or i < first:
             continue
         before = render(messages[:i], tools=tools, tokenize=False, add_generation_prompt=True) if i else ""
         upto = render(messages[: i + 1], tools=tools, tokenize=False)
@@ -336,9 +435,10 @@ def chat_assistant_spans(tokenizer, messages: list[dict], tools) -> tuple[str, l
     return full, spans
 
 
-def tokenize_chat(tokenizer, messages: list[dict], tools=None) -> tuple[list[int], list[int]]:
-    """Token ids and labels of one conversation: loss only on assistant tokens (their end token included)."""
-    full, spans = chat_assistant_spans(tokenizer, messages, tools)
+def tokenize_chat(tokenizer, messages: list[dict], tools=None, first: int = 0) -> tuple[list[int], list[int]]:
+    """Token ids and labels of one conversation: loss only on assistant tokens (their end token included),
+    of the turns from message ``first`` on (a prompt-completion row's completion)."""
+    full, spans = chat_assistant_spans(tokenizer, messages, tools, first)
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids = enc["input_ids"]
     labels = [-100] * len(ids)
@@ -346,6 +446,36 @@ def tokenize_chat(tokenizer, messages: list[dict], tools=None) -> tuple[list[int
         if any(s <= start < e for s, e in spans) and end > start:
             labels[k] = ids[k]
     return ids, labels
+
+
+def tokenize_text(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    """Token ids and labels of a standard (plain-text, no chat template) row, as TRL's SFTTrainer makes
+    them: ``prompt + completion`` tokenized with the tokenizer's own special tokens (a Llama BOS) and the
+    eos appended so the model learns to stop; loss on the completion and the eos (a token that straddles
+    the boundary counts as completion, as TRL's common-prefix split has it). A language-modeling row is an
+    empty prompt: loss on every token but the first, which nothing in its row predicts (in a packed block
+    the token before it is the previous row's)."""
+    enc = tokenizer(prompt + completion, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    labels = [i if end > len(prompt) and end > start else -100  # special tokens have empty offsets
+              for i, (start, end) in zip(ids, enc["offset_mapping"], strict=True)]
+    eos = document_separator(tokenizer)
+    if ids and ids[-1] == eos:  # a tokenizer that appends its eos itself
+        labels[-1] = eos
+    else:
+        ids.append(eos)
+        labels.append(eos)
+    labels[0] = -100
+    return ids, labels
+
+
+def tokenize_record(tokenizer, record: dict) -> tuple[list[int], list[int]]:
+    """Token ids and labels of one checked sft record, whatever its format (see :func:`check_chat`)."""
+    if "messages" in record:
+        return tokenize_chat(tokenizer, record["messages"], record.get("tools"), record.get("learn_from", 0))
+    if "text" in record:
+        return tokenize_text(tokenizer, "", record["text"])
+    return tokenize_text(tokenizer, record["prompt"], record["completion"])
 
 
 def pack_examples(pairs: Iterable[tuple[list[int], list[int]]], seq_len: int) -> tuple[list[Example], int]:
