@@ -125,6 +125,16 @@ def decode_arguments(arguments: Any) -> Any:
 #    ```json fence (V3, R1). The outer calls▁begin/end markers go with the first and last call.
 _DS_CALLS_BEGIN, _DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
 _DS_CALL_BEGIN, _DS_SEP, _DS_CALL_END = "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>"
+# The tokens this parser reads that a family may declare special tokens (DeepSeek's markers are; GLM and some
+# ChatML tokenizers mark <tool_call>/<arg_key> special too). A decoder that drops every special token would hand
+# the parser "NAME{json}" with its markers gone, so the serve and eval decoders
+# (``domainlm.models.hf.visible_text``) drop only the other special tokens (bos/eos/pad, end of turn, role
+# markers) and keep these. Llama's <|python_tag|> is not here: a bare JSON call reads the same without it, and
+# kept it would show in the text of an answer that is not a call.
+CONTENT_MARKERS = frozenset({
+    "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>",
+    _DS_CALLS_BEGIN, _DS_CALLS_END, _DS_CALL_BEGIN, _DS_SEP, _DS_CALL_END,
+})
 _CALL_BLOCK = re.compile(
     r"<tool_call>(?P<tagged>.*?)(?P<tagged_end></tool_call>|$)"
     # (a MiniCPM body never holds another opening tag: an unclosed one cannot make the scan quadratic)
@@ -317,7 +327,7 @@ def parse_tool_calls(text: str, tools: Iterable[dict | str] | None = None) -> Pa
     ``<tool_call><function=NAME><parameter=K>V</parameter></function></tool_call>``, GLM-4.6's
     ``<tool_call>NAME<arg_key>K</arg_key><arg_value>V</arg_value></tool_call>``, MiniCPM's
     ``<function name="N"><param name="K">V</param></function>`` and DeepSeek's ``<｜tool▁call▁begin｜>`` markers
-    (which reach this function only when the decoder keeps special tokens).
+    (special tokens, which the serve and eval decoders keep: see :data:`CONTENT_MARKERS`).
 
     ``tools`` is what the request offered (OpenAI tool objects or names). With it, the schema's types decide
     XML-style values ("0012" stays a string for a string parameter), and an answer that is nothing but

@@ -160,16 +160,14 @@ FAMILIES = [
                  "end token of its own: the next role token (<|user|>/<|observation|>) or <|endoftext|> ends it"),
     Family("DeepSeek-V3.1", "deepseek-llm", "deepseek-ai-DeepSeek-V3.1", "deepseek_v3", "<｜end▁of▁sentence｜>",
            ("<｜end▁of▁sentence｜>",),
-           "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>name<｜tool▁sep｜>{json}<｜tool▁call▁end｜>…", True, False,
+           "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>name<｜tool▁sep｜>{json}<｜tool▁call▁end｜>…", True, True,
            special=("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>",
                     "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>",
                     "<｜tool▁sep｜>", "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>",
                     "<｜tool▁output▁end｜>"),
            plain=("<think>", "</think>"), user_marker="<｜User｜>", tool_marker="<｜tool▁sep｜>",
-           notes="DeepSeek-LLM's BPE (the V3 vocabulary is not in llama.cpp) with V3's markers added",
-           serve_gap="parse_tool_calls reads DeepSeek's <｜tool▁call▁begin｜>…<｜tool▁sep｜>… markers, but they are "
-                     "special tokens and serve decodes with skip_special_tokens=True, so only 'NAME{json}' reaches "
-                     "it: serve must keep the tool markers while decoding"),
+           notes="DeepSeek-LLM's BPE (the V3 vocabulary is not in llama.cpp) with V3's markers added; the markers "
+                 "are special tokens, which serve's decoder keeps (domainlm.parsing.CONTENT_MARKERS)"),
     Family("Llama-3.1", "llama-bpe", "meta-llama-Llama-3.1-8B-Instruct", "llama", "<|eot_id|>",
            ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"), "JSON {\"name\", \"parameters\"} (no tag)", False, True,
            special=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",

@@ -178,12 +178,14 @@ def test_a_template_without_its_end_of_turn_token_fails_the_matrix(models_dir):
 
 
 def emitted_tool_turn(tok, messages: list[dict], tools) -> str:
-    """What the model is trained to emit for the tool-call turn, decoded as serve decodes it."""
+    """What the model is trained to emit for the tool-call turn, decoded as serve and eval decode it
+    (control tokens dropped, the tool-call markers a family made special tokens kept)."""
+    from domainlm.models.hf import visible_text
     from domainlm.train.data import tokenize_chat
 
     ids, labels = tokenize_chat(tok, messages, tools)
     first = masked_runs(ids, labels)[0][:-1]  # the end token stops generation; serve never sees it
-    return tok.decode(first, skip_special_tokens=True)
+    return visible_text(tok, first)
 
 
 def test_tool_call_turn_is_trained_in_the_family_format(family_model):

@@ -11,7 +11,7 @@ from pathlib import Path
 from domainlm.errors import DomainlmError
 from domainlm.models.base import LanguageModel, cut_at_stop
 from domainlm.models.gguf import GGUFModel
-from domainlm.models.hf import TransformersModel, load_hf
+from domainlm.models.hf import TransformersModel, hidden_token_ids, load_hf, visible_text
 from domainlm.models.openai_http import OpenAIModel
 from domainlm.models.spec import ModelSpec, parse_spec
 from domainlm.models.tiny import BUILTIN_CORPUS, QWEN2_PATTERN, Corpus, builtin_corpus, cache_root, tiny_model_dir
@@ -57,5 +57,5 @@ def load_scoring_model(spec: str | Path, *, batch_size: int = 8, device: str | N
     return load_model(spec)
 
 
-__all__ = ["BUILTIN_CORPUS", "QWEN2_PATTERN", "Corpus", "LanguageModel", "ModelSpec", "builtin_corpus", "cache_root",
+__all__ = ["hidden_token_ids", "visible_text", "BUILTIN_CORPUS", "QWEN2_PATTERN", "Corpus", "LanguageModel", "ModelSpec", "builtin_corpus", "cache_root",
            "cut_at_stop", "load_hf", "load_model", "load_scoring_model", "parse_spec", "resolve_hf_dir", "tiny_model_dir"]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from domainlm.errors import DomainlmError
 from domainlm.models.base import LanguageModel, cut_at_stop
+from domainlm.parsing import CONTENT_MARKERS
 
 
 def pick_device(device: str | None = None) -> str:
@@ -43,6 +46,8 @@ def load_hf(path: str | Path, *, device: str | None = None, dtype: str | None = 
             from peft import PeftModel
 
             base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+            if Path(base).is_absolute() and not Path(base).is_dir():
+                raise DomainlmError(missing_base(path, base))
             model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
             model = PeftModel.from_pretrained(model, path).merge_and_unload()
             tok_dir = path if (path / "tokenizer_config.json").is_file() else Path(base)
@@ -56,6 +61,46 @@ def load_hf(path: str | Path, *, device: str | None = None, dtype: str | None = 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+# Per tokenizer, the ids visible_text drops (weak keys: a swapped-out model's tokenizer is not kept alive).
+_HIDDEN_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def hidden_token_ids(tokenizer) -> frozenset[int]:
+    """The token ids a model's answer is decoded without: every special token (bos/eos/pad, end of turn, role
+    markers) except those that are content, the tool-call markers ``domainlm.parsing`` reads
+    (:data:`~domainlm.parsing.CONTENT_MARKERS`). Built once per tokenizer.
+
+    ``all_special_ids`` names only the bos/eos/unk/pad-style tokens; tokens added as special (DeepSeek's
+    markers, Llama's headers) are flagged in ``added_tokens_decoder``, which is what
+    ``skip_special_tokens=True`` drops, so both are read.
+    """
+    found = _HIDDEN_IDS.get(tokenizer)
+    if found is None:
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        special = set(tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
+        found = frozenset(i for i in special if tokenizer.convert_ids_to_tokens(i) not in CONTENT_MARKERS)
+        _HIDDEN_IDS[tokenizer] = found
+    return found
+
+
+def visible_text(tokenizer, ids: Iterable[int]) -> str:
+    """Generated ids as the answer's text: ``skip_special_tokens=True`` except that the tool-call markers a
+    family made special tokens stay (decoded without them, DeepSeek's calls reach the parser as 'NAME{json}')."""
+    hidden = hidden_token_ids(tokenizer)
+    return tokenizer.decode([i for i in ids if i not in hidden], skip_special_tokens=False)
+
+
+def missing_base(adapter: Path, base: str) -> str:
+    """The error line for an adapter whose base folder is gone, with the base as training named it
+    (``domainlm_lineage.json``): a ``tiny`` base lives in the cache and is built from the training data."""
+    lineage = adapter / "domainlm_lineage.json"
+    spec = json.loads(lineage.read_text(encoding="utf-8")).get("base") if lineage.is_file() else None
+    named = f" (trained from '{spec}')" if spec and spec != base else ""
+    merged = adapter.parent if (adapter.parent / "config.json").is_file() else None
+    fix = f"load the merged model {merged}, which needs no base, or train again" if merged else "train again"
+    return f"{adapter}: the adapter's base model {base}{named} is not there; {fix}"
 
 
 def model_info(model, spec: str, backend: str) -> dict[str, Any]:
@@ -159,7 +204,7 @@ class TransformersModel(LanguageModel):
     def generate(self, prompts, *, max_new_tokens=128, temperature=0.0, stop=None, seed=0):
         ids = [self._encode(p) or [self.stop_ids[0]] for p in prompts]
         new = self._generate_ids(ids, max_new_tokens, temperature, seed)
-        return [cut_at_stop(self.tokenizer.decode(n, skip_special_tokens=True), stop) for n in new]
+        return [cut_at_stop(visible_text(self.tokenizer, n), stop) for n in new]
 
     def render_chat(self, conversation: list[dict], tools: list[dict] | None = None) -> str:
         if not self.tokenizer.chat_template:
@@ -173,7 +218,7 @@ class TransformersModel(LanguageModel):
         # backend does not constrain decoding.
         ids = [self._encode(self.render_chat(conv, tools)) for conv in conversations]
         new = self._generate_ids(ids, max_new_tokens, temperature, seed)
-        return [self.tokenizer.decode(n, skip_special_tokens=True).strip() for n in new]
+        return [visible_text(self.tokenizer, n).strip() for n in new]
 
     def _split(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         whole = self._encode(context + continuation)

@@ -247,6 +247,8 @@ class ServedModel:
             TextIteratorStreamer,
         )
 
+        from domainlm.models import hidden_token_ids
+
         # This generation's own stop (its reader left early: a stop string, a closed stream), apart from the
         # request's cancel flag, which later choices of the same request (n > 1) share.
         abandoned = threading.Event()
@@ -273,7 +275,8 @@ class ServedModel:
             # transformers' streamer releases text only at spaces, newlines and CJK characters, so an answer
             # without spaces ("ererer...", numbers, code) would arrive in one piece at the end. This one
             # releases text after every token, like OpenAI's API, holding back only an unfinished UTF-8
-            # character (the decoded text then ends in U+FFFD).
+            # character (the decoded text then ends in U+FFFD). Its text is visible_text's: control tokens
+            # never enter the cache, tool-call markers do (it decodes with skip_special_tokens=False).
             def put(self, value):
                 if len(value.shape) > 1:
                     value = value[0]
@@ -283,7 +286,7 @@ class ServedModel:
                 self.new_ids.extend(value.tolist())  # the usage count: token_cache is reset at the end
                 if logprobs is not None:
                     logprobs.extend(token_logprobs(vocab, int(t), recorded["logp"], params.logprobs) for t in value.tolist())
-                self.token_cache.extend(value.tolist())
+                self.token_cache.extend(t for t in value.tolist() if t not in hidden)
                 text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
                 if text.endswith("\ufffd") or len(text) <= self.print_len:
                     return
@@ -310,7 +313,8 @@ class ServedModel:
             return
         input_ids = torch.tensor([ids], device=m.device)
         prompt_len = input_ids.shape[1]
-        streamer = TokenStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        hidden = hidden_token_ids(m.tokenizer)
+        streamer = TokenStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=False, timeout=600)
         streamer.new_ids = []
         kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=params.max_new_tokens,
                       eos_token_id=m.stop_ids, pad_token_id=m.tokenizer.pad_token_id, streamer=streamer,
@@ -370,19 +374,21 @@ class ServedModel:
     def _stream_batched(self, ids: list[int], params: GenParams, cancel: threading.Event,
                         generated: Generated) -> Iterator[str]:
         """The text of a request decoded in the shared batch, released after every token as the exact path's
-        streamer does (holding back only an unfinished UTF-8 character)."""
+        streamer does (holding back only an unfinished UTF-8 character), with the same text (visible_text)."""
+        from domainlm.models import visible_text
+
         tokenizer, stop_ids = self.model.tokenizer, self.model.stop_ids
         tokens: list[int] = []
         printed = 0
         steps = self._batcher.tokens(ids, params, cancel)
         try:
             for tokens in steps:
-                text = tokenizer.decode(tokens, skip_special_tokens=True)
+                text = visible_text(tokenizer, tokens)
                 if text.endswith("\ufffd") or len(text) <= printed:
                     continue
                 yield text[printed:]
                 printed = len(text)
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            text = visible_text(tokenizer, tokens)
             if len(text) > printed:
                 yield text[printed:]
             if len(tokens) >= params.max_new_tokens and tokens[-1] not in stop_ids:
