@@ -205,3 +205,12 @@ def test_a_run_resumes_its_checkpoint_with_a_tracker_added(tmp_path, sample_mode
     events = EventAccumulator(str(run))
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")] == [3, 4]
+
+
+def test_a_finished_run_is_not_retrained_for_a_new_tracker(tmp_path, sample_model, sample_dir):
+    data = [sample_dir / "truth" / "documents.jsonl"]
+    cfg = TrainConfig(stage="cpt", seq_len=32, batch_size=2, max_steps=2, eval_fraction=0.0)
+    first = train(str(sample_model), data, tmp_path / "m", cfg, console=plain_console())
+    again = train(str(sample_model), data, tmp_path / "m", cfg.model_copy(update={"report_to": ["tensorboard"],
+                                                                                "progress_every": 1}))
+    assert not first.skipped and again.skipped and not (tmp_path / "m" / "runs").exists()

@@ -17,6 +17,7 @@ from domainlm.train.data import (
     pack_documents,
     pack_examples,
     tokenize_chat,
+    tokenize_record,
 )
 from domainlm.train.stage import train
 
@@ -24,4 +25,5 @@ __all__ = [
     "TrainConfig", "TrainSection", "train",
     # data helpers other stages reuse
     "Example", "Loaded", "collate", "load_records", "pack_documents", "pack_examples", "tokenize_chat",
+    "tokenize_record",
 ]

@@ -79,28 +79,49 @@ def prepare_for_training(model, cfg: TrainConfig):
     return model
 
 
-def save_trained(model, tokenizer, out: Path, cfg: TrainConfig, base_dir: Path) -> list[str]:
-    """Write the result as a normal HF model folder (LoRA merged in; the adapter also kept in
-    ``adapter/``), with the base model's tokenizer and chat template. Returns the written names."""
+def save_trained(model, tokenizer, out: Path, cfg: TrainConfig, base_dir: Path, base_spec: str | None = None) -> list[str]:
+    """Write the result as a normal HF model folder (LoRA merged in), with the base model's tokenizer and chat
+    template. Returns the written names.
+
+    For lora/qlora, ``adapter/`` is also a complete peft adapter folder, loadable without domainlm:
+    ``peft.AutoPeftModelForCausalLM.from_pretrained(out / "adapter")`` and ``AutoTokenizer.from_pretrained`` of
+    the same folder. Its ``base_model_name_or_path`` is the base folder's absolute path (the user's folder; for
+    ``tiny``, the cache folder of the tiny model built for this run); it carries the tokenizer with its chat
+    template and the base's generation config (stop tokens). ``domainlm_lineage.json`` (in both folders) keeps
+    ``base_spec``, the base as the user named it (``tiny``, a folder), beside that path.
+    """
     import torch
 
     written = []
     out.mkdir(parents=True, exist_ok=True)
+    base_path = Path(base_dir).resolve()
+    lineage = {"base": base_spec or str(base_path), "base_dir": str(base_path), "stage": cfg.stage, "method": cfg.method}
     if cfg.method in ("lora", "qlora"):
-        model.save_pretrained(out / "adapter")
+        adapter = out / "adapter"
+        # peft records the path the base was loaded from, which may be relative to where training ran;
+        # the adapter must find its base from anywhere.
+        for config in model.peft_config.values():
+            config.base_model_name_or_path = str(base_path)
+        model.save_pretrained(adapter)
+        tokenizer.save_pretrained(adapter)
+        model.get_base_model().generation_config.save_pretrained(adapter)
+        _write_lineage(adapter, lineage)
         written.append("adapter")
         if cfg.method == "qlora":  # merge into full-precision base weights, not the 4-bit ones
             from peft import PeftModel
             from transformers import AutoModelForCausalLM
 
             full = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16)
-            model = PeftModel.from_pretrained(full, out / "adapter")
+            model = PeftModel.from_pretrained(full, adapter)
         model = model.merge_and_unload()
     model.config.use_cache = True
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     written += ["config.json", "tokenizer_config.json"]
-    lineage = {"base": str(base_dir), "stage": cfg.stage, "method": cfg.method}
-    (out / "domainlm_lineage.json").write_text(json.dumps(lineage, ensure_ascii=False, indent=2), encoding="utf-8")
+    _write_lineage(out, lineage)
     written.append("domainlm_lineage.json")
     return written
+
+
+def _write_lineage(folder: Path, lineage: dict) -> None:
+    (folder / "domainlm_lineage.json").write_text(json.dumps(lineage, ensure_ascii=False, indent=2), encoding="utf-8")

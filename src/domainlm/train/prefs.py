@@ -87,7 +87,8 @@ def _progress_callback(total: int, label: str, console, every: int):
     return Progress()
 
 
-def train_preferences(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, console=None) -> dict:
+def train_preferences(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, console=None,
+                      base_spec: str | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
@@ -162,7 +163,7 @@ def train_preferences(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfi
                 metrics[key.replace("/", "_")] = round(history[-1][key], 5)
     outputs = []
     if trainer.is_world_process_zero():
-        outputs += save_trained(trainer.model, tokenizer, out, cfg, base_dir)
+        outputs += save_trained(trainer.model, tokenizer, out, cfg, base_dir, base_spec)
         result = LoopResult(steps=metrics["steps"], tokens=0, train_loss=metrics.get("train_loss", float("nan")),
                             eval_loss_start=None, eval_loss_end=None, tokens_per_s=0.0, wall_s=wall, history=history)
         outputs += write_report(out, result, cfg, {k: v for k, v in metrics.items() if k.startswith("rewards_")})

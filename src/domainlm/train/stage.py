@@ -24,13 +24,15 @@ from domainlm.train.data import (
     load_records,
     pack_documents,
     pack_examples,
+    record_texts,
     split_holdout,
-    tokenize_chat,
+    tokenize_record,
     with_passages,
 )
 from domainlm.train.loop import result_metrics, total_steps, train_loop, write_report
 from domainlm.train.model_setup import load_for_training, save_trained
 from domainlm.train.prefs import train_preferences
+from domainlm.train.progress import check_trackers
 
 
 def is_main_process() -> bool:
@@ -40,13 +42,7 @@ def is_main_process() -> bool:
 
 def corpus_texts(loaded: Loaded, stage: str) -> list[str]:
     """Texts a fresh ``tiny`` tokenizer learns from when training starts from ``tiny``."""
-    if stage == "cpt":
-        return [r["text"] for r in loaded.records]
-    if stage == "sft":
-        return [m.get("content") or "" for r in loaded.records for m in r["messages"]]
-    if stage == "dpo":
-        return [r[k] for r in loaded.records for k in ("prompt", "chosen", "rejected")]
-    return [r[k] for r in loaded.records for k in ("prompt", "completion")]
+    return [text for record in loaded.records for text in record_texts(record)]
 
 
 def resolve_base(base: str, loaded: Loaded, stage: str) -> Path:
@@ -64,7 +60,7 @@ def build_sequences(loaded: Loaded, tokenizer, cfg: TrainConfig):
     pairs = []
     for record in loaded.records:
         try:
-            pairs.append(tokenize_chat(tokenizer, record["messages"], record["tools"]))
+            pairs.append(tokenize_record(tokenizer, record))
         except ValueError as exc:
             loaded.rejected.append({"where": f"record {record.get('id')}", "reason": str(exc)})
     return pack_examples(pairs, cfg.seq_len)
@@ -96,11 +92,13 @@ def train(base: str, data: list[str | Path], out: str | Path, cfg: TrainConfig, 
     scratch). A run stopped by ``stop_after`` before its last step has ``metrics["interrupted"]``, no
     outputs and no manifest; calling again resumes it from its checkpoint."""
     out = Path(out)
+    check_trackers(cfg.report_to)  # before the data is read or a tokenizer trained
     loaded = load_records(data, cfg.stage)
     inputs = [str(p) for p in loaded.files] + list(cfg.replay)
     if cfg.kb and cfg.stage == "sft":
         inputs.append(cfg.kb)
-    record = {"base": base, **cfg.model_dump()}
+    # matched on what is trained: adding or changing a tracker neither re-trains nor re-runs a finished stage
+    record = {"base": base, **cfg.identity()}
     # Every process of a multi-process run does the work; the files (and the manifest) are rank 0's to write.
     with stage_run(f"train-{cfg.stage}", out, inputs=inputs, config=record, seed=cfg.seed, force=force,
                    write=is_main_process()) as run:
@@ -112,9 +110,10 @@ def train(base: str, data: list[str | Path], out: str | Path, cfg: TrainConfig, 
             loaded.records += retrieval_copies(loaded, cfg)
         base_dir = resolve_base(base, loaded, cfg.stage)
         if cfg.stage in ("dpo", "kto"):
-            metrics = train_preferences(base_dir, loaded, out, cfg, console=console)
+            metrics = train_preferences(base_dir, loaded, out, cfg, console=console, base_spec=base)
         else:
-            metrics = _train_lm(base_dir, loaded, out, cfg, resume=resume, stop_after=stop_after, console=console)
+            metrics = _train_lm(base_dir, loaded, out, cfg, resume=resume, stop_after=stop_after, console=console,
+                                base_spec=base)
         metrics.update(records=len(loaded.records), rejected=len(loaded.rejected), base_dir=str(base_dir))
         written = metrics.pop("outputs", [])
         if is_main_process():
@@ -133,7 +132,8 @@ def train(base: str, data: list[str | Path], out: str | Path, cfg: TrainConfig, 
     return run.result()
 
 
-def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, resume: bool, stop_after, console) -> dict:
+def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, resume: bool, stop_after, console,
+              base_spec: str | None = None) -> dict:
     model, tokenizer = load_for_training(base_dir, cfg)
     sequences, truncated = build_sequences(loaded, tokenizer, cfg)
     if not sequences:
@@ -153,7 +153,7 @@ def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, re
         return metrics
     outputs = []
     if is_main_process():
-        outputs += save_trained(_unwrap(model), tokenizer, out, cfg, base_dir)
+        outputs += save_trained(_unwrap(model), tokenizer, out, cfg, base_dir, base_spec)
         outputs += write_report(out, result, cfg, {"base": base_dir, "sequences": len(train_seqs)})
     metrics["outputs"] = outputs
     return metrics
