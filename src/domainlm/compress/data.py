@@ -14,7 +14,7 @@ from domainlm.errors import DomainlmError
 def training_examples(paths: list[str | Path], tokenizer, seq_len: int) -> tuple[list, list[dict]]:
     """(packed examples, rejected records) from task/chat files and document files."""
     from domainlm.io import expand_inputs
-    from domainlm.train.data import load_records, pack_documents, pack_examples, tokenize_record
+    from domainlm.train import load_records, pack_documents, pack_examples, tokenize_record
 
     # expand_inputs skips hidden names *inside* a folder only, so data under ~/.cache is still found
     files = [p for p in expand_inputs(paths) if p.suffix == ".jsonl"]

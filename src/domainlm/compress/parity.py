@@ -9,13 +9,17 @@ tokenizer (for GGUF, llama.cpp's), then compares with the source. Greedy continu
 for lossless targets a difference fails unless the source itself found the two tokens within ``tie_nats``
 (an f16 rounding can flip a near-tie); for lossy targets agreement is measured and reported, and the
 quality gate judges the loss.
+
+A GGUF result can only be checked where llama-cpp-python (the runtime) is installed; without it the check
+is not run, and its report says so and why (``ran`` false, ``passed`` None, ``reason``), so an export made
+with the converter alone is marked unchecked rather than failed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from domainlm.compress.gguf_export import gguf_metadata
+from domainlm.compress.gguf_export import gguf_metadata, runtime_missing
 from domainlm.errors import DomainlmError
 from domainlm.models import load_model
 
@@ -117,10 +121,14 @@ def _first_diff(a: list, b: list) -> int | None:
 def check_parity(source: str | Path, result: str | Path, *, lossless: bool, new_tokens: int = 16,
                  tie_nats: float = 0.05, conversations: list[list[dict]] | None = None) -> dict:
     """Compare ``result`` with ``source`` on fixed conversations. Returns a report with ``passed`` and,
-    on failure, ``failure``: one line naming the prompt and the first differing character or token."""
+    on failure, ``failure``: one line naming the prompt and the first differing character or token; for a
+    GGUF result without the llama.cpp runtime, ``ran`` False, ``passed`` None and the ``reason``."""
     conversations = conversations or PARITY_CONVERSATIONS
+    missing = runtime_missing("template parity of a GGUF file") if str(result).lower().endswith(".gguf") else None
+    if missing:
+        return {"ran": False, "passed": None, "reason": missing, "prompts": len(conversations), "lossless": lossless}
     src, res = open_side(source), open_side(result)
-    report: dict = {"prompts": len(conversations), "lossless": lossless, "template_identical": True,
+    report: dict = {"ran": True, "prompts": len(conversations), "lossless": lossless, "template_identical": True,
                     "tokens_identical": True, "greedy_agree": 0, "greedy_near_ties": 0, "failure": None}
     try:
         stop = src.lm.stop_ids

@@ -20,7 +20,7 @@ from domainlm.compress.config import CompressConfig
 from domainlm.compress.data import training_examples
 from domainlm.compress.distill import distill
 from domainlm.compress.gate import run_gate
-from domainlm.compress.gguf_export import export_gguf
+from domainlm.compress.gguf_export import export_gguf, runtime_missing
 from domainlm.compress.merge import hf_folder, merge_adapter
 from domainlm.compress.parity import check_parity
 from domainlm.compress.prune import prune_and_recover
@@ -95,6 +95,8 @@ def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool =
     ``metrics`` as recorded in the manifest (``artifact``, and with the gate ``retention``,
     ``retention_ci95``, ``source_score``, ``result_score``, ``size_bytes``, ``tokens_per_s`` …).
     ``speed_prompts`` are the conversations the gate times decoding on (none: tokens/s is not measured).
+    A GGUF target without llama-cpp-python installed is exported by the converter alone: parity and the gate
+    are then not run, and ``parity.json``, ``gate.json`` and ``metrics`` say so (``ran`` false, ``reason``).
 
     Raises :class:`GateRefused` when parity or the gate refuses the result; the artifact then sits in
     ``out/rejected/`` and ``gate.json`` (or ``parity.json``) says why."""
@@ -121,12 +123,25 @@ def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool =
                 _say(console, "template parity check")
                 parity = check_parity(source_dir, artifact, lossless=cfg.target in LOSSLESS)
                 write_json(run.output("parity.json", key="parity"), parity)
-                if not parity["passed"]:
+                if not parity["ran"]:  # a GGUF made by the converter alone: unchecked, and said so
+                    _say(console, f"template parity: not run ({parity['reason']})")
+                    report["parity"] = {"ran": False, "reason": parity["reason"]}
+                elif not parity["passed"]:
                     kept = _promote(artifact, out / "rejected" / artifact.name)
                     raise GateRefused(f"template parity failed: {parity['failure']} (artifact kept aside in {kept})",
                                       check="parity", out=out, rejected=kept)
-                report["parity"] = {k: parity[k] for k in ("tokens_identical", "greedy_agree", "prompts")}
-            if cfg.gate:
+                else:
+                    report["parity"] = {k: parity[k] for k in ("ran", "tokens_identical", "greedy_agree", "prompts")}
+            # The gate scores the result by running it: a GGUF file cannot be run without llama.cpp's runtime.
+            # Then the gate is not run either, recorded in gate.json (so the line's report shows it) and said.
+            gate_missing = runtime_missing("the quality gate on a GGUF file") if artifact.suffix == ".gguf" else None
+            if cfg.gate and gate_missing:
+                _say(console, f"quality gate: not run ({gate_missing})")
+                write_json(run.output("gate.json", key="gate"),
+                           {"ran": False, "passed": None, "reason": gate_missing, "target": cfg.target,
+                            "warnings": [f"quality gate not run: {gate_missing}"]})
+                report["gate"] = {"ran": False, "reason": gate_missing}
+            elif cfg.gate:
                 _say(console, "quality gate: scoring source and result")
                 rule = cfg.gate_rule()
                 gate = run_gate(source_dir, artifact, cfg.suites, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -168,5 +183,5 @@ def compress(source: str, out: str | Path, cfg: CompressConfig, *, force: bool =
 
 
 def _say(console, text: str) -> None:
-    if console is not None:
-        console.print(text)
+    if console is not None:  # plain text: "[gguf]" in an install hint is not rich markup
+        console.print(text, markup=False, highlight=False)
