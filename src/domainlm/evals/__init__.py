@@ -7,6 +7,7 @@ Scoring stored predictions needs no model; a live model is loaded through :mod:`
 imports torch only then.
 """
 
+from domainlm.evals.agent_env import AgentEnv
 from domainlm.evals.aggregate import count_silent, task_counts
 from domainlm.evals.config import EvalConfig, EvalSection, Variant, parse_variant
 from domainlm.evals.degenerate import degenerate_reason
@@ -17,7 +18,7 @@ from domainlm.evals.stage import evaluate
 from domainlm.evals.stats import FEW_ITEMS, paired_bootstrap, ratio_interval
 from domainlm.evals.tasks import Suite, SuiteConfig, load_suite
 
-__all__ = ["FEW_ITEMS", "FEW_ITEMS_RULES", "GateSettings", "LEVELS", "MAX_SILENT_SHARE", "SCORERS", "TYPES", "EvalConfig", "EvalSection",
+__all__ = ["AgentEnv", "FEW_ITEMS", "FEW_ITEMS_RULES", "GateSettings", "LEVELS", "MAX_SILENT_SHARE", "SCORERS", "TYPES", "EvalConfig", "EvalSection",
            "Scores", "Suite", "SuiteConfig", "compare_per_category", "count_silent", "degenerate_reason", "evaluate", "limit_items", "load_suite",
            "paired_bootstrap", "parse_variant", "ratio_interval", "score", "score_item", "select_items", "silenced",
            "task_counts", "Variant"]

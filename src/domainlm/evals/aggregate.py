@@ -21,7 +21,8 @@ from domainlm.evals.tasks import Suite
 from domainlm.io import numbered_jsonl
 
 # Fields of a stored prediction that a re-run must keep (the raw output and what the runner measured).
-_KEEP = ("output", "judge_score", "judge_output", "loglikelihoods", "retrieved", "prompt_tokens", "output_tokens")
+_KEEP = ("output", "judge_score", "judge_output", "loglikelihoods", "retrieved", "prompt_tokens", "output_tokens",
+         "trajectory", "steps", "exhausted", "final_state")
 
 
 def read_predictions(path: str | Path, items: dict[str, dict]) -> dict[str, dict]:
@@ -58,7 +59,8 @@ def score_predictions(items: list[dict], predictions: dict[str, dict]) -> list[d
         output = None if pred is None else pred.get("output")
         if output is not None and not isinstance(output, str):
             output = json.dumps(output, ensure_ascii=False)
-        verdict = score_item(item, output, judge_score=(pred or {}).get("judge_score"))
+        verdict = score_item(item, output, judge_score=(pred or {}).get("judge_score"),
+                             trajectory=(pred or {}).get("trajectory"))
         record = {"id": item["id"], "task": item["task"], "type": item["type"], "category": item["category"],
                   "subcategory": item["subcategory"]}
         if pred is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from domainlm.errors import DomainlmError
+from domainlm.evals.agent import run_agent_items
 from domainlm.evals.density import request_flops
 from domainlm.evals.tasks import SuiteConfig
 from domainlm.kb import passage_retriever
@@ -121,7 +122,10 @@ def run_model(model, items: list[dict], configs: dict[str, SuiteConfig], *, kb: 
     info = getattr(model, "info", {}) or {}
     started = time.perf_counter()
     retrieve = passage_retriever(kb, kb_k) if kb else None
-    jobs = build_jobs(items, configs, getattr(model, "supports_logprobs", False), retrieve)
+    # Agent items run a loop of their own against a simulated environment (domainlm.evals.agent).
+    agent_items = [i for i in items if i["type"] == "agent"]
+    jobs = build_jobs([i for i in items if i["type"] != "agent"], configs, getattr(model, "supports_logprobs", False),
+                      retrieve)
     predictions: dict[str, dict] = {}
     usage = {"items": len(items), "tokens_in": 0, "tokens_out": 0, "flops": 0.0, "tokens_estimated": counter.estimated}
 
@@ -168,6 +172,10 @@ def run_model(model, items: list[dict], configs: dict[str, SuiteConfig], *, kb: 
                 usage["flops"] += request_flops(info, prompt_tokens, output_tokens) or 0.0
                 if progress:
                     progress(1)
+    for suite in sorted({i["_suite"] for i in agent_items}):
+        predictions.update(run_agent_items(model, [i for i in agent_items if i["_suite"] == suite],
+                                           max_new_tokens=configs[suite].max_new_tokens, batch_size=batch_size,
+                                           seed=seed, counter=counter, usage=usage, info=info, progress=progress))
     usage["wall_s"] = time.perf_counter() - started
     if not usage["flops"]:
         usage["flops"] = None

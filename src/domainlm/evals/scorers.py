@@ -22,7 +22,7 @@ from domainlm.evals.degenerate import degenerate_reason
 from domainlm.evals.normalize import normalize_answer, normalize_text, units
 from domainlm.parsing import extract_json, extract_tool_call
 
-TYPES = ("mcq", "yesno", "qa", "intent", "ner", "tool_call", "json", "refusal", "generation")
+TYPES = ("mcq", "yesno", "qa", "intent", "ner", "tool_call", "json", "refusal", "generation", "agent")
 
 
 def _mean(values: list[float]) -> float:
@@ -357,6 +357,11 @@ class Generation(Scorer):
 SCORERS: dict[str, Scorer] = {s.type: s for s in (MCQ(), YesNo(), QA(), Intent(), NER(), ToolCall(), JSONOutput(),
                                                    Refusal(), Generation())}
 
+# The agent scorer builds on Scorer and normalize_value above, so it is imported after them.
+from domainlm.evals.agent import AgentScorer  # noqa: E402
+
+SCORERS["agent"] = AgentScorer()
+
 
 def score_item(item: dict, output: str | None, **extra: Any) -> dict:
     """Verdict for one item; a scorer crash on a malformed item becomes an unparseable zero, not a dead batch.
@@ -368,6 +373,8 @@ def score_item(item: dict, output: str | None, **extra: Any) -> dict:
     try:
         if item["type"] == "generation":
             verdict = scorer.score(item, output or "", judge_score=extra.get("judge_score"))
+        elif item["type"] == "agent":  # scored on the calls it made, replayed in its environment
+            verdict = scorer.score(item, output or "", trajectory=extra.get("trajectory"))
         else:
             verdict = scorer.score(item, output or "")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domainlm.config import load_config
 from domainlm.errors import DomainlmError
+from domainlm.evals.agent import check_agent_item
 from domainlm.evals.scorers import TYPES
 from domainlm.io import numbered_jsonl
 
@@ -97,7 +98,7 @@ def _read_items(path: Path, taxonomy: dict[str, tuple[str, str]]) -> list[dict]:
     items = []
     for line_no, record in numbered_jsonl(path, required=["id"]):
         where = f"{path}:{line_no}"
-        if "answer" not in record:
+        if "answer" not in record and record.get("type") != "agent":
             raise DomainlmError(f"{where}: item '{record['id']}' has no 'answer'")
         kind = record.get("type") or infer_type(record)
         if kind not in TYPES:
@@ -108,6 +109,11 @@ def _read_items(path: Path, taxonomy: dict[str, tuple[str, str]]) -> list[dict]:
                 + f" (expected one of {', '.join(TYPES)})"
             )
         record["type"] = kind
+        if kind == "agent":
+            try:
+                check_agent_item(record)
+            except ValueError as exc:
+                raise DomainlmError(f"{where}: item '{record['id']}': {exc}") from None
         record.setdefault("task", path.stem)
         category, sub = taxonomy.get(record["task"], (None, None))
         record["category"] = record.get("category") or category or record["task"]

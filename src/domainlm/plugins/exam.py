@@ -208,21 +208,12 @@ class _Fact(BaseModel):
 
 
 def _facts(chunks: list[dict], seed: int) -> list[_Fact]:
-    from domainlm.synth.config import SynthConfig
-    from domainlm.synth.generate import TEMPLATES, _seeds, _value_word, _verified
-    from domainlm.synth.quality import Tally
+    from domainlm.synth import SynthConfig, checked_facts, plain_question
 
-    tally = Tally()
     config = SynthConfig(seed=seed)  # two phrasings: one of them is the question without a lead-in
     facts = []
-    for s in _verified(_seeds(chunks, config, random.Random(seed), tally), tally):
-        if s.attribute:
-            # Synth draws its train template at random; an exam asks the plainest form, the first.
-            fill = {"s": s.subject, "a": s.attribute, "w": _value_word(s.answer, s.lang)}
-            question = TEMPLATES[s.lang]["train"][0].format(**fill)
-        else:
-            question = min(s.train_questions, key=len)  # the question as written, without a lead-in
-        facts.append(_Fact(chunk=s.chunk, sentence=s.sentence, key=s.answer, question=question, lang=s.lang,
+    for s in checked_facts(chunks, config, random.Random(seed)):
+        facts.append(_Fact(chunk=s.chunk, sentence=s.sentence, key=s.answer, question=plain_question(s), lang=s.lang,
                            kind=value_kind(s.answer, s.kind), subject=s.subject, attribute=s.attribute))
     return facts
 

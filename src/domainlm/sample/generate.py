@@ -15,6 +15,7 @@ from domainlm.io import write_bytes, write_json, write_jsonl
 from domainlm.manifest import read_manifest, stage_run
 from domainlm.sample.config import SampleConfig
 from domainlm.sample.documents import build_documents, render, table_document
+from domainlm.sample.flows import build_flows
 from domainlm.sample.scans import scan_qa_items, scanned_notice
 from domainlm.sample.tasks import TAXONOMY, build_tasks, intents_table, tools_table
 from domainlm.sample.web import build_web
@@ -106,6 +107,8 @@ def build_sample(seed: int = 0, size: str = "small") -> dict[str, bytes | list |
     files["tasks/tools.json"] = tools_table()
     files["tasks/intents.json"] = intents_table()
     files["tasks/taxonomy.json"] = TAXONOMY
+    # Mobile-banking flows (an agent suite and sft rows), from their own stream: nothing above changes.
+    files.update(build_flows(world, rng("flows"), p["train"], p["eval"]))
     return files
 
 

@@ -55,7 +55,7 @@ def server_tools(kb=None, plugins: list[str] = (), openapi: list[str] = (), time
     if "exam" in plugins and kb is None:
         raise DomainlmError("plugin 'exam' needs a knowledge base (--kb)")
     if kb is not None and ("exam" in plugins or "all" in plugins):
-        from domainlm.plugins.exam import exam_tool
+        from domainlm.plugins import exam_tool
 
         tools.append(exam_tool(kb))
     return index_tools([*tools, *load_tools([p for p in plugins if p != "exam"], openapi, timeout)])

@@ -7,6 +7,6 @@ the teacher writes more questions from each chunk; only those whose answer is fo
 """
 
 from domainlm.synth.config import SynthConfig, SynthSection
-from domainlm.synth.generate import SynthResult, synth_stage, synthesize
+from domainlm.synth.generate import SynthResult, checked_facts, plain_question, synth_stage, synthesize
 
-__all__ = ["SynthConfig", "SynthResult", "SynthSection", "synth_stage", "synthesize"]
+__all__ = ["SynthConfig", "SynthResult", "SynthSection", "checked_facts", "plain_question", "synth_stage", "synthesize"]

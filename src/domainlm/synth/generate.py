@@ -290,6 +290,22 @@ def _verified(seeds: list[Seed], tally: Tally) -> list[Seed]:
     return out
 
 
+def checked_facts(chunks: list[dict], config: SynthConfig, rng: random.Random) -> list[Seed]:
+    """The facts synth asks about, after its checks: what other stages (the exam plugin) build items on, so
+    they ask nothing synth would reject."""
+    tally = Tally()
+    return _verified(_seeds(chunks, config, rng, tally), tally)
+
+
+def plain_question(seed: Seed) -> str:
+    """A fact's plainest question: the first template for an attribute statement (synth draws one at
+    random), otherwise the shortest question written for it (the one without a lead-in)."""
+    if seed.attribute:
+        fill = {"s": seed.subject, "a": seed.attribute, "w": _value_word(seed.answer, seed.lang)}
+        return TEMPLATES[seed.lang]["train"][0].format(**fill)
+    return min(seed.train_questions, key=len)
+
+
 def synthesize(kb_path: str | Path, out_dir: str | Path, config: SynthConfig | None = None,
                console: Console | None = None) -> SynthResult:
     """Write ``train/synth_knowledge_qa.jsonl``, ``train/synth_unanswerable.jsonl``, ``train/synth_reading.jsonl``,
