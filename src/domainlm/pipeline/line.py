@@ -49,6 +49,7 @@ from domainlm.pipeline.rebase import (
     write_comparison,
 )
 from domainlm.pipeline.report import write_line_report
+from domainlm.sandbox import recommendation_path
 from domainlm.synth import synth_stage
 from domainlm.train import train
 from domainlm.workspace import Workspace, check_workspace, load_workspace
@@ -143,10 +144,17 @@ def run_train(ws: Workspace, force: bool) -> StepResult:
         # Retrieval-augmented sft: the model learns to read the passages the tuned+kb variant is given.
         kb = str(ws.layout.kb) if stage == "sft" and retrieval.train else None
         cfg = section.stage_config(stage, seed=ws.config.seed, kb=kb, kb_k=retrieval.k)
+        if cfg.lr == "auto" and cfg.sandbox is None:
+            # the workspace's own sandbox fit: `domainlm sandbox fit SWEEP --out ARTIFACTS/sandbox/fit`
+            cfg.sandbox = str(recommendation_path(None, ws.layout.artifacts))
         result = train(base, data, ws.layout.model(stage), cfg, force=force)
         m = result.metrics
         loss = m.get("eval_loss_end") if m.get("eval_loss_end") is not None else m.get("train_loss")
         details.append(f"{stage} {m.get('steps')} steps" + (f", loss {loss:.3f}" if isinstance(loss, float) else ""))
+        if "sandbox_predicted_loss" in m:
+            actual = m.get("actual_eval_loss_per_byte")
+            details.append(f"{stage} sandbox-predicted loss {m['sandbox_predicted_loss']:.3f} nats/byte, actual "
+                           + (f"{actual:.3f}" if actual is not None else f"not comparable ({m['sandbox_not_comparable']})"))
         results.append(result)
         base = str(result.outputs["model"])
     return StepResult(results, "; ".join(details))

@@ -5,3 +5,13 @@ Modules: ``tokenizer`` (byte-level), ``data`` (corpora and mixes), ``mup_model``
 bootstrap intervals), ``capacity`` (knowledge bits per parameter), ``report`` (HTML). Importing this
 package never imports torch; the modules that need it import it inside functions or are imported lazily.
 """
+
+from domainlm.sandbox.recommend import (
+    Recommendation,
+    heldout_tokens_bytes,
+    predicted_vs_actual,
+    recommendation_path,
+    resolve_lr,
+)
+
+__all__ = ["Recommendation", "heldout_tokens_bytes", "predicted_vs_actual", "recommendation_path", "resolve_lr"]

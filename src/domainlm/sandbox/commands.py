@@ -101,14 +101,30 @@ def fit_cmd(
     boot: int = typer.Option(200, "--boot", min=0, help="Bootstrap resamples."),
     confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999),
     seed: int = typer.Option(0, "--seed"),
+    params: float = typer.Option(None, "--params", help="Recommendation for a run of N non-embedding params..."),
+    tokens: float = typer.Option(None, "--tokens", help="...trained on D tokens (bytes in the sandbox)."),
+    compute: float = typer.Option(None, "--compute", help="Or for a compute budget C in FLOPs (N from the "
+                                  "L(N, D) law unless --params is given). Default: the largest swept run."),
+    width: int = typer.Option(None, "--width", min=1, help="Hidden size of the real model: the recommended lr is "
+                              "moved there from the sweep's muP base width (x base_width/width)."),
     force: bool = typer.Option(False, "--force"),
 ) -> None:
-    """Fit loss vs params/tokens/compute and optimal LR / batch size vs scale, with bootstrap intervals."""
+    """Fit loss vs params/tokens/compute and optimal LR / batch size vs scale, with bootstrap intervals;
+    write recommendation.json (lr, batch size, steps, predicted loss) for the real run."""
+    from domainlm.sandbox.recommend import FILE, recommend
     from domainlm.sandbox.report import fit_report
 
+    for name, value in (("--params", params), ("--tokens", tokens), ("--compute", compute)):
+        if value is not None and value <= 0:
+            raise DomainlmError(f"sandbox fit: {name} must be positive, got {value}")
+    if (tokens is not None and (params is None or compute is not None)) or (params is not None and tokens is None
+                                                                           and compute is None):
+        raise DomainlmError("sandbox fit: give --params with --tokens, --compute (with or without --params), or none")
     records = load_results(sweeps)
     files = [Path(s) / "runs" if (Path(s) / "runs").is_dir() else Path(s) for s in sweeps]
-    settings = {"boot": boot, "confidence": confidence, "seed": seed}
+    # the target is part of the config: a new target re-writes the recommendation
+    settings = {"boot": boot, "confidence": confidence, "seed": seed,
+                "target": {"params": params, "tokens": tokens, "compute": compute, "width": width}}
     with stage_run("sandbox.fit", out, inputs=files, config=settings, seed=seed, force=force) as run:
         if run.skipped:
             console.print(f"{out}: up to date (use --force to re-run)")
@@ -119,8 +135,51 @@ def fit_cmd(
             write_json(run.output("fit.json"), fit)
             write_text(run.output("report.html"), fit_report(fit))
             run.metrics.update({name: law["params"] for name, law in fit["fits"].items()})
+            try:
+                rec = recommend(fit, params=params, tokens=tokens, compute=compute, width=width,
+                                seq_len=_common(records, "seq_len"), base_width=_common(records, "base_width"))
+            except DomainlmError as exc:
+                # the fits are still worth keeping; a missing recommendation is said, and `lr: auto` will say it too
+                console.print(f"[yellow]no recommendation:[/] {exc}")
+                (out / FILE).unlink(missing_ok=True)  # never leave an older fit's recommendation beside this fit
+                rec = None
+            if rec is not None:
+                write_json(run.output(FILE), rec.model_dump(mode="json"))
+                run.metrics["recommendation"] = {"lr": rec.lr.value, "loss": rec.loss.value if rec.loss else None,
+                                                 "trusted": rec.trusted}
     _print_fit(fit)
-    console.print(f"wrote {out / 'fit.json'} and {out / 'report.html'}")
+    if (out / FILE).is_file():
+        _print_recommendation(read_json(out / FILE))
+    console.print(f"wrote {out / 'fit.json'} and {out / 'report.html'}"
+                  + (f" and {out / FILE}" if (out / FILE).is_file() else ""))
+
+
+def _common(records: list[dict], key: str) -> int | None:
+    """A run setting (seq_len, base_width) when every finished run used the same one, else None."""
+    values = {r["config"].get(key) for r in records if r.get("status") == "ok"}
+    return values.pop() if len(values) == 1 and None not in values else None
+
+
+def _print_recommendation(rec: dict) -> None:
+    def fmt(est: dict | None) -> str:
+        if est is None:
+            return "-"
+        interval = f"  [{est['low']:.4g}, {est['high']:.4g}]" if est.get("low") is not None else ""
+        return f"{est['value']:.4g}{interval}"
+
+    t = rec["target"]
+    typer.echo(f"recommendation for N={t['params']:.4g}, D={t['tokens']:.4g}, C={t['compute']:.4g} ({t['source']}):")
+    typer.echo(f"  learning rate: {fmt(rec['lr'])}" + (f" at width {rec['width']} (muP lr {rec['lr_mup']['value']:.4g} "
+                                                        f"at base width {rec['swept']['base_width']})" if rec.get("width") else ""))
+    typer.echo(f"     batch size: {fmt(rec['batch_size'])}" + (f" ({rec['batch_bytes']} bytes, {rec['steps']} steps)"
+                                                             if rec.get("batch_bytes") else ""))
+    typer.echo(f" predicted loss: {fmt(rec['loss'])} {rec['loss_unit'].split(' (')[0]}")
+    if rec["trusted"]:
+        typer.echo("  trusted: yes (within the swept range, enough points, narrow intervals)")
+    else:
+        typer.echo("  trusted: NO")
+        for reason in rec["reasons"]:
+            typer.echo(f"    - {reason}")
 
 
 def _print_fit(fit: dict) -> None:

@@ -26,7 +26,7 @@ console = Console(stderr=True)
 
 # What the workspace's ``train:`` section gives ``domainlm train`` when an option is not given (besides the
 # base model); every other setting is the option's own default.
-SECTION_DEFAULTS = {"method", "epochs", "lr", "batch_size", "seq_len", "report_to", "progress_every"}
+SECTION_DEFAULTS = {"method", "epochs", "lr", "sandbox", "batch_size", "seq_len", "report_to", "progress_every"}
 
 
 def train_config(section: TrainConfig, **options) -> TrainConfig:
@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option(None, "--method", help="full | lora | qlora (default: train.method)"),
         epochs: float = typer.Option(None, "--epochs"),
         max_steps: int = typer.Option(0, "--max-steps", help="Optimizer steps (0: from --epochs)."),
-        lr: float = typer.Option(None, "--lr"),
+        lr: str = typer.Option(None, "--lr", help="Peak learning rate, or auto: the sandbox's recommendation."),
+        sandbox: Path = typer.Option(None, "--sandbox", help="lr auto: `sandbox fit --out` folder or its recommendation.json."),
         batch_size: int = typer.Option(None, "--batch-size", help="Sequences per step on each process."),
         grad_accum: int = typer.Option(1, "--grad-accum"),
         seq_len: int = typer.Option(None, "--seq-len"),
@@ -76,6 +77,7 @@ def register(app: typer.Typer) -> None:
         _, overrides = split_overrides(args or [])
         section = workspace_config_or_defaults(None, overrides).train
         cfg = train_config(section, stage=stage, method=method, epochs=epochs, max_steps=max_steps, lr=lr,
+                           sandbox=str(sandbox) if sandbox else None,
                            batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len,
                            replay=[str(p) for p in replay or []], replay_ratio=replay_ratio,
                            kb=str(kb) if kb else None, kb_k=kb_k, save_every=save_every,

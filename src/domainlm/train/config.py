@@ -9,6 +9,20 @@ from pydantic import Field, field_validator
 
 from domainlm.config import Section, validate
 
+
+def learning_rate(value):
+    """A positive number or 'auto' (one error line, not pydantic's one per branch of the union)."""
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a positive number or 'auto', got {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"expected a positive number or 'auto', got {value!r}")
+    return number
+
+
 # TrainConfig settings that change only where a run reports, not the model it trains.
 REPORTING = ("progress_every", "report_to")
 
@@ -20,7 +34,11 @@ class TrainConfig(Section):
     max_steps: int = Field(0, ge=0, description="Optimizer steps; 0 means from epochs.")
     min_steps: int = Field(0, ge=0, description="At least this many optimizer steps when epochs give fewer (a small "
                            "corpus is passed over more often, up to 20 epochs); ignored when max_steps > 0.")
-    lr: float = Field(5e-4, gt=0)
+    lr: float | Literal["auto"] = Field(
+        5e-4, description="Peak learning rate, or 'auto': the one `domainlm sandbox fit` recommends (see sandbox).")
+    sandbox: str | None = Field(
+        None, description="lr auto: the sandbox fit folder or its recommendation.json (the line's default: "
+        "ARTIFACTS/sandbox/fit).")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine schedule ends at lr * min_lr_ratio.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -61,6 +79,11 @@ class TrainConfig(Section):
     save_every: int = Field(0, ge=0, description="Checkpoint every N steps; 0 = only at the end.")
     keep_checkpoints: int = Field(2, ge=1)
 
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _lr(cls, value):
+        return learning_rate(value)
+
     @field_validator("report_to", mode="before")
     @classmethod
     def _split_report_to(cls, value):
@@ -82,7 +105,12 @@ class StageOverrides(Section):
 
     epochs: float | None = Field(None, gt=0, description="Overrides train.epochs for this stage.")
     max_steps: int | None = Field(None, ge=0, description="Overrides train.max_steps for this stage.")
-    lr: float | None = Field(None, gt=0, description="Overrides train.lr for this stage.")
+    lr: float | Literal["auto"] | None = Field(None, description="Overrides train.lr for this stage.")
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _lr(cls, value):
+        return None if value is None else learning_rate(value)
 
 
 class TrainSection(TrainConfig):

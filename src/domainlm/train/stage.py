@@ -18,6 +18,7 @@ from domainlm.io import write_jsonl
 from domainlm.kb import passage_retriever
 from domainlm.manifest import StageResult, stage_run
 from domainlm.models import builtin_corpus, parse_spec, resolve_hf_dir, tiny_model_dir
+from domainlm.sandbox import heldout_tokens_bytes, predicted_vs_actual, resolve_lr
 from domainlm.train.config import TrainConfig
 from domainlm.train.data import (
     Loaded,
@@ -92,6 +93,8 @@ def train(base: str, data: list[str | Path], out: str | Path, cfg: TrainConfig, 
     scratch). A run stopped by ``stop_after`` before its last step has ``metrics["interrupted"]``, no
     outputs and no manifest; calling again resumes it from its checkpoint."""
     out = Path(out)
+    # `lr: auto` becomes the sandbox's number first, so the manifest (and the skip check) holds that number
+    cfg, recommendation = resolve_lr(cfg, cfg.sandbox)
     check_trackers(cfg.report_to)  # before the data is read or a tokenizer trained
     loaded = load_records(data, cfg.stage)
     inputs = [str(p) for p in loaded.files] + list(cfg.replay)
@@ -113,7 +116,7 @@ def train(base: str, data: list[str | Path], out: str | Path, cfg: TrainConfig, 
             metrics = train_preferences(base_dir, loaded, out, cfg, console=console, base_spec=base)
         else:
             metrics = _train_lm(base_dir, loaded, out, cfg, resume=resume, stop_after=stop_after, console=console,
-                                base_spec=base)
+                                base_spec=base, recommendation=recommendation)
         metrics.update(records=len(loaded.records), rejected=len(loaded.rejected), base_dir=str(base_dir))
         written = metrics.pop("outputs", [])
         if is_main_process():
@@ -133,7 +136,7 @@ def train(base: str, data: list[str | Path], out: str | Path, cfg: TrainConfig, 
 
 
 def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, resume: bool, stop_after, console,
-              base_spec: str | None = None) -> dict:
+              base_spec: str | None = None, recommendation=None) -> dict:
     model, tokenizer = load_for_training(base_dir, cfg)
     sequences, truncated = build_sequences(loaded, tokenizer, cfg)
     if not sequences:
@@ -149,12 +152,18 @@ def _train_lm(base_dir: Path, loaded: Loaded, out: Path, cfg: TrainConfig, *, re
                    total_steps=total_steps(cfg, len(train_seqs), world), world_size=world)
     # Passes over the data actually made (min_steps may have raised it above the configured epochs).
     metrics["epochs_run"] = round(metrics["total_steps"] * cfg.batch_size * world / max(len(train_seqs), 1), 2)
+    sandbox = {}
+    if recommendation is not None:
+        # the sandbox predicts a held-out loss in nats per byte: put this run's held-out loss in the same unit
+        tokens, n_bytes = heldout_tokens_bytes(held_out, tokenizer)
+        sandbox = predicted_vs_actual(recommendation, cfg.stage, result.eval_loss_end, tokens, n_bytes)
+        metrics.update(sandbox)
     if result.steps < metrics["total_steps"]:
         return metrics
     outputs = []
     if is_main_process():
         outputs += save_trained(_unwrap(model), tokenizer, out, cfg, base_dir, base_spec)
-        outputs += write_report(out, result, cfg, {"base": base_dir, "sequences": len(train_seqs)})
+        outputs += write_report(out, result, cfg, {"base": base_dir, "sequences": len(train_seqs), **sandbox})
     metrics["outputs"] = outputs
     return metrics
 
