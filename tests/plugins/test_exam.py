@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -36,9 +37,9 @@ def sample_kb(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cmrc_kb(tmp_path_factory):
     """25 CMRC 2018 passages (Chinese Wikipedia prose: railways, footballers, history), BM25 only."""
-    from conftest import SHARED_BENCHMARKS
-
-    path = SHARED_BENCHMARKS / "cmrc2018" / "cmrc2018_dev.json"
+    # tests/conftest.py's SHARED_BENCHMARKS, spelled here: a module-scoped fixture cannot use its fixture, and
+    # `from conftest import` resolves to whichever conftest module pytest imported under that name first
+    path = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "cmrc2018" / "cmrc2018_dev.json"
     if not path.is_file():
         pytest.skip(f"{path} is not beside this checkout")
     data = json.loads(path.read_text("utf-8"))["data"][:25]
