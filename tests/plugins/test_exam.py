@@ -147,6 +147,40 @@ def test_validation_catches_bad_items(sample_exam, sample_kb):
     assert report["valid"] == 0 and report["validity"] == 0.0
 
 
+def test_a_reviewers_fix_is_rebuilt_and_rechecked(sample_exam, sample_kb):
+    from domainlm.plugins.exam import ItemFix, item_answer, item_prompt, review_problems, revise_item
+
+    kb = open_kb(sample_kb)
+    mcq = next(i for i in sample_exam.items if i.type == "mcq")
+    others = [i for i in sample_exam.items if i is not mcq]
+    chunk = kb.chunk(mcq.source.chunk_id)
+    assert review_problems(mcq, chunk, others) == []  # a made item stands as made
+    # Another distractor of the key's shape, one the chunk does not state: the key keeps its letter.
+    pool = [v for i in sample_exam.items if i.type == "mcq" for v in [i.key, *i.distractors]]
+    fresh = next(v for v in pool if v not in mcq.choices and not supported_by(v, chunk["text"]) and not any(
+        v in o.question for o in others))
+    fixed = revise_item(mcq, ItemFix(distractors=[fresh, *mcq.distractors[1:]]), chunk, kb)
+    assert fixed.answer == mcq.answer and fixed.choices[LETTERS.index(fixed.answer)] == mcq.key
+    assert sorted(fixed.choices) == sorted([mcq.key, fresh, *mcq.distractors[1:]])
+    assert review_problems(fixed, chunk, others, mcq) == []
+    assert item_answer(fixed) == item_answer(mcq) and f"{fixed.answer}. {mcq.key}" in item_prompt(fixed)
+    # A key its passage does not state, a distractor its chunk does, a passage not in the chunk, no change.
+    wrong = revise_item(mcq, ItemFix(key="999999元", distractors=[mcq.source.passage[:4]]), chunk, kb)
+    problems = review_problems(wrong, chunk, others, mcq)
+    assert "key not supported by its passage" in problems
+    assert f"distractor {mcq.source.passage[:4]!r} is supported by the passage" in problems
+    moved = revise_item(mcq, ItemFix(passage="这句话不在文中。"), chunk, kb)
+    assert "passage is not the chunk's text at its span" in review_problems(moved, chunk, others, mcq)
+    same = revise_item(mcq, ItemFix(key=mcq.key), chunk, kb)
+    assert review_problems(same, chunk, others, mcq) == ["the fix changes nothing (accept the item instead)"]
+    # A short answer's rubric point must be stated by its evidence.
+    short = next(i for i in sample_exam.items if i.type == "short")
+    point = short.rubric[0]
+    bad = revise_item(short, ItemFix(rubric=[{"point": point.point, "answer": point.answer + "X"}]),
+                      kb.chunk(short.source.chunk_id), kb)
+    assert any("not supported by the passage" in p for p in review_problems(bad, kb.chunk(short.source.chunk_id), []))
+
+
 def test_markdown_holds_questions_and_key(sample_exam):
     text = to_markdown(sample_exam)
     assert text.index("## 答案与解析") > max(text.index(i.question) for i in sample_exam.items)

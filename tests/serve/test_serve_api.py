@@ -170,6 +170,10 @@ ROUTES = [
     ("GET", "/v1/audit", None),
     ("POST", "/v1/admin/promote", {"version": "v0002"}),
     ("POST", "/v1/admin/rollback", {}),
+    ("POST", "/v1/exams", {"n": 2}),
+    ("GET", "/v1/exams/{exam_id}", None),
+    ("POST", "/v1/exams/{exam_id}/items/{item_id}/review", {"verdict": "accept"}),
+    ("GET", "/v1/exams/{exam_id}/export", None),
 ]
 PUBLIC = {"/health", "/", "/static"}
 

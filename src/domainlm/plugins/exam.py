@@ -34,7 +34,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from domainlm.errors import DomainlmError
 from domainlm.io import sha256_text
@@ -534,6 +534,107 @@ def validate_exam(exam: Exam, kb) -> dict:
     valid = n - len(problems)
     return {"n": n, "valid": valid, "validity": round(valid / n, 4) if n else 0.0, "by_type": dict(by_type),
             "problems": problems}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Review: a reviewer's fix of an item, rebuilt and re-checked as a made item is
+# ---------------------------------------------------------------------------------------------------
+class RubricFix(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    point: str
+    answer: str
+    evidence: str | None = None  # None: the item's passage
+    score: int = Field(1, ge=1)
+
+
+class ItemFix(BaseModel):
+    """What a reviewer may change in an item; a field left out keeps the item's own. The rest follows from
+    these: an mcq's options and letter (the key keeps its letter), a cloze's blanked sentence when only the
+    key or passage changed, the passage's span in its chunk, the difficulty."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str | None = None
+    key: str | None = None
+    distractors: list[str] | None = None  # mcq
+    passage: str | None = None  # another sentence of the same chunk
+    rubric: list[RubricFix] | None = None  # short
+
+
+def revise_item(item: ExamItem, fix: ItemFix, chunk: dict | None, kb=None) -> ExamItem:
+    """``item`` with the reviewer's ``fix`` applied, its derived fields rebuilt from its source ``chunk``.
+    Nothing is checked here: :func:`review_problems` says whether the result is a valid item."""
+    text = chunk["text"] if chunk else ""
+    passage = item.source.passage if fix.passage is None else fix.passage.strip()
+    at = text.find(passage) if passage else -1
+    # A passage not in the chunk keeps an empty span: item_problems reports it as not the chunk's text.
+    span = [at, at + len(passage)] if at >= 0 else [0, 0]
+    source = item.source.model_copy(update={"passage": passage, "span": span})
+    key = item.key if fix.key is None else fix.key.strip()
+    question = item.question if fix.question is None else fix.question.strip()
+    distractors = list(item.distractors) if fix.distractors is None else [d.strip() for d in fix.distractors if d.strip()]
+    choices, answer, rubric = item.choices, key, list(item.rubric)
+    if item.type == "mcq":
+        # The key keeps its letter and a kept distractor its place; a new one takes a dropped one's place,
+        # further ones come last. A fix of the key alone thus leaves the options in their order.
+        letter = LETTERS.index(item.answer) if item.answer in LETTERS else 0
+        slots = [c for c in item.choices or [] if c != item.key]
+        new = [d for d in distractors if d not in slots]
+        slots = [c if c in distractors else (new.pop(0) if new else None) for c in slots]
+        slots = [c for c in slots if c is not None] + new
+        place = min(letter, len(slots))
+        choices = [*slots[:place], key, *slots[place:]]
+        answer = LETTERS[place] if place < len(LETTERS) else "?"
+    elif item.type == "cloze" and fix.question is None and (key != item.key or passage != item.source.passage):
+        if passage.count(key) == 1:  # the new sentence or key, blanked as a made item is
+            question = passage.replace(key, BLANK, 1)
+    elif item.type == "short":
+        if fix.rubric is not None:
+            rubric = [RubricPoint(point=r.point.strip(), answer=r.answer.strip(), evidence=(r.evidence or passage).strip(),
+                                  score=r.score) for r in fix.rubric]
+            if fix.key is None:
+                sep = "；" if item.lang == "zh" else "; "
+                key = rubric[0].answer if len(rubric) == 1 else sep.join(p.point for p in rubric)
+        elif key != item.key and len(rubric) == 1:  # one point: the key is its answer
+            rubric = [RubricPoint(point=key, answer=key, evidence=passage, score=rubric[0].score)]
+        answer = key
+    rank = _retrieval_rank(kb, question, item.source.chunk_id) if kb is not None else None
+    score, factors = _difficulty(item.type, key, distractors, len(rubric), rank)
+    kind = value_kind(key, item.kind if item.kind in _ENTITIES else "")
+    return item.model_copy(update={"question": question, "key": key, "choices": choices, "answer": answer,
+                                   "distractors": distractors, "rubric": rubric, "source": source, "kind": kind,
+                                   "difficulty": score, "level": _level(score), "difficulty_factors": factors})
+
+
+def review_problems(item: ExamItem, chunk: dict | None, others: list[ExamItem], original: ExamItem | None = None) -> list[str]:
+    """Why a reviewed ``item`` cannot stand in the paper beside ``others`` (empty when it can): the checks of
+    :func:`item_problems`, the paper-wide ones of :func:`validate_exam` against ``others``, and, for a fix of
+    ``original``, that it changes something."""
+    problems = item_problems(item, chunk)
+    if not item.question.strip():
+        problems.append("question is empty")
+    for other in others:
+        if _question_key(other) == _question_key(item):
+            problems.append(f"duplicate of {other.id}")
+        if _gives_away(item, other):
+            problems.append(f"key shown in the question of {other.id}")
+        if _gives_away(other, item):
+            problems.append(f"question shows the key of {other.id}")
+    if original is not None and item.model_dump(exclude={"difficulty", "level", "difficulty_factors", "kind"}) == \
+            original.model_dump(exclude={"difficulty", "level", "difficulty_factors", "kind"}):
+        problems.append("the fix changes nothing (accept the item instead)")
+    return problems
+
+
+def item_prompt(item: ExamItem) -> str:
+    """The item as a question put to a model: the question, and an mcq's lettered options."""
+    lines = [item.question]
+    lines += [f"{letter}. {choice}" for letter, choice in zip(LETTERS, item.choices or [], strict=False)]
+    return "\n".join(lines)
+
+
+def item_answer(item: ExamItem) -> str:
+    """The item's right answer as a model would give it: an mcq's letter and option, else the key."""
+    return f"{item.answer}. {item.key}" if item.type == "mcq" else item.key
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -101,6 +101,11 @@ def create_app(state: ServeState, registry: RegistryWatcher | None = None) -> Fa
     app.get("/v1/audit")(audit_entries)
     app.post("/v1/admin/promote")(promote_version)
     app.post("/v1/admin/rollback")(rollback_version)
+    # Exam review (a reviewer accepts, fixes or rejects make_exam's items): its routes live in their own module,
+    # imported here because it imports this one's dependencies (authorize, serve_state, require_role).
+    from domainlm.serve.exam_review import register_exam_routes
+
+    register_exam_routes(app)
     return app
 
 
