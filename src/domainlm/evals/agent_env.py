@@ -24,8 +24,27 @@ effect on a copy of the state, which replaces the state only when all of them ap
 nothing and goes back to the model as ``{"error": ...}``, the way ``domainlm serve``'s agent loop answers a
 failing tool. A tool with ``effects`` is a *write*; without, a *read*.
 
+A *simulated user* (optional ``user`` in the item, :func:`parse_user`, :func:`user_reply`) answers the
+model's text replies deterministically, so the model must ask for what the opening left out and get a
+confirmation before it acts::
+
+    "user": {
+      "slots": {"amount": {"value": 300, "ask": ["金额", "多少钱", ["转", "多少"]], "say": "转300元"},
+                "bill_type": {"value": "electricity", "ask": ["哪种账单"], "say": "电费", "forms": ["电费"]}},
+      "confirm": {"cues": ["确认", "确定"], "values": ["amount"], "accept": true, "reply": "对，办吧"},
+      "unclear": "我没听懂。", "max_turns": 5}
+
+A reply is read in this order: no question in it (no ``ask_cues``: "?", "吗", "请问", ...) → it is the
+model's final answer and the conversation ends; a question with a ``confirm`` cue that states the value of
+every slot in ``confirm.values`` (all slots by default) → the user confirms (``reply``), or declines when
+``accept`` is false; a question with a slot's ``ask`` cue → the user says that slot's ``say`` (every slot
+asked for, in the profile's order); any other question → ``unclear``. A cue is a word, or a list of words
+that must all appear. The cues are the suite author's, per item and per language: nothing here knows
+about banks. After ``max_turns`` replies (default: the slots + 3) the user hangs up and the loop ends.
+
 Hand-written: the tool-use benchmarks with simulated environments (tau-bench, BFCL's multi-turn, AppWorld)
-define each tool in Python, which a suite written as data cannot carry.
+define each tool in Python, which a suite written as data cannot carry; tau-bench's user is an LLM, which a
+scorer that must give the same verdict on every run cannot use.
 """
 
 from __future__ import annotations
@@ -38,6 +57,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from domainlm.evals.normalize import normalize_text, to_halfwidth, to_simplified
 from domainlm.parsing import decode_arguments
 
 _ARG = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -313,3 +333,140 @@ def replay(env: dict | EnvSpec, schemas: list[dict] | None, calls: list[dict]) -
     each call's outcome: how the scorer and the suite checks get an end state from a list of calls."""
     sim = AgentEnv(env, schemas)
     return sim, [sim.call(c.get("name", ""), c.get("arguments")) for c in calls]
+
+
+# ------------------------------------------------------------------------------------------------
+# The simulated user
+# ------------------------------------------------------------------------------------------------
+# What makes a reply a question, when the item does not say: question marks and the common Chinese
+# question and request words. An item in another register lists its own ``ask_cues``.
+DEFAULT_ASK_CUES: list[str | list[str]] = ["?", "吗", "请问", "请提供", "请告诉", "请输入", "请确认", "是否"]
+DEFAULT_UNCLEAR = "抱歉，我没听明白您的意思。"
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_DIGITS = re.compile(r"\d+")
+
+Cue = str | list[str]
+
+
+class SlotSpec(BaseModel):
+    """One slot the user knows: its value, the words that show the model asks for it, what the user says."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: Any = Field(description="The value as the tool's argument takes it (300, \"6222...\", \"electricity\").")
+    ask: list[Cue] = Field(min_length=1, description="Cues that a question asks for this slot (金额, 多少钱, ...).")
+    say: str | None = Field(None, description="The user's answer when asked; default: the value as text.")
+    forms: list[str] = Field(default_factory=list, description="Other ways the value is written (电费 for electricity).")
+
+    def answer(self) -> str:
+        return self.say if self.say is not None else _text(self.value)
+
+
+class ConfirmSpec(BaseModel):
+    """What counts as a confirmation question, and the user's answer to it."""
+
+    model_config = ConfigDict(extra="forbid")
+    cues: list[Cue] = Field(min_length=1, description="Cues of a confirmation (确认, 确定, confirm, ...).")
+    values: list[str] | None = Field(None, description="Slots whose values it must state; default: every slot.")
+    accept: bool = Field(True, description="False: the user declines (an item that tests cancellation).")
+    reply: str = Field(description="What the user says to it (对，办吧 / 算了，先不转了).")
+
+
+class UserSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slots: dict[str, SlotSpec] = Field(default_factory=dict)
+    confirm: ConfirmSpec | None = None
+    ask_cues: list[Cue] = Field(default_factory=lambda: list(DEFAULT_ASK_CUES), min_length=1)
+    unclear: str = DEFAULT_UNCLEAR
+    max_turns: int | None = Field(None, ge=1, description="Replies before the user hangs up; default slots + 3.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UserSpec:
+        if self.confirm is not None:
+            for name in self.confirm.values or []:
+                if name not in self.slots:
+                    raise ValueError(f"confirm.values: '{name}' is not one of the slots")
+        for name, slot in self.slots.items():
+            # A user who never says the value cannot give it: the suite would fail every model.
+            if not said(slot, slot.answer()):
+                raise ValueError(f"slots.{name}.say: does not state the value {slot.value!r} or one of its forms")
+        return self
+
+    @property
+    def turn_limit(self) -> int:
+        return self.max_turns if self.max_turns is not None else len(self.slots) + 3
+
+
+def parse_user(data: Any) -> UserSpec:
+    """The item's ``user`` as a spec; a ValueError names the first key that is wrong (``user.slots.amount.ask``)."""
+    try:
+        return UserSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        why = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"user{'.' + where if where else ''}: {why}") from None
+
+
+def _fold(text: str) -> str:
+    """Width, traditional characters, case and runs of spaces folded; punctuation kept (a "？" is a question)."""
+    return re.sub(r"\s+", " ", to_simplified(to_halfwidth(str(text))).lower())
+
+
+def has_cue(text: str, cues: list[Cue]) -> bool:
+    """Whether ``text`` holds one of ``cues`` (a word, or a list of words that must all appear)."""
+    folded = _fold(text)
+    for cue in cues:
+        words = [cue] if isinstance(cue, str) else cue
+        if words and all(_fold(w) in folded for w in words):
+            return True
+    return False
+
+
+def mentions(text: str, value: Any) -> bool:
+    """Whether ``text`` states ``value``: a number as a number (8,000.50 = 8000.5), a string of digits as a
+    whole number (0042 is not inside 10042), other text after normalisation (width, case, punctuation)."""
+    if value is None or isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        for m in _NUMBER.finditer(to_halfwidth(str(text)).replace("，", ",")):
+            try:
+                got = float(m.group(0).replace(",", ""))
+            except ValueError:
+                continue
+            if math.isclose(got, float(value), rel_tol=0.0, abs_tol=1e-6):
+                return True
+        return False
+    if not isinstance(value, str):
+        return False
+    want = normalize_text(value)
+    if not want:
+        return False
+    have = normalize_text(text)
+    if want.isdigit():  # compared as runs of digits, spaces and dashes between groups ignored
+        return want in _DIGITS.findall(have.replace(" ", ""))
+    return want in have
+
+
+def said(slot: SlotSpec, text: str) -> bool:
+    """Whether ``text`` states the slot's value (as itself or one of its forms)."""
+    return mentions(text, slot.value) or any(mentions(text, form) for form in slot.forms)
+
+
+def user_reply(user: UserSpec, text: str) -> dict:
+    """The simulated user's answer to the model's text reply: ``{"kind", "content", "slots", "accept"}``.
+
+    ``kind``: ``end`` (no question: the model's final answer; ``content`` None), ``confirm``, ``slots``
+    or ``unclear``. Deterministic: the same text gets the same answer, so a scorer can replay it."""
+    if not has_cue(text, user.ask_cues):
+        return {"kind": "end", "content": None, "slots": [], "accept": None}
+    confirm = user.confirm
+    if confirm is not None and has_cue(text, confirm.cues):
+        needed = confirm.values if confirm.values is not None else list(user.slots)
+        if all(said(user.slots[name], text) for name in needed):
+            return {"kind": "confirm", "content": confirm.reply, "slots": [], "accept": confirm.accept}
+    asked = [name for name, slot in user.slots.items() if has_cue(text, slot.ask)]
+    if asked:
+        answers = [user.slots[n].answer() for n in asked]
+        joint = "; " if all(a.isascii() for a in answers) else "，"
+        return {"kind": "slots", "content": joint.join(answers), "slots": asked, "accept": None}
+    return {"kind": "unclear", "content": user.unclear, "slots": [], "accept": None}

@@ -127,7 +127,11 @@ def summarize(items: list[dict], records: list[dict], *, seed: int = 0, general:
         counts, main_of = counted[task]
         main = float(main_of(counts.sum(axis=0)))
         boots[task] = bootstrap_task(counts, main_of, seed=seed + index)
-        metrics = SCORERS[task_items[0]["type"]].metrics(task_items, verdicts) if len(kinds) == 1 else {}
+        scorer = SCORERS[task_items[0]["type"]] if len(kinds) == 1 else None
+        metrics = scorer.metrics(task_items, verdicts) if scorer else {}
+        # A scorer that can put real items beside its numbers (agent: which item invented which amount)
+        # does; each row says how many items it stands on and whether that is too few to trust.
+        explain = getattr(scorer, "explain", None)
         first = task_items[0]
         tasks[task] = {
             "n": len(pairs),
@@ -143,6 +147,8 @@ def summarize(items: list[dict], records: list[dict], *, seed: int = 0, general:
             "subcategory": first["subcategory"],
             "suite": first.get("_suite", ""),
         }
+        if explain is not None:
+            tasks[task]["explained"] = explain(task_items, verdicts)
     categories: dict[str, dict] = {}
     for task, info in tasks.items():
         cat = categories.setdefault(info["category"], {"subs": {}})

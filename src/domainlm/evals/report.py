@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from domainlm.evals.stats import FEW_ITEMS
 from domainlm.report import bar_plot, escape, html_page, scatter_plot, table
 
 
@@ -42,6 +43,17 @@ def _task_rows(results: dict) -> list[dict]:
              "score": i["score"], "95% CI": _ci(i["ci95"]), "unparseable": i["unparseable"], **_silent(i),
              "metrics": ", ".join(f"{k}={v:.3f}" for k, v in i["metrics"].items())}
             for t, i in results.get("tasks", {}).items()]
+
+
+def _explained(rows: list[dict]) -> str:
+    """A task's metrics beside real items (✗ fails it, ✓ passes it), and a warning naming those that stand
+    on too few items to trust."""
+    few = [f"{r['metric']} (n={r['n']})" for r in rows if not r["trusted"]]
+    warning = (f'<p class="note"><b>Too few items to trust</b> (fewer than {FEW_ITEMS}): {escape(", ".join(few))}.</p>'
+               if few else "")
+    return warning + table([{"metric": r["metric"], "value": r["value"], "n": r["n"],
+                             "trusted": "yes" if r["trusted"] else "NO", "examples": " · ".join(r["examples"])}
+                            for r in rows])
 
 
 def _silence_warning(name: str, results: dict) -> str:
@@ -90,6 +102,9 @@ def _run_sections(results: dict, prefix: str = "") -> list[tuple[str, str]]:
             [s[0] for s in subs], {"score": [s[1]["score"] for s in subs]},
             errors={"score": [tuple(s[1]["ci95"]) for s in subs]}, title="score by subcategory (95% CI)")))
     sections.append((prefix + "By task", table(_task_rows(results))))
+    for task, info in results.get("tasks", {}).items():
+        if info.get("explained"):
+            sections.append((prefix + f"Metrics with examples: {task}", _explained(info["explained"])))
     if results.get("density"):
         sections.append((prefix + "Knowledge density", table([_density_row(results.get("model") or "run", results["density"])])))
     if results.get("judge"):

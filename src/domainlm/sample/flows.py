@@ -3,19 +3,23 @@
 A flow is one customer conversation with Harbor Bank's app assistant: check a balance, transfer money,
 freeze a lost card, pay a bill. The customer states an intent, often without every slot the tool needs;
 the assistant asks for each missing slot, one at a time, asks the customer to confirm before anything
-that moves money or blocks a card, then calls the tool and reports what it answered.
+that moves money or blocks a card, then calls the tool and reports what it answered. Some customers
+decline at the confirmation (cancellation flows): the assistant then calls nothing that changes anything.
 
 Each flow is written twice:
 
-* an eval item (type ``agent``, :mod:`domainlm.evals.agent`): the conversation up to the point where the
-  assistant must act (the slots given, the confirmation received), the tools, a simulated environment
-  holding the customer's accounts and bills (:mod:`domainlm.evals.agent_env`), the calls expected and the
-  state expected after them. ``expected_state`` is written here from the flow's own arithmetic, not by
-  running the environment, so a test that runs ``expected_calls`` in the environment checks the two
-  against each other;
-* an sft row (``{"messages", "tools"}``, :mod:`domainlm.train.data`): the whole conversation, tool calls
-  and tool results included, the results being what the environment answers. Some training transfers
-  ask for more than the balance: the tool's error comes back, and the assistant says so.
+* an eval item (type ``agent``, :mod:`domainlm.evals.agent`): the system prompt and the customer's opening
+  only, the tools, a simulated environment holding the customer's accounts and bills
+  (:mod:`domainlm.evals.agent_env`), and a simulated customer (``user``) who knows every slot, answers the
+  slot the assistant asks for, and confirms (or declines) a confirmation that states every value. The words
+  that show which slot a question asks for (``SLOT_CUES``) and what a confirmation is (``CONFIRM_CUES``)
+  are this sample's data, in the item; the mechanism knows nothing of banks. ``expected_state`` is written
+  here from the flow's own arithmetic, not by running the environment, so a test that runs
+  ``expected_calls`` in the environment checks the two against each other;
+* an sft row (``{"messages", "tools"}``, :mod:`domainlm.train.data`): the whole conversation, asks,
+  answers, confirmation, tool calls and tool results included, the results being what the environment
+  answers. Some training transfers ask for more than the balance: the tool's error comes back, and the
+  assistant says so.
 
 Eval flows use opening phrasings, confirmations and customers that training never uses (as
 :mod:`domainlm.sample.tasks` does), so the suite measures the flow, not memorised sentences.
@@ -165,10 +169,43 @@ CONFIRM = {
            "pay_bill": "本期{bill}为{bill_amount}，确认用尾号{from_last4}的卡缴纳吗？"},
     "en": {"transfer": "Please confirm: send {amount} from your card ending {from_last4} to {payee_name} (card {payee_card})?",
            "freeze_card": "Please confirm: once frozen, the card ending {card_last4} cannot be used. Freeze it?",
-           "pay_bill": "Your {bill} is {bill_amount}. Pay it from the card ending {from_last4}?"},
+           "pay_bill": "Please confirm: your {bill} is {bill_amount}. Pay it from the card ending {from_last4}?"},
 }
 YES = {"zh": {"train": ["确认", "好的，确认", "是的"], "eval": ["对，办吧", "没问题，确认"]},
        "en": {"train": ["Yes", "Confirm"], "eval": ["Yes, go ahead", "Sure, do it"]}}
+NO = {"zh": {"train": ["算了，先不办了", "不用了，取消吧", "等一下，先不要"], "eval": ["不了，我再想想", "先别办了"]},
+      "en": {"train": ["No, cancel it", "Not now"], "eval": ["Actually, don't do it", "No, leave it"]}}
+CANCELLED = {
+    "zh": {"transfer": "好的，这笔转账已取消，没有扣款。", "freeze_card": "好的，尾号{card_last4}的卡暂不冻结。如有需要随时告诉我。",
+           "pay_bill": "好的，本期{bill}暂不缴纳。"},
+    "en": {"transfer": "OK, the transfer is cancelled; nothing was sent.",
+           "freeze_card": "OK, the card ending {card_last4} stays active. Tell me any time if you need it frozen.",
+           "pay_bill": "OK, the {bill} stays unpaid for now."},
+}
+WRITE_FLOWS = ("transfer", "freeze_card", "pay_bill")
+
+# The simulated customer's cues (domainlm.evals.agent_env): the words that show a question asks for a slot,
+# that a reply is a question at all, and that it asks for a confirmation. Broader than the assistant's
+# phrasings in ASK and CONFIRM (a test checks those are understood), so a model that asks in its own words
+# is understood too. A cue that is a list needs all its words.
+SLOT_CUES: dict[str, dict[str, list]] = {
+    "zh": {"card_last4": ["后四位", "尾号", "哪张卡", "哪一张卡"],
+           "from_last4": ["后四位", "尾号", "哪张卡", "哪一张卡", "付款卡", "扣款卡"],
+           "payee_card": [["收款", "卡号"], ["对方", "卡号"], ["收款", "账号"], ["对方", "账号"], "完整卡号", "完整的卡号"],
+           "amount": ["多少钱", "金额", "转多少", "多少元", "数额"],
+           "payee_name": ["姓名", "名字", "转给谁", "给谁", "收款人是谁", "叫什么"],
+           "bill_type": ["哪种账单", "什么账单", "哪项", "哪一项", "哪个账单", "哪类", "什么费"]},
+    "en": {"card_last4": ["last four", "last 4", "which card", "card ending"],
+           "from_last4": ["last four", "last 4", "which card", "card ending", "pay from"],
+           "payee_card": ["full card number", ["payee", "card number"], ["recipient", "card number"], "account number"],
+           "amount": ["how much", "amount"],
+           "payee_name": ["name", "who"],
+           "bill_type": ["which bill", "what bill", "kind of bill", "type of bill"]},
+}
+ASK_CUES = {"zh": ["?", "吗", "请问", "请提供", "请告诉", "请输入", "请确认", "是否"],
+            "en": ["?", "please give", "please tell", "please provide", "please enter", "please confirm"]}
+CONFIRM_CUES = {"zh": ["确认", "确定", "核对"], "en": ["confirm", "go ahead", "proceed", "is that right", "is this correct"]}
+UNCLEAR = {"zh": "抱歉，我没听明白，您能换个说法吗？", "en": "Sorry, I don't understand. Could you say that differently?"}
 DONE = {
     "zh": {"check_balance": "尾号{card_last4}的卡当前余额为{balance}。",
            "transfer": "已向{payee_name}转账{amount}，尾号{from_last4}的卡余额为{balance}。",
@@ -219,8 +256,15 @@ def _tool_message(env: AgentEnv, call: dict, n: int) -> tuple[dict, dict]:
                      "content": json.dumps(value, ensure_ascii=False)}
 
 
-def _gather(rng: random.Random, lang: str, split: str, flow: str, slots: dict[str, Any], text: dict[str, str],
-            messages: list[dict]) -> None:
+def _say(rng: random.Random, lang: str, slot: str, text: dict[str, str]) -> str:
+    """The customer's answer when asked for ``slot`` (a bill type is said by its name)."""
+    if slot == "bill_type":
+        return text["bill"]
+    return rng.choice(ANSWER[lang][slot]).format(**text)
+
+
+def _gather(rng: random.Random, lang: str, split: str, flow: str, slots: dict[str, Any], says: dict[str, str],
+            text: dict[str, str], messages: list[dict]) -> None:
     """Opening turn, then one question and one answer per slot the opening left out."""
     opening = rng.choice(OPENINGS[flow][lang][split])
     messages.append({"role": "user", "content": opening.format(**text)})
@@ -228,14 +272,28 @@ def _gather(rng: random.Random, lang: str, split: str, flow: str, slots: dict[st
         if "{" + slot + "}" in opening or (slot == "bill_type" and "{bill}" in opening):
             continue
         messages.append({"role": "assistant", "content": ASK[lang][slot]})
-        messages.append({"role": "user", "content": rng.choice(ANSWER[lang][slot]).format(**text)})
+        messages.append({"role": "user", "content": says[slot]})
 
 
-def _one_flow(world: World, rng: random.Random, split: str, flow: str, lang: str, short: bool) -> dict:
-    """One conversation: ``{"flow", "lang", "state", "before" (messages up to acting), "expected_calls",
-    "expected_state", "expected_answer", "after" (the rest of the training conversation)}``.
+def _user(lang: str, slots: dict[str, Any], says: dict[str, str], confirm: dict | None) -> dict:
+    """The simulated customer of an eval item: every slot with its cues and answer, and the confirmation."""
+    profile: dict[str, Any] = {"slots": {}, "ask_cues": ASK_CUES[lang], "unclear": UNCLEAR[lang]}
+    for name, value in slots.items():
+        slot = {"value": value, "ask": SLOT_CUES[lang][name], "say": says[name]}
+        if name == "bill_type":  # said as 电费 / electricity bill, passed as "electricity"
+            slot["forms"] = list(BILLS[value])
+        profile["slots"][name] = slot
+    if confirm is not None:
+        profile["confirm"] = confirm
+    return profile
 
-    ``short``: a training transfer that asks for more than the balance (the tool refuses)."""
+
+def _one_flow(world: World, rng: random.Random, split: str, flow: str, lang: str, short: bool, cancel: bool) -> dict:
+    """One conversation: ``{"flow", "lang", "cancel", "state", "messages" (the whole conversation),
+    "user" (the simulated customer), "expected_calls", "expected_state", "expected_answer"}``.
+
+    ``short``: a training transfer that asks for more than the balance (the tool refuses). ``cancel``: the
+    customer declines at the confirmation; nothing is written."""
     state = _customer(rng, world)
     debit = sorted(k for k, a in state["accounts"].items() if a["type"] == "debit")
     messages: list[dict] = [{"role": "system", "content": SYSTEM[lang]}]
@@ -245,15 +303,22 @@ def _one_flow(world: World, rng: random.Random, split: str, flow: str, lang: str
                             "transfers": []}
     env = AgentEnv({"state": state, "tools": ENV_TOOLS}, TOOLS)
     answer: list = []
+    calls: list[dict] = []
     n_calls = 0
+
+    def run(call: dict, refused: bool = False) -> None:
+        nonlocal n_calls
+        n_calls += 1
+        messages.append(_assistant_call(call, n_calls))
+        outcome, result = _tool_message(env, call, n_calls)
+        if outcome["ok"] == refused:  # the answer written below says what the tool must have done
+            raise AssertionError(f"sample generator bug: {flow} call {call} answered {outcome}")
+        messages.append(result)
+        calls.append(call)
+
     if flow == "check_balance":
         card = rng.choice(sorted(state["accounts"]))
         slots, text = {"card_last4": card}, {"card_last4": card}
-        _gather(rng, lang, split, flow, slots, text, messages)
-        calls = [_call("get_balance", {"card_last4": card})]
-        balance = state["accounts"][card]["balance"]
-        answer = [balance]
-        done = DONE[lang][flow].format(card_last4=card, balance=money(balance, lang))
     elif flow == "transfer":
         source = rng.choice(debit)
         balance = state["accounts"][source]["balance"]
@@ -266,10 +331,35 @@ def _one_flow(world: World, rng: random.Random, split: str, flow: str, lang: str
         slots = {"payee_name": name, "amount": amount, "payee_card": payee_card, "from_last4": source}
         text = {"payee_name": name, "payee_card": payee_card, "from_last4": source,
                 "amount": f"CNY {amount:,}" if lang == "en" else f"{amount}元"}
-        _gather(rng, lang, split, flow, slots, text, messages)
+    elif flow == "freeze_card":
+        card = rng.choice(sorted(state["accounts"]))
+        slots, text = {"card_last4": card}, {"card_last4": card}
+    else:  # pay_bill: look the bill up, confirm its amount, pay
+        kind = rng.choice(sorted(state["bills"]))
+        source = rng.choice(debit)
+        bill = state["bills"][kind]["amount"]
+        slots = {"bill_type": kind, "from_last4": source}
+        text = {"bill": BILLS[kind][0 if lang == "zh" else 1], "from_last4": source, "bill_amount": money(bill, lang)}
+    says = {slot: _say(rng, lang, slot, text) for slot in slots}
+    _gather(rng, lang, split, flow, slots, says, text, messages)
+    confirm = None
+    if flow == "pay_bill":
+        run(_call("get_bill", {"bill_type": slots["bill_type"]}))
+    if flow in WRITE_FLOWS:
+        reply = rng.choice((NO if cancel else YES)[lang][split])
+        confirm = {"cues": CONFIRM_CUES[lang], "accept": not cancel, "reply": reply}
         messages.append({"role": "assistant", "content": CONFIRM[lang][flow].format(**text)})
-        messages.append({"role": "user", "content": rng.choice(YES[lang][split])})
-        calls = [_call("transfer", {"from_last4": source, "payee_name": name, "payee_card": payee_card, "amount": amount})]
+        messages.append({"role": "user", "content": reply})
+    if cancel:
+        done = CANCELLED[lang][flow].format(**text)
+    elif flow == "check_balance":
+        run(_call("get_balance", dict(slots)))
+        balance = state["accounts"][slots["card_last4"]]["balance"]
+        answer = [balance]
+        done = DONE[lang][flow].format(**text, balance=money(balance, lang))
+    elif flow == "transfer":
+        run(_call("transfer", {"from_last4": source, "payee_name": name, "payee_card": payee_card, "amount": amount}),
+            refused=short)
         if not short:
             left = round(balance - amount, 2)
             expected_state["accounts"][source]["balance"] = left
@@ -279,51 +369,29 @@ def _one_flow(world: World, rng: random.Random, split: str, flow: str, lang: str
         else:
             done = DONE[lang]["insufficient"].format(**text)
     elif flow == "freeze_card":
-        card = rng.choice(sorted(state["accounts"]))
-        slots, text = {"card_last4": card}, {"card_last4": card}
-        _gather(rng, lang, split, flow, slots, text, messages)
-        messages.append({"role": "assistant", "content": CONFIRM[lang][flow].format(**text)})
-        messages.append({"role": "user", "content": rng.choice(YES[lang][split])})
-        calls = [_call("freeze_card", {"card_last4": card})]
-        expected_state["accounts"][card]["status"] = "frozen"
+        run(_call("freeze_card", dict(slots)))
+        expected_state["accounts"][slots["card_last4"]]["status"] = "frozen"
         done = DONE[lang][flow].format(**text)
-    else:  # pay_bill: look the bill up, confirm its amount, pay
-        kind = rng.choice(sorted(state["bills"]))
-        source = rng.choice(debit)
-        bill = state["bills"][kind]["amount"]
-        text = {"bill": BILLS[kind][0 if lang == "zh" else 1], "from_last4": source, "bill_amount": money(bill, lang)}
-        _gather(rng, lang, split, flow, {"bill_type": kind, "from_last4": source}, text, messages)
-        lookup = _call("get_bill", {"bill_type": kind})
-        n_calls += 1
-        messages.append(_assistant_call(lookup, n_calls))
-        _, result = _tool_message(env, lookup, n_calls)
-        messages.append(result)
-        messages.append({"role": "assistant", "content": CONFIRM[lang][flow].format(**text)})
-        messages.append({"role": "user", "content": rng.choice(YES[lang][split])})
-        calls = [_call("pay_bill", {"bill_type": kind, "from_last4": source})]
+    else:
+        run(_call("pay_bill", dict(slots)))
         left = round(state["accounts"][source]["balance"] - bill, 2)
         expected_state["accounts"][source]["balance"] = left
         expected_state["bills"][kind]["status"] = "paid"
         done = DONE[lang][flow].format(**text, balance=money(left, lang))
-    before = list(messages)
-    after: list[dict] = []
-    for call in calls:
-        n_calls += 1
-        after.append(_assistant_call(call, n_calls))
-        outcome, result = _tool_message(env, call, n_calls)
-        if outcome["ok"] == short:  # the answer written above says what the tool must have done
-            raise AssertionError(f"sample generator bug: {flow} call {call} answered {outcome}")
-        after.append(result)
-    after.append({"role": "assistant", "content": done})
-    return {"flow": flow, "lang": lang, "state": state, "before": before, "after": after, "expected_calls": calls,
-            "expected_state": expected_state, "expected_answer": answer}
+    messages.append({"role": "assistant", "content": done})
+    return {"flow": flow, "lang": lang, "cancel": cancel, "state": state, "messages": messages,
+            "user": _user(lang, slots, says, confirm), "expected_calls": calls, "expected_state": expected_state,
+            "expected_answer": answer}
 
 
 FLOWS = tuple(OPENINGS)
+# Every how-many-th write flow the customer declines at the confirmation: every third in the eval suite (so
+# even the tiny one has a cancellation per write flow), every fourth in training.
+CANCEL_EVERY = {"eval": 3, "train": 4}
 
 
 def _key(conv: dict) -> str:
-    return json.dumps([m.get("content") for m in conv["before"] if m["role"] == "user"], ensure_ascii=False)
+    return json.dumps([m.get("content") for m in conv["messages"] if m["role"] == "user"], ensure_ascii=False)
 
 
 def _draw(world: World, rng: random.Random, split: str, n: int) -> list[dict]:
@@ -332,8 +400,10 @@ def _draw(world: World, rng: random.Random, split: str, n: int) -> list[dict]:
         attempts += 1
         flow = FLOWS[len(out) % len(FLOWS)]  # round-robin: every flow is in even the tiny suite
         lang = rng.choice(["zh", "zh", "en"])
-        short = split == "train" and flow == "transfer" and rng.random() < 0.2
-        conv = _one_flow(world, rng, split, flow, lang, short)
+        nth = sum(1 for c in out if c["flow"] == flow)
+        cancel = flow in WRITE_FLOWS and nth % CANCEL_EVERY[split] == CANCEL_EVERY[split] - 1
+        short = split == "train" and flow == "transfer" and not cancel and rng.random() < 0.2
+        conv = _one_flow(world, rng, split, flow, lang, short, cancel)
         if _key(conv) in seen:
             continue
         seen.add(_key(conv))
@@ -341,20 +411,26 @@ def _draw(world: World, rng: random.Random, split: str, n: int) -> list[dict]:
     return out
 
 
+def opening_of(messages: list[dict]) -> list[dict]:
+    """The conversation an eval item starts from: the system prompt and the customer's first turn."""
+    return messages[:2]
+
+
 def eval_items(world: World, rng: random.Random, n: int) -> list[dict]:
     items = []
     for i, conv in enumerate(_draw(world, rng, "eval", n), start=1):
         items.append({"id": f"sample/{TASK}/eval/{i:04d}", "task": TASK, "category": "agent",
-                      "subcategory": conv["flow"], "type": "agent", "messages": conv["before"], "tools": TOOLS,
-                      "env": {"state": conv["state"], "tools": ENV_TOOLS}, "expected_state": conv["expected_state"],
-                      "expected_calls": conv["expected_calls"], "expected_answer": conv["expected_answer"],
-                      "max_steps": 3, "lang": conv["lang"]})
+                      "subcategory": conv["flow"], "type": "agent", "messages": opening_of(conv["messages"]),
+                      "tools": TOOLS, "env": {"state": conv["state"], "tools": ENV_TOOLS}, "user": conv["user"],
+                      "expected_state": conv["expected_state"], "expected_calls": conv["expected_calls"],
+                      "expected_answer": conv["expected_answer"], "max_steps": 3, "lang": conv["lang"],
+                      "cancel": conv["cancel"]})
     return items
 
 
 def sft_rows(world: World, rng: random.Random, n: int) -> list[dict]:
-    return [{"id": f"sample/{TASK}/train/{i:04d}", "messages": conv["before"] + conv["after"], "tools": TOOLS,
-             "flow": conv["flow"], "lang": conv["lang"]}
+    return [{"id": f"sample/{TASK}/train/{i:04d}", "messages": conv["messages"], "tools": TOOLS,
+             "flow": conv["flow"], "lang": conv["lang"], "cancel": conv["cancel"]}
             for i, conv in enumerate(_draw(world, rng, "train", n), start=1)]
 
 
