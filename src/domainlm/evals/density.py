@@ -6,6 +6,8 @@ layers, plus attention over the context), counted per request from the real toke
 
 from __future__ import annotations
 
+from domainlm.evals.stats import FEW_ITEMS
+
 
 def dense_flops_per_token(info: dict) -> float | None:
     """2 FLOPs per weight used per token. The input embedding is a lookup, not a matmul, so an untied
@@ -56,3 +58,43 @@ def density(score: float, usage: dict, info: dict) -> dict:
     out["score_per_bparam"] = score / (params / 1e9) if params else None
     out["score_per_tflop"] = score / out["tflops_per_item"] if out["tflops_per_item"] else None
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Density of a model version (the version ledger, :mod:`domainlm.pipeline.versions`)
+# ---------------------------------------------------------------------------------------------------
+# A score resting on fewer items than FEW_ITEMS, or on mostly empty / degenerate outputs, is shown but
+# flagged, with the thresholds the line report warns at.
+MOSTLY_SILENT = 0.2  # share of empty or degenerate outputs that makes a score suspect
+
+
+def version_density(score: float | None, params: int | None, flops_per_token: float | None,
+                    measured: dict | None = None) -> dict:
+    """Knowledge density of one model version, as :func:`density` defines it for a run: score per billion
+    parameters, and score per TFLOP spent on an average item where the eval measured its FLOPs (``measured``:
+    the run's ``density`` block). ``score_per_gflop_token`` divides by the weights' own cost of one token
+    (``flops_per_token``), so versions scored on different prompts still compare. None where a part is unknown."""
+    if score is None:
+        return {"score_per_bparam": None, "score_per_gflop_token": None, "score_per_tflop": None}
+    per_item = (measured or {}).get("tflops_per_item")
+    return {
+        "score_per_bparam": score / (params / 1e9) if params else None,
+        "score_per_gflop_token": score / (flops_per_token / 1e9) if flops_per_token else None,
+        "score_per_tflop": score / per_item if per_item else None,
+    }
+
+
+def trust_notes(overall: dict | None) -> list[str]:
+    """Why a score (and so the density divided from it) cannot be taken at face value: no items, fewer than
+    ``FEW_ITEMS``, or more than ``MOSTLY_SILENT`` of the outputs empty or degenerate (they score 0)."""
+    overall = overall or {}
+    n = overall.get("n") or 0
+    if overall.get("score") is None or not n:
+        return ["not scored"]
+    notes = []
+    if n < FEW_ITEMS:
+        notes.append(f"{n} items (< {FEW_ITEMS}): wide interval")
+    silent = overall.get("degenerate") or 0  # empty outputs are among the degenerate ones (count_silent)
+    if silent / n > MOSTLY_SILENT:
+        notes.append(f"{silent} of {n} outputs empty or degenerate")
+    return notes

@@ -1,4 +1,4 @@
-"""``domainlm build``, ``domainlm rebase`` and ``domainlm demo``."""
+"""``domainlm build``, ``domainlm rebase``, ``domainlm versions`` and ``domainlm demo``."""
 
 from __future__ import annotations
 
@@ -52,6 +52,40 @@ def register(app: typer.Typer) -> None:
         _print_result(result.build)
         if result.comparison is not None:
             typer.echo(str(result.comparison.with_name("rebase.md")))
+
+    @app.command()
+    def versions(
+        config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml of the line (default: nearest one)."),
+        registry: Path = typer.Option(None, "--registry", help="A flywheel model registry instead of a workspace."),
+        plot: Path = typer.Option(None, "--plot", help="Also write knowledge density across versions here (PNG)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the records (JSON lines) instead of the table."),
+    ) -> None:
+        """Every model version the line or the flywheel made: parameters (counted from the weights), compute
+        per token, score, general-ability retention and knowledge density, with a note where a score rests on
+        too few items or on empty / degenerate outputs. Reads ARTIFACTS/versions.jsonl or REGISTRY/versions.jsonl."""
+        from domainlm.errors import DomainlmError
+        from domainlm.io import dumps
+        from domainlm.pipeline.versions import (
+            format_table,
+            plot_versions,
+            registry_versions,
+            table_rows,
+            workspace_versions,
+        )
+        from domainlm.workspace import load_workspace
+
+        if registry is not None and config is not None:
+            raise DomainlmError("versions: pass --registry or -c/--config, not both")
+        records = registry_versions(registry) if registry is not None else workspace_versions(load_workspace(config))
+        if as_json:
+            for record in records:
+                typer.echo(dumps(record))
+        else:
+            typer.echo(format_table(table_rows(records)))
+        if plot is not None:
+            written = plot_versions(records, plot)
+            typer.echo(f"wrote {written}" if written else "no plot: no version has both a score and counted weights",
+                       err=True)
 
     @app.command()
     def demo(

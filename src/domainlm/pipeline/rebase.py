@@ -35,14 +35,13 @@ import yaml
 
 from domainlm.errors import DomainlmError
 from domainlm.evals import FEW_ITEMS, Scores, compare_per_category, score
+from domainlm.evals.density import MOSTLY_SILENT  # above this share of silent outputs a side's scores are suspect
 from domainlm.io import dumps, read_json, read_jsonl, sha256_text, write_json, write_jsonl, write_text
 from domainlm.manifest import read_manifest, stage_run
 from domainlm.workspace import Layout, Workspace
 
 SNAPSHOT_FILE = "snapshot.json"
 TRAINABLE = ("cpt", "sft")  # the line's training stages, in order (as line.TRAINABLE)
-# Below this share of empty or degenerate outputs on a side, its scores are taken at face value.
-MOSTLY_SILENT = 0.2
 EXAMPLES = 6
 
 

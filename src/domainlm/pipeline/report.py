@@ -13,8 +13,10 @@ from typing import Any
 
 from domainlm.errors import DomainlmError
 from domainlm.evals import FEW_ITEMS
+from domainlm.evals.density import MOSTLY_SILENT
 from domainlm.io import read_json, read_jsonl, sha256_text, write_json, write_text
 from domainlm.manifest import MANIFEST_FILE, StageResult, stage_run
+from domainlm.pipeline.versions import PLOT, line_ledger, plot_versions, table_rows, workspace_versions
 from domainlm.report import bar_plot, escape, html_page, scatter_plot, table
 from domainlm.workspace import Workspace
 
@@ -97,7 +99,6 @@ def collect(ws: Workspace, rebase: Path | None = None) -> dict[str, Any]:
 
 # Below this, a number is shown but flagged: a tiny model barely moves in fewer optimizer steps.
 FEW_STEPS = 50
-MOSTLY_SILENT = 0.2  # share of empty or degenerate outputs that makes a variant's score suspect
 
 
 def _questions(ws: Workspace) -> dict[str, dict]:
@@ -159,7 +160,7 @@ def warnings(ws, summary: dict) -> list[str]:
                    "says anything about the model")
     for name, v in variants.items():
         n = v.get("n") or 0
-        silent = (v.get("empty") or 0) + (v.get("degenerate") or 0)
+        silent = v.get("degenerate") or 0  # empty outputs are among the degenerate ones (count_silent)
         if n and silent / n > MOSTLY_SILENT:
             out.append(f"{name}: {silent} of {n} outputs are empty or degenerate (repeated tokens, punctuation only); "
                        "they score 0, and the model needs more training or a longer generation budget")
@@ -292,6 +293,16 @@ def _rebase_section(comparison: dict) -> str:
     return intro + table(rows) + (table(examples) if examples else "")
 
 
+def _versions_section(ws: Workspace, rows: list[dict]) -> str:
+    """Every model this workspace's line has made (the version ledger), with the density plot."""
+    intro = (f'<p class="note">From {escape(line_ledger(ws.layout))}: one row per model version the line has made, '
+             "kept across rebuilds and rebases (`domainlm versions` prints it). Parameters are counted from the weight "
+             "files; compute is 2 × (parameters − untied input embedding) FLOPs per token; density is score per "
+             "billion parameters and per GFLOP of a token. A trust note marks a score resting on too few items or "
+             "on mostly empty or degenerate outputs.</p>")
+    return intro + table(rows) + _png(ws.layout.report / PLOT, "knowledge density across versions; score vs compute")
+
+
 def render(ws: Workspace, summary: dict) -> str:
     warning_list = "".join(f"<li>{escape(w)}</li>" for w in summary["warnings"])
     top = f'<p><strong>{escape(summary["headline"])}</strong></p>'
@@ -310,6 +321,8 @@ def render(ws: Workspace, summary: dict) -> str:
     if summary.get("rebase"):
         sections.append(("Old base vs new base", _rebase_section(summary["rebase"])))
     sections += _variant_sections(summary)
+    if summary.get("versions"):
+        sections.append(("Versions: knowledge density across models", _versions_section(ws, summary["versions"])))
     if summary["compression"]:
         rows = [{"target": t, **{k: v for k, v in g.items() if not isinstance(v, (dict, list))}} for t, g in summary["compression"].items()]
         sections.append(("Compression retention", table(rows) + _gate_groups(summary["compression"])))
@@ -329,7 +342,13 @@ def write_line_report(ws: Workspace, *, force: bool = False, rebase: Path | None
     config = {"name": ws.config.name, "targets": ws.config.compress.targets, "rebase": str(rebase) if rebase else None}
     with stage_run("report", out, inputs=inputs, config=config, force=force) as run:
         if not run.skipped:
+            # Every model the eval scored joins the version ledger (once: a rerun with the same weights and
+            # scores adds nothing), and the report plots density across all of them.
+            versions = workspace_versions(ws)
+            if plot_versions(versions, layout.report / PLOT) is not None:
+                run.output(PLOT, key="versions_plot")
             summary = collect(ws, rebase)
+            summary["versions"] = table_rows(versions)
             write_json(run.output("summary.json", key="summary"), summary)
             write_text(run.output("report.html", key="report"), render(ws, summary))
     return run.result()

@@ -9,6 +9,9 @@ A model registry is a folder::
                                    feedback as an eval suite), model/ (candidate), eval-current/,
                                    eval-candidate/, decision.json, report.md, report.json, manifest.json
     REGISTRY/flywheel.jsonl        every step of every run, appended as it happens
+    REGISTRY/versions.jsonl        the version ledger (:mod:`domainlm.pipeline.versions`): each version's
+                                   parameters, compute per token, gate scores and knowledge density, keyed by
+                                   the version id registry.json's history uses
 
 The gate (:func:`promotion_verdict`) promotes a candidate only when it beats the serving model overall by
 more than ``min_gain`` *and* is worse on no category beyond its paired-bootstrap interval, with outputs
@@ -44,6 +47,7 @@ from domainlm.io import dumps, read_json, write_json, write_jsonl, write_text
 from domainlm.manifest import stage_run
 from domainlm.models import resolve_hf_dir
 from domainlm.parsing import extract_tool_call
+from domainlm.pipeline.versions import LEDGER, append_versions, latest, read_ledger, version_record
 from domainlm.prompts import render_answer
 from domainlm.serve.export import feedback_rows
 from domainlm.serve.failures import failure_report
@@ -246,6 +250,9 @@ def init_registry(registry: str | Path, model: str) -> dict:
     state = {"current": "v0001", "history": [{"version": "v0001", "time": time.time(), "run": None, "source": str(model)}]}
     write_json(_registry_file(registry), state)
     _point_current(registry, "v0001")
+    # unscored until a gate scores it (the first turn records its scores)
+    append_versions(registry / LEDGER, [version_record("v0001", source="flywheel", model=registry / "versions" / "v0001",
+                                                       name="init", base=str(model))])
     _log(registry, {"step": "init", "version": "v0001", "source": str(model)})
     return state
 
@@ -328,6 +335,7 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
     say = console.print if console is not None else (lambda *a, **k: None)
     registry = Path(cfg.registry).resolve()
     state = read_registry(registry)
+    read_ledger(registry / LEDGER)  # a broken ledger line is an error now, not after a turn's training
     for suite in cfg.gate:
         if not Path(suite).exists():
             raise DomainlmError(f"{suite}: no such gate suite")
@@ -397,6 +405,13 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
                     say(f"{run_dir.name}: gate: {line}")
                 decision.update(current_score=cur.score, candidate_score=cand.score, min_gain=cfg.min_gain,
                                 gate=verdict)
+                served = {r["version"]: r for r in latest(read_ledger(registry / LEDGER))}
+                if not (served.get(current) or {}).get("scores"):
+                    # the serving version's first scores: its ledger line from init (or none, in a registry
+                    # older than the ledger) is superseded by one that the gate scored
+                    append_versions(registry / LEDGER, [version_record(current, source="flywheel", model=current_dir,
+                                                                       results=cur.results, run=run_dir.name,
+                                                                       name=(served.get(current) or {}).get("name"))])
                 if verdict["passed"]:
                     version = f"v{int(current[1:]) + 1:04d}"
                     while (registry / "versions" / version).exists():  # a rolled-back version keeps its number
@@ -407,6 +422,9 @@ def run_flywheel(cfg: FlywheelConfig, *, console=None) -> dict:
                                              "score": cand.score, "previous": current})
                     _point_current(registry, version)
                     write_json(_registry_file(registry), state)
+                    append_versions(registry / LEDGER, [version_record(
+                        version, source="flywheel", model=registry / "versions" / version, results=cand.results,
+                        reference=cur.results, run=run_dir.name, name="promoted", previous=current)])
                     decision.update(decision="promoted", version=version)
                 else:
                     decision.update(decision="refused", reason=verdict["reason"])
