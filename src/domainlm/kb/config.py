@@ -30,3 +30,14 @@ class KBConfig(Section):
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank fusion constant.")
     bm25_weight: float = Field(0.3, ge=0, le=1, description="Weight of normalised BM25 in weighted fusion.")
     max_query_chars: int = Field(2000, ge=10, description="Longer queries are an error (search) or refused (ask).")
+    query_handling: bool = Field(
+        True,
+        description="Search adds the other surface forms of the query's dates and numbers (1998年 / 一九九八年) and "
+        "re-orders the first 20 results by agreement with its dates, numbers and names (kb/query.py).",
+    )
+    store: str | None = Field(
+        None,
+        description="Where the index lives: unset for files in the KB folder; 'milvus:///path/kb.db' for Milvus Lite "
+        "(embedded), 'milvus://host:19530' or 'http://host:19530' for a Milvus server or cluster (optional "
+        "'?collection=NAME'; MILVUS_TOKEN in the environment authenticates). See domainlm.kb.milvus.",
+    )

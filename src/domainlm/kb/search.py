@@ -23,10 +23,13 @@ from domainlm.io import iter_jsonl, sha256_file
 from domainlm.kb import ann
 from domainlm.kb.config import KBConfig
 from domainlm.kb.embed import load_embedder
+from domainlm.kb.query import analyze_query, expand
+from domainlm.kb.query import rerank as rerank_values
 from domainlm.kb.store import KB_FILE, USER_TERMS, read_info, remove_leftovers_if_idle
 from domainlm.kb.text import Tokenizer, read_terms
 
 MODES = ("bm25", "dense", "hybrid")
+VALUE_DEPTH = 20  # how many first results query handling re-orders (benchmarks/kb_hard_negatives.py)
 
 
 @dataclass
@@ -159,12 +162,15 @@ class KnowledgeBase:
         return scores
 
     def search(
-        self, query: str, k: int = 5, mode: str = "hybrid", *, fusion: str | None = None, rerank: int = 0
+        self, query: str, k: int = 5, mode: str = "hybrid", *, fusion: str | None = None, rerank: int = 0,
+        query_handling: bool | None = None,
     ) -> list[Hit]:
         """Top ``k`` chunks for ``query``. ``mode``: bm25 | dense | hybrid (hybrid falls back to bm25 in
         a KB built without embeddings). Ties are broken by chunk id, so results do not depend on the
         order chunks were added in. ``rerank=N`` re-orders the first N results by their best sentence's
-        coverage of the query (see :func:`domainlm.kb.answer.rerank`)."""
+        coverage of the query (see :func:`domainlm.kb.answer.rerank`). ``query_handling`` (default: the
+        KB's config) adds the other surface forms of the query's dates and numbers, then re-orders the
+        first results by agreement with its dates, numbers and names (see :mod:`domainlm.kb.query`)."""
         if mode not in MODES:
             raise DomainlmError(f"unknown search mode '{mode}' (expected one of {', '.join(MODES)})")
         if mode == "dense" and self.vectors is None:
@@ -177,26 +183,33 @@ class KnowledgeBase:
             return []
         if mode == "hybrid" and self.vectors is None:
             mode = "bm25"
+        asked, analysis = query, None
+        if self.config.query_handling if query_handling is None else query_handling:
+            analysis = analyze_query(query)
+            query = expand(query, analysis)  # both retrievers also see 1998年 for 一九九八年
+        depth = max(k, rerank, VALUE_DEPTH if analysis else 0)
         bm25 = self.bm25_scores(query) if mode in ("bm25", "hybrid") else None
         dense = None
         if mode in ("dense", "hybrid"):
             # With an ANN index: the graph's candidates, deep enough for fusion, plus BM25's own top
             # candidates so that every fused hit has its exact dense score.
-            depth = _fusion_depth(len(self.chunks), max(k, rerank))
-            also = _top_rows(bm25, depth) if bm25 is not None else None
-            dense = self.dense_scores(query, depth, also)
+            ann_depth = _fusion_depth(len(self.chunks), depth)
+            also = _top_rows(bm25, ann_depth) if bm25 is not None else None
+            dense = self.dense_scores(query, ann_depth, also)
         if mode == "bm25":
             fused, eligible = bm25, bm25 > 0  # a chunk sharing no term with the query is not a BM25 hit
         elif mode == "dense":
             fused, eligible = dense, np.isfinite(dense)
         else:
-            fused, eligible = self._fuse(bm25, dense, max(k, rerank), fusion or self.config.fusion)
-        hits = self._top(fused, eligible, max(k, rerank), bm25, dense)
+            fused, eligible = self._fuse(bm25, dense, depth, fusion or self.config.fusion)
+        hits = self._top(fused, eligible, depth, bm25, dense)
+        if analysis:
+            hits = rerank_values(asked, hits, depth=VALUE_DEPTH, analysis=analysis)
         if rerank:
             # Imported here, not at the top: kb.answer imports this module (Hit, KnowledgeBase).
             from domainlm.kb.answer import rerank as rerank_hits
 
-            hits = rerank_hits(self, query, hits)
+            hits = rerank_hits(self, asked, hits[: max(k, rerank)])
         return hits[:k]
 
     def _fuse(self, bm25: np.ndarray, dense: np.ndarray, k: int, fusion: str) -> tuple[np.ndarray, np.ndarray]:
@@ -230,6 +243,10 @@ class KnowledgeBase:
                 )
             )
         return hits
+
+    def store_summary(self) -> dict:
+        """Where the index lives, as ``kb info`` shows it (a Milvus KB says its URL and row count)."""
+        return {"kind": "disk"}
 
     def chunk(self, chunk_id: str) -> dict | None:
         for c in self.chunks:
@@ -274,6 +291,10 @@ def open_kb(path: str | Path) -> KnowledgeBase:
         if attempt == 0:
             remove_leftovers_if_idle(path)
         try:
+            if info.get("store"):  # the index is in Milvus; the folder holds chunks and documents
+                from domainlm.kb.milvus import MilvusKnowledgeBase
+
+                return MilvusKnowledgeBase(path, info)
             return KnowledgeBase(path, info)
         except FileNotFoundError as exc:
             # A writer replaced the generation between reading kb.json and opening its files: retry.
@@ -301,5 +322,6 @@ def kb_summary(kb: KnowledgeBase) -> dict[str, Any]:
         "mined_terms": len(kb.mined_terms),
         # null: exact dense search (below the ANN threshold, or no embeddings)
         "ann": kb.info.get("ann"),
+        "store": kb.store_summary(),
     }
 

@@ -34,7 +34,8 @@ def build_stage(
     when the inputs, the user term file (``config.terms``) and the settings are those of the last build.
 
     Metrics: ``format_version``, ``documents``, ``chunks``, ``embedder`` (None without embeddings),
-    ``rejected`` (inputs that could not be read) and ``duplicates`` (documents dropped for a repeated id).
+    ``rejected`` (inputs that could not be read), ``duplicates`` (documents dropped for a repeated id) and
+    ``store`` (the Milvus collection's URL; None for the on-disk index).
     Outputs: ``kb``, the folder to open with :func:`domainlm.kb.open_kb`; ``rejected``, its
     ``rejected.jsonl``, when some input could not be read.
 
@@ -47,6 +48,10 @@ def build_stage(
     # A folder holding only a killed or failed build's own files (lock, temp generation) may be taken over.
     if out.exists() and not (out / KB_FILE).is_file() and not only_build_leftovers(out):
         raise DomainlmError(f"{out}: exists and is not a knowledge base; refusing to write into it")
+    if config.store:
+        from domainlm.kb.milvus import parse_url
+
+        parse_url(config.store)  # a bad store URL is one error line, before any folder is made
     created = not out.exists()
     # The term file is an input too: editing it must rebuild, though the path in the settings is unchanged.
     tracked = [*inputs, *([config.terms] if config.terms else []), *_recipe_file(config.recipe)]
@@ -86,6 +91,7 @@ def _build(run: StageRun, inputs: list[str | Path], out: Path, config: KBConfig,
     run.metrics.update(
         format_version=info["format_version"], documents=info["n_documents"], chunks=info["n_chunks"],
         embedder=info["embedder"], rejected=len(rejected), duplicates=len(info["duplicates"]),
+        store=info.get("store"),
     )
 
 

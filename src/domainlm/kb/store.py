@@ -21,6 +21,9 @@ Layout of a KB folder (``format_version`` 1)::
 A writer (build/add/remove) holds ``.lock``, writes a complete new generation, then atomically replaces
 ``kb.json``: readers in other processes keep the generation they opened and never see a half-written one.
 Reading and searching an opened generation is :mod:`domainlm.kb.search`.
+
+With ``config.store`` set (a Milvus URL, see :mod:`domainlm.kb.milvus`) the layout is the same minus
+``bm25/``, ``dense.npy`` and the ANN files: the index is a Milvus collection, ``kb.json``'s ``store`` names it.
 """
 
 from __future__ import annotations
@@ -236,26 +239,34 @@ def _embed(chunks: list[dict], embedder, show_progress: bool, kb_dir: Path) -> t
         return embed_passages(embedder, [c["id"] for c in chunks], texts, kb_dir / EMBED_CACHE, on_batch)
 
 
-def _write_generation(kb_dir: Path, gen: _Generation, config: KBConfig, embedder_name: str | None, dim: int) -> dict:
-    """Write a complete generation folder, then point kb.json at it; returns the new kb.json."""
+def _next_generation(kb_dir: Path) -> str:
+    previous = read_info(kb_dir) if (kb_dir / KB_FILE).is_file() else None
+    return f"gen-{int(previous['generation'].split('-')[1]) + 1 if previous else 1:06d}"
+
+
+def _write_generation(
+    kb_dir: Path, gen: _Generation, config: KBConfig, embedder_name: str | None, dim: int, store: str | None = None
+) -> dict:
+    """Write a complete generation folder, then point kb.json at it; returns the new kb.json. With a
+    ``store`` (the URL of the Milvus collection that holds the index) no index files are written."""
     import bm25s
 
-    previous = read_info(kb_dir) if (kb_dir / KB_FILE).is_file() else None
-    number = int(previous["generation"].split("-")[1]) + 1 if previous else 1
-    name = f"gen-{number:06d}"
+    name = _next_generation(kb_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=kb_dir))
     try:
         write_jsonl(tmp / "chunks.jsonl", gen.chunks)
         write_jsonl(tmp / "tokens.jsonl", ({"t": t} for t in gen.tokens))
         write_jsonl(tmp / "documents.jsonl", gen.documents)
         write_text(tmp / "mined_terms.txt", "".join(t + "\n" for t in gen.mined_terms))
-        if gen.chunks:
-            retriever = bm25s.BM25(k1=config.k1, b=config.b)
-            retriever.index(gen.tokens, show_progress=False)
-            retriever.save(str(tmp / "bm25"))
-        if gen.vectors is not None and len(gen.chunks):
-            np.save(tmp / "dense.npy", np.ascontiguousarray(gen.vectors, dtype=np.float32))
-        ann_info = _write_ann(tmp, gen, config, dim)
+        ann_info = None
+        if store is None:
+            if gen.chunks:
+                retriever = bm25s.BM25(k1=config.k1, b=config.b)
+                retriever.index(gen.tokens, show_progress=False)
+                retriever.save(str(tmp / "bm25"))
+            if gen.vectors is not None and len(gen.chunks):
+                np.save(tmp / "dense.npy", np.ascontiguousarray(gen.vectors, dtype=np.float32))
+            ann_info = _write_ann(tmp, gen, config, dim)
         files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         os.replace(tmp, kb_dir / name)
     except BaseException:
@@ -273,6 +284,8 @@ def _write_generation(kb_dir: Path, gen: _Generation, config: KBConfig, embedder
     }
     if ann_info:
         info["ann"] = ann_info
+    if store:
+        info["store"] = store
     write_json(kb_dir / KB_FILE, info)
     # Older generations are no longer referenced. A process that has one memory-mapped keeps reading
     # it (the data stays until it closes the mapping).
@@ -325,6 +338,11 @@ def build_kb(documents: list[dict], out: str | Path, config: KBConfig | None = N
         if not Path(config.terms).is_file():
             raise DomainlmError(f"{config.terms}: term file not found")
         user_terms = read_terms(config.terms)
+    remote = None
+    if config.store:
+        from domainlm.kb import milvus
+
+        remote = milvus.parse_url(config.store)  # a bad URL fails here, before anything is written
     embedder = load_embedder(config.embedder)
     with _writer_lock(out):
         chunks, registry = _chunk_documents(unique, config)
@@ -336,11 +354,39 @@ def build_kb(documents: list[dict], out: str | Path, config: KBConfig | None = N
         if config.terms:
             write_text(out / USER_TERMS, "".join(t + "\n" for t in user_terms))
         gen = _Generation(chunks, tokens, registry, mined, vectors)
-        info = _write_generation(out, gen, config, embedder.name if embedder else None, embedder.dim if embedder else 0)
-        shutil.rmtree(out / EMBED_CACHE, ignore_errors=True)  # dense.npy holds them now
+        dim = embedder.dim if embedder else 0
+        store_url = None
+        if remote is not None:
+            # A new collection per build: the old one serves readers until kb.json names the new one.
+            collection = f"{remote.collection or milvus.default_collection(out)}_g{_next_generation(out)[4:]}"
+            milvus.create_collection(remote, collection, dim, mined + user_terms, config)
+            milvus.upsert_chunks(remote, collection, chunks, vectors)
+            store_url = remote.url(collection)
+            gen.vectors = None  # the collection holds them
+        before = read_info(out).get("store") if (out / KB_FILE).is_file() else None
+        info = _write_generation(out, gen, config, embedder.name if embedder else None, dim, store_url)
+        if remote is not None:
+            milvus.drop_other_builds(remote, collection)
+        if before and before != store_url:
+            _drop_collection(before)  # the KB moved to another store (or back to files): free the old one
+        shutil.rmtree(out / EMBED_CACHE, ignore_errors=True)  # dense.npy (or the collection) holds them now
     info["embedded"] = {"new": len(chunks) - reused if embedder else 0, "from_checkpoint": reused}
     info["duplicates"] = [d["id"] for d in duplicates]
     return info
+
+
+def _drop_collection(url: str) -> None:
+    """Drop a collection this KB no longer uses; a store that cannot be reached keeps it (the KB is
+    complete without it, so that is no reason to fail a build)."""
+    from domainlm.kb import milvus
+
+    try:
+        store, collection = milvus.collection_of(url)
+        c = milvus.client(store)
+        if c.has_collection(collection):
+            c.drop_collection(collection)
+    except Exception:  # noqa: BLE001 - best effort, see above
+        return
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -355,6 +401,8 @@ def _load_generation(kb_dir: Path, info: dict) -> _Generation:
     documents = list(iter_jsonl(gdir / "documents.jsonl"))
     mined = [t for t in (gdir / "mined_terms.txt").read_text(encoding="utf-8").splitlines() if t]
     vectors = np.load(gdir / "dense.npy") if (gdir / "dense.npy").is_file() else None
+    if info.get("store"):
+        return _Generation(chunks, tokens, documents, mined, None)  # the vectors are in the collection
     if info.get("dim") and vectors is None:
         vectors = np.zeros((0, info["dim"]), dtype=np.float32)
     # The graph is loaded to be changed in place (add/remove update it rather than build it again).
@@ -401,12 +449,21 @@ def add_documents(kb_dir: str | Path, documents: list[dict], *, show_progress: b
         embedder = load_embedder(config.embedder)
         new_vectors, _ = _embed(chunks, embedder, show_progress, kb_dir) if embedder else (None, 0)
         vectors, index = gen.vectors, gen.index
-        if embedder is not None:
+        store = info.get("store")
+        if store:
+            # In place: every changed document's rows go (also those a killed add left), then its new
+            # chunks are upserted; re-running an interrupted add ends in the same collection.
+            from domainlm.kb import milvus
+
+            remote, collection = milvus.collection_of(store)
+            milvus.delete_documents(remote, collection, [d["id"] for d in changed])
+            milvus.upsert_chunks(remote, collection, chunks, new_vectors)
+        elif embedder is not None:
             vectors = np.concatenate([gen.vectors.reshape(-1, info["dim"]), new_vectors]) if gen.vectors is not None else new_vectors
             if index is not None and chunks:
                 index = ann.update_index(index, embedder.dim, np.zeros(0, np.uint64), ann.chunk_keys([c["id"] for c in chunks]), new_vectors)
         merged = _Generation(gen.chunks + chunks, gen.tokens + tokens, gen.documents + registry, gen.mined_terms, vectors, index)
-        new_info = _write_generation(kb_dir, merged, config, info.get("embedder"), info.get("dim", 0))
+        new_info = _write_generation(kb_dir, merged, config, info.get("embedder"), info.get("dim", 0), store)
         shutil.rmtree(kb_dir / EMBED_CACHE, ignore_errors=True)
     new_info["added"] = sorted(d["id"] for d in changed if d["id"] not in known)
     new_info["replaced"] = replaced
@@ -427,7 +484,12 @@ def remove_documents(kb_dir: str | Path, doc_ids: list[str]) -> dict:
         if not present:
             raise DomainlmError(f"{kb_dir}: no document with id {', '.join(repr(i) for i in missing[:5])}")
         config = KBConfig.model_validate(info["config"])
-        new_info = _write_generation(kb_dir, _drop(gen, present), config, info.get("embedder"), info.get("dim", 0))
+        if info.get("store"):
+            from domainlm.kb import milvus
+
+            remote, collection = milvus.collection_of(info["store"])
+            milvus.delete_documents(remote, collection, sorted(present))
+        new_info = _write_generation(kb_dir, _drop(gen, present), config, info.get("embedder"), info.get("dim", 0), info.get("store"))
     new_info["removed"] = sorted(present)
     new_info["missing"] = missing
     return new_info

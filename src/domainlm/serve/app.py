@@ -254,7 +254,7 @@ def chatfile(body: ChatFileRequest, _key: ApiKey = Depends(authorize)):
     except ValueError:
         raise ApiError(400, "'content_base64' is not valid base64", "invalid_file", "content_base64") from None
     try:
-        return chatfile_run(body.filename, data, body.question)
+        return chatfile_run(body.filename, data, body.question, structure=body.structure)
     except DomainlmError as exc:
         raise ApiError(400, str(exc), "invalid_file", "filename") from None
 

@@ -110,14 +110,17 @@ def kb_answer(kb, question: str, model=None) -> dict:
 CHATFILE_SUFFIXES = {".txt", ".md", ".html", ".htm", ".docx", ".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
-def chatfile_run(filename: str, data: bytes, question: str | None, model=None, recipe: str | None = None) -> dict:
-    """Summarise an uploaded document, or answer ``question`` from it with citations.
+def chatfile_run(filename: str, data: bytes, question: str | None, model=None, recipe: str | None = None,
+                 structure: str | None = None) -> dict:
+    """Summarise an uploaded document (``structure`` ``court`` or ``meeting``: a structured summary whose
+    items cite their spans), or answer ``question`` from it with citations.
 
     The upload goes through the clean recipe first (``recipe``, default the workspace's ``clean.recipe``),
     PII redaction included, exactly as ``domainlm chatfile`` and ``clean`` read a file."""
     import tempfile
 
     from domainlm.kb import ask_file, summarize_file
+    from domainlm.kb.structured_summary import summarize_structure, to_markdown
     from domainlm.workspace import workspace_config_or_defaults
 
     recipe = recipe or workspace_config_or_defaults().clean.recipe
@@ -131,6 +134,13 @@ def chatfile_run(filename: str, data: bytes, question: str | None, model=None, r
         # Only the suffix of the client's name is used: no path from a request ever reaches the disk.
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
+        if question and question.strip() and structure:
+            raise DomainlmError(f"{filename}: give a question or a summary structure, not both")
+        if structure:
+            # Citations name the client's file, not the temporary copy; offsets are into the text as read.
+            result = summarize_structure(path, structure, model, recipe=recipe, label=filename)
+            return {"object": "chatfile.structured_summary", "filename": filename, **result.model_dump(mode="json"),
+                    "markdown": to_markdown(result)}
         if question and question.strip():
             result = ask_file(path, question, model, recipe=recipe)
             return {"object": "chatfile.answer", "filename": filename, "answer": result.answer, "refused": result.refused,

@@ -99,6 +99,9 @@ class ChatFileRequest(BaseModel):
     filename: str = Field(min_length=1)
     content_base64: str
     question: str | None = None  # None: summarise
+    # With no question: a structured summary (court: parties, claims, facts, reasoning, decision; meeting:
+    # attendees, agenda, decisions, actions), every item cited to its span of the file.
+    structure: Literal["court", "meeting"] | None = None
 
 
 class ExportRequest(BaseModel):
