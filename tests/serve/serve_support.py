@@ -32,8 +32,10 @@ LESSONS = [
 ]
 
 
-def teach(model_dir: Path, lessons=LESSONS, steps: int = 100, lr: float = 3e-2, seed: int = 0) -> Path:
-    """A few steps of plain next-token training on chat transcripts, in place; returns ``model_dir``.
+def teach(model_dir: Path, lessons=LESSONS, steps: int = 100, lr: float = 3e-2, seed: int = 0,
+          learned: float = 0.01) -> Path:
+    """At most ``steps`` of plain next-token training on chat transcripts, in place; returns ``model_dir``.
+    Stops early once every lesson's mean answer loss is below ``learned`` nats per token.
 
     (domainlm.train owns real training; this only makes a random test model say something.)
     """
@@ -53,7 +55,10 @@ def teach(model_dir: Path, lessons=LESSONS, steps: int = 100, lr: float = 3e-2, 
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):
-        loss = sum(model(input_ids=ids, labels=labels).loss for ids, labels in seqs)
+        losses = [model(input_ids=ids, labels=labels).loss for ids, labels in seqs]
+        if max(float(x) for x in losses) < learned:
+            break  # every lesson's answer is near-certain already: more steps change no greedy output
+        loss = sum(losses)
         opt.zero_grad()
         loss.backward()
         opt.step()
