@@ -303,6 +303,30 @@ def _versions_section(ws: Workspace, rows: list[dict]) -> str:
     return intro + table(rows) + _png(ws.layout.report / PLOT, "knowledge density across versions; score vs compute")
 
 
+def _sandbox_section(summary: dict) -> str:
+    """Each train stage that took its lr from the sandbox (``train.lr: auto``): the loss the sandbox
+    predicted, with its interval, beside the held-out loss per byte the run reached (cpt only)."""
+    rows = []
+    for name, info in summary["stages"].items():
+        m = info["metrics"]
+        if not name.startswith("train-") or "sandbox_predicted_loss" not in m:
+            continue
+        actual = m.get("actual_eval_loss_per_byte")
+        rows.append({"stage": name.removeprefix("train-"), "lr (sandbox)": m.get("sandbox_lr"),
+                     "predicted (nats/byte)": _with_ci(m["sandbox_predicted_loss"],
+                                                       [m.get("sandbox_predicted_low"), m.get("sandbox_predicted_high")]),
+                     "actual (nats/byte)": round(actual, 3) if isinstance(actual, float) else
+                     f"not comparable: {m.get('sandbox_not_comparable', 'no held-out loss')}",
+                     "within interval": m.get("sandbox_within_interval"),
+                     "recommendation trusted": m.get("sandbox_trusted")})
+    if not rows:
+        return ""
+    note = ('<p class="note">The sandbox predicts a byte-level muP proxy\'s held-out loss after one pass over '
+            "raw text; a real model, tokenizer and a small corpus trained for many epochs differ from that, so a "
+            "miss is a finding, not a bug (docs/sandbox.md).</p>")
+    return note + table(rows)
+
+
 def render(ws: Workspace, summary: dict) -> str:
     warning_list = "".join(f"<li>{escape(w)}</li>" for w in summary["warnings"])
     top = f'<p><strong>{escape(summary["headline"])}</strong></p>'
@@ -318,6 +342,9 @@ def render(ws: Workspace, summary: dict) -> str:
     curves = "".join(_png(ws.layout.model(s) / "loss.png", f"{s} loss") for s in ws.config.train.stages)
     if curves:
         sections.append(("Training", curves))
+    sandbox = _sandbox_section(summary)
+    if sandbox:
+        sections.append(("Sandbox: predicted vs actual loss", sandbox))
     if summary.get("rebase"):
         sections.append(("Old base vs new base", _rebase_section(summary["rebase"])))
     sections += _variant_sections(summary)
