@@ -251,3 +251,16 @@ def test_bad_arguments_are_the_models_to_read_and_a_mixed_answer_goes_to_the_cli
     assert result.calls[0]["error"] == "invalid arguments at account: 1 is not of type 'string'"
     assert result.calls[1]["error"] == "not run: the same answer called a client tool" and seen == [{"account": "6222"}]  # never run
     assert [c["function"]["name"] for c in result.parsed.tool_calls] == ["transfer"] and not result.exhausted
+
+
+def test_a_forced_tool_choice_holds_for_the_first_round_only(agent_server):
+    """tool_choice names the server's tool: the first round must call it; once its result is back the model
+    answers freely (kept forced, every round would call again until max_steps)."""
+    question, name, *_ = SCENES[0]
+    r = ask(agent_server, question, tool_choice={"type": "function", "function": {"name": name}})
+    calls = r.model_extra.get("plugin_calls")
+    # One call, run in round 1 (the grammar holds the call to the tool's schema; this taught model's
+    # arguments under it are its own business); then an answer, not a second forced call.
+    assert [(c["name"], c["step"], c["error"]) for c in calls] == [(name, 1, None)], calls
+    assert r.choices[0].message.content and r.choices[0].finish_reason == "stop"
+    assert not r.choices[0].message.tool_calls

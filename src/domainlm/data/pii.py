@@ -296,19 +296,25 @@ def _tokens(text: str, pos: int) -> list[tuple[int, int, str, str]]:
 def _tag(clause: str) -> tuple[tuple[str, str], ...]:
     """Tagged once per clause: a clause with a role and a title, or one repeated across documents (form
     headers: 患者姓名, 持卡人), is not tagged again."""
-    # jieba.posseg directly, as synth.pos does: importing domainlm.synth would pull in the KB and models.
+    return tuple((pair.word, pair.flag) for pair in _tagger().cut(clause))
+
+
+@lru_cache(maxsize=1)
+def _tagger():
+    """jieba's tagger over a dictionary of its own, as synth.pos makes it (importing domainlm.synth would
+    pull in the KB and models): the global dictionary gains a KB's terms when Milvus Lite runs in-process."""
     import jieba
     import jieba.posseg
 
     jieba.setLogLevel(60)  # no "Building prefix dict" lines on stderr
-    return tuple((pair.word, pair.flag) for pair in jieba.posseg.cut(clause))
+    tagger = jieba.posseg.POSTokenizer(jieba.Tokenizer())
+    tagger.tokenizer.check_initialized()
+    return tagger
 
 
 def _word_freq(word: str) -> int:
     """How often jieba's dictionary has seen ``word`` (0 for a word it does not know)."""
-    import jieba
-
-    return jieba.dt.FREQ.get(word) or 0
+    return _tagger().tokenizer.FREQ.get(word) or 0
 
 
 def _surname_len(text: str, pos: int) -> int:

@@ -16,9 +16,11 @@ from domainlm.kb.config import KBConfig
 from domainlm.kb.search import Hit, KnowledgeBase, open_kb, passage_retriever
 from domainlm.kb.stage import build_stage
 from domainlm.kb.store import FORMAT_VERSION, add_documents, build_kb, remove_documents
+from domainlm.kb.structured_summary import summarize_structure
+from domainlm.kb.structured_summary import to_markdown as structured_markdown
 
 __all__ = [
     "FORMAT_VERSION", "Answer", "Citation", "Hit", "KBConfig", "KnowledgeBase", "SentenceSupport",
     "add_documents", "answer", "ask_file", "build_kb", "build_stage", "open_kb", "passage_retriever",
-    "remove_documents", "summarize_file",
+    "remove_documents", "structured_markdown", "summarize_file", "summarize_structure",
 ]

@@ -34,8 +34,7 @@ from pathlib import Path
 import yaml
 
 from domainlm.errors import DomainlmError
-from domainlm.evals import FEW_ITEMS, Scores, compare_per_category, score
-from domainlm.evals.density import MOSTLY_SILENT  # above this share of silent outputs a side's scores are suspect
+from domainlm.evals import FEW_ITEMS, MOSTLY_SILENT, Scores, compare_per_category, score
 from domainlm.io import dumps, read_json, read_jsonl, sha256_text, write_json, write_jsonl, write_text
 from domainlm.manifest import read_manifest, stage_run
 from domainlm.workspace import Layout, Workspace

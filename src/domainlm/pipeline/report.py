@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from domainlm.errors import DomainlmError
-from domainlm.evals import FEW_ITEMS
-from domainlm.evals.density import MOSTLY_SILENT
+from domainlm.evals import FEW_ITEMS, MOSTLY_SILENT
 from domainlm.io import read_json, read_jsonl, sha256_text, write_json, write_text
 from domainlm.manifest import MANIFEST_FILE, StageResult, stage_run
 from domainlm.pipeline.versions import PLOT, line_ledger, plot_versions, table_rows, workspace_versions

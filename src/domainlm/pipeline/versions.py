@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from domainlm.errors import DomainlmError
-from domainlm.evals.density import dense_flops_per_token, trust_notes, version_density
+from domainlm.evals import dense_flops_per_token, trust_notes, version_density
 from domainlm.io import dumps, numbered_jsonl, read_json, sha256_text
 
 LEDGER = "versions.jsonl"

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from domainlm.parsing import ParsedOutput, json_text
 from domainlm.serve.agent import run_agent
 from domainlm.serve.asgi import ApiError
-from domainlm.serve.constrained import finite_json
+from domainlm.serve.constrained import constraint_for, finite_json
 from domainlm.serve.generation import Generated, GenParams, ServedModel, logprobs_covering, stop_stream
 from domainlm.serve.plugins import kb_answer
 from domainlm.serve.router import Decision
@@ -236,6 +236,18 @@ def _deltas(model: ServedModel, decision: Decision | None, turn: Turn, generated
     return stop_stream(model.stream(turn.messages, turn.params, turn.cancel, generated), turn.params.stop)
 
 
+def _after_first_round(params: GenParams) -> GenParams:
+    """The options of the loop's later rounds: a forced ``tool_choice`` ("required" or a named function)
+    holds for the first round only, as agent frameworks reset it after a call; kept, it would force a call
+    in every round and the loop could only end at ``max_steps``. A ``response_format`` still holds."""
+    if params.tool_choice in (None, "auto", "none"):
+        return params
+    constraint = params.constraint  # None where an OpenAI-compatible upstream holds the answer to it
+    if constraint is not None:
+        constraint = constraint_for(params.response_format, params.tools, "auto")
+    return replace(params, tool_choice="auto", constraint=constraint)
+
+
 def _complete_with_plugins(state: ServeState, model: ServedModel, decision: Decision | None,
                            turn: Turn) -> tuple[str, ParsedOutput | None, list[dict], Generated]:
     """The model's whole answer, its calls to the client's tools, the server's tool calls made on the way
@@ -249,11 +261,13 @@ def _complete_with_plugins(state: ServeState, model: ServedModel, decision: Deci
     if offered:  # a request without tools never reaches the server's tools
         tools = {name: tool for name, tool in state.tools.items() if name in offered and name not in turn.client_tools}
     last = [Generated()]
+    later = _after_first_round(turn.params)
 
     def generate(conversation: list[dict], step: int) -> str:
         ready = _edge_answer(decision) if step == 0 else None
         last[0] = Generated()
-        return ready if ready is not None else model.complete(conversation, turn.params, last[0], turn.cancel)
+        params = turn.params if step == 0 else later
+        return ready if ready is not None else model.complete(conversation, params, last[0], turn.cancel)
 
     def meter(record: dict, kind: str | None) -> None:
         if kind != "not_run":

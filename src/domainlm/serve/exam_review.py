@@ -45,19 +45,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from domainlm.errors import DomainlmError
-from domainlm.plugins.exam import (
+from domainlm.plugins import (
     Exam,
     ExamConfig,
     ExamItem,
     ItemFix,
     ItemType,
+    exam_docx,
+    exam_markdown,
     item_answer,
     item_prompt,
     make_exam,
     review_problems,
     revise_item,
-    to_docx,
-    to_markdown,
     validate_exam,
 )
 from domainlm.serve.app import authorize, require_role, serve_state
@@ -338,12 +338,12 @@ def export_exam(exam_id: str, request: Request, fmt: Literal["md", "docx", "json
     if not paper.items:
         raise ApiError(409, f"exam '{exam_id}' has no accepted or fixed item yet", "nothing_reviewed")
     if fmt == "md":
-        data = to_markdown(paper).encode("utf-8")
+        data = exam_markdown(paper).encode("utf-8")
     elif fmt == "json":
         data = json.dumps(paper.model_dump(mode="json"), ensure_ascii=False, indent=1).encode("utf-8")
     else:
         with tempfile.TemporaryDirectory(prefix="domainlm-exam-") as tmp:
-            data = to_docx(paper, Path(tmp) / "exam.docx").read_bytes()
+            data = exam_docx(paper, Path(tmp) / "exam.docx").read_bytes()
     return Response(data, media_type=EXPORT_TYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{exam_id}.{fmt}"',
                              "X-Exam-Items": str(len(paper.items))})

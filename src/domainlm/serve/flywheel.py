@@ -47,7 +47,7 @@ from domainlm.io import dumps, read_json, write_json, write_jsonl, write_text
 from domainlm.manifest import stage_run
 from domainlm.models import resolve_hf_dir
 from domainlm.parsing import extract_tool_call
-from domainlm.pipeline.versions import LEDGER, append_versions, latest, read_ledger, version_record
+from domainlm.pipeline import LEDGER, append_versions, latest, read_ledger, version_record
 from domainlm.prompts import render_answer
 from domainlm.serve.export import feedback_rows
 from domainlm.serve.failures import failure_report

@@ -119,8 +119,7 @@ def chatfile_run(filename: str, data: bytes, question: str | None, model=None, r
     PII redaction included, exactly as ``domainlm chatfile`` and ``clean`` read a file."""
     import tempfile
 
-    from domainlm.kb import ask_file, summarize_file
-    from domainlm.kb.structured_summary import summarize_structure, to_markdown
+    from domainlm.kb import ask_file, structured_markdown, summarize_file, summarize_structure
     from domainlm.workspace import workspace_config_or_defaults
 
     recipe = recipe or workspace_config_or_defaults().clean.recipe
@@ -140,7 +139,7 @@ def chatfile_run(filename: str, data: bytes, question: str | None, model=None, r
             # Citations name the client's file, not the temporary copy; offsets are into the text as read.
             result = summarize_structure(path, structure, model, recipe=recipe, label=filename)
             return {"object": "chatfile.structured_summary", "filename": filename, **result.model_dump(mode="json"),
-                    "markdown": to_markdown(result)}
+                    "markdown": structured_markdown(result)}
         if question and question.strip():
             result = ask_file(path, question, model, recipe=recipe)
             return {"object": "chatfile.answer", "filename": filename, "answer": result.answer, "refused": result.refused,
