@@ -35,7 +35,6 @@ process at a time.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -48,10 +47,10 @@ from pathlib import Path
 import numpy as np
 
 from domainlm.errors import DomainlmError
-from domainlm.io import iter_jsonl, sha256_file
+from domainlm.io import iter_jsonl
 from domainlm.kb.config import KBConfig
 from domainlm.kb.embed import load_embedder
-from domainlm.kb.search import MODES, Hit, KnowledgeBase, _fusion_depth
+from domainlm.kb.search import MODES, Hit, KnowledgeBase, _fusion_depth, read_generation
 from domainlm.kb.store import KB_FILE, index_text
 from domainlm.kb.text import STOPWORDS, normalize
 
@@ -300,20 +299,7 @@ class MilvusKnowledgeBase(KnowledgeBase):
         self.info = info
         self.config = KBConfig.model_validate(info["config"])
         gdir = path / info["generation"]
-        for rel, digest in info.get("files", {}).items():
-            file = gdir / rel
-            if not file.is_file():
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(file))
-            if sha256_file(file) != digest:
-                raise DomainlmError(f"{file}: corrupted (checksum mismatch); rebuild with `domainlm kb build --force`")
-        try:
-            self.chunks: list[dict] = list(iter_jsonl(gdir / "chunks.jsonl"))
-            self.documents: list[dict] = list(iter_jsonl(gdir / "documents.jsonl"))
-            self.mined_terms = [t for t in (gdir / "mined_terms.txt").read_text(encoding="utf-8").splitlines() if t]
-        except (OSError, ValueError, KeyError) as exc:
-            raise DomainlmError(f"{gdir}: unreadable index ({type(exc).__name__}: {exc}); rebuild with `domainlm kb build --force`") from None
-        if len(self.chunks) != info["n_chunks"]:
-            raise DomainlmError(f"{gdir}: index files disagree with {KB_FILE}; rebuild with `domainlm kb build --force`")
+        self.chunks, self.documents, self.mined_terms = read_generation(gdir, info)
         self.store, self.collection = collection_of(info["store"])
         self._client = client(self.store)
         if not _call(self.store, "has_collection", self._client.has_collection, self.collection):

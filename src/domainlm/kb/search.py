@@ -54,6 +54,27 @@ class Hit:
 
 
 
+def read_generation(gdir: Path, info: dict) -> tuple[list[dict], list[dict], list[str]]:
+    """A generation's chunks, documents and mined terms, every file checked against ``kb.json``'s hashes
+    (either store: the folder is the source of truth for citations and governance)."""
+    for rel, digest in info.get("files", {}).items():
+        file = gdir / rel
+        if not file.is_file():
+            # errno + filename, so open_kb's message names the missing file
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(file))
+        if sha256_file(file) != digest:
+            raise DomainlmError(f"{file}: corrupted (checksum mismatch); rebuild with `domainlm kb build --force`")
+    try:
+        chunks = list(iter_jsonl(gdir / "chunks.jsonl"))
+        documents = list(iter_jsonl(gdir / "documents.jsonl"))
+        mined_terms = [t for t in (gdir / "mined_terms.txt").read_text(encoding="utf-8").splitlines() if t]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DomainlmError(f"{gdir}: unreadable index ({type(exc).__name__}: {exc}); rebuild with `domainlm kb build --force`") from None
+    if len(chunks) != info["n_chunks"]:
+        raise DomainlmError(f"{gdir}: index files disagree with {KB_FILE}; rebuild with `domainlm kb build --force`")
+    return chunks, documents, mined_terms
+
+
 class KnowledgeBase:
     """A knowledge base opened read-only. Use :func:`open_kb`."""
 
@@ -64,17 +85,8 @@ class KnowledgeBase:
         self.info = info
         self.config = KBConfig.model_validate(info["config"])
         gdir = path / info["generation"]
-        for rel, digest in info.get("files", {}).items():
-            file = gdir / rel
-            if not file.is_file():
-                # errno + filename, so open_kb's message names the missing file
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(file))
-            if sha256_file(file) != digest:
-                raise DomainlmError(f"{file}: corrupted (checksum mismatch); rebuild with `domainlm kb build --force`")
+        self.chunks, self.documents, self.mined_terms = read_generation(gdir, info)
         try:
-            self.chunks: list[dict] = list(iter_jsonl(gdir / "chunks.jsonl"))
-            self.documents: list[dict] = list(iter_jsonl(gdir / "documents.jsonl"))
-            self.mined_terms = [t for t in (gdir / "mined_terms.txt").read_text(encoding="utf-8").splitlines() if t]
             self.bm25 = bm25s.BM25.load(str(gdir / "bm25"), mmap=True) if self.chunks else None
             self.vectors = np.load(gdir / "dense.npy", mmap_mode="r") if (gdir / "dense.npy").is_file() else None
             # From ann.ANN_THRESHOLD chunks up a generation holds an HNSW graph; below, search is exact.
@@ -87,7 +99,7 @@ class KnowledgeBase:
             raise
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             raise DomainlmError(f"{gdir}: unreadable index ({type(exc).__name__}: {exc}); rebuild with `domainlm kb build --force`") from None
-        if len(self.chunks) != info["n_chunks"] or (self.vectors is not None and self.vectors.shape != (len(self.chunks), info["dim"])):
+        if self.vectors is not None and self.vectors.shape != (len(self.chunks), info["dim"]):
             raise DomainlmError(f"{gdir}: index files disagree with {KB_FILE}; rebuild with `domainlm kb build --force`")
         self._tokenizer = None
         self._embedder = None
