@@ -35,6 +35,13 @@ class KBConfig(Section):
         description="Search adds the other surface forms of the query's dates and numbers (1998年 / 一九九八年) and "
         "re-orders the first 20 results by agreement with its dates, numbers and names (kb/query.py).",
     )
+    ann_search: str = Field(
+        "auto",
+        pattern="^(auto|graph|exact)$",
+        description="Dense search of a KB above the ANN threshold: 'auto' uses the HNSW graph at the smallest search "
+        "expansion with recall@10 >= 0.99 when that is faster than exact search, else exact search (kb/ann.py); "
+        "'graph' always uses the graph at that expansion (or the largest tried); 'exact' never uses it.",
+    )
     store: str | None = Field(
         None,
         description="Where the index lives: unset for files in the KB folder; 'milvus:///path/kb.db' for Milvus Lite "

@@ -89,8 +89,11 @@ class KnowledgeBase:
         try:
             self.bm25 = bm25s.BM25.load(str(gdir / "bm25"), mmap=True) if self.chunks else None
             self.vectors = np.load(gdir / "dense.npy", mmap_mode="r") if (gdir / "dense.npy").is_file() else None
-            # From ann.ANN_THRESHOLD chunks up a generation holds an HNSW graph; below, search is exact.
-            self.ann = ann.load_index(gdir / ann.INDEX_FILE, view=True) if (gdir / ann.INDEX_FILE).is_file() else None
+            # From ann.ANN_THRESHOLD chunks up a generation holds an HNSW graph; below, search is exact, and
+            # also above where calibration found the graph no faster than exact search at the target recall.
+            ann_info = info.get("ann") or {}
+            graph = (gdir / ann.INDEX_FILE).is_file() and ann_info.get("search", "graph") == "graph"
+            self.ann = ann.load_index(gdir / ann.INDEX_FILE, view=True, expansion_search=ann_info.get("expansion_search")) if graph else None
             if self.ann is not None:
                 row_keys = np.load(gdir / ann.KEYS_FILE)
                 self._ann_order = np.argsort(row_keys)
@@ -332,7 +335,8 @@ def kb_summary(kb: KnowledgeBase) -> dict[str, Any]:
         "chunks": len(kb.chunks),
         "embedder": kb.info.get("embedder"),
         "mined_terms": len(kb.mined_terms),
-        # null: exact dense search (below the ANN threshold, or no embeddings)
+        # null: exact dense search (below the ANN threshold, or no embeddings); else the graph's
+        # calibration, whose "search" says whether queries use the graph or exact search
         "ann": kb.info.get("ann"),
         "store": kb.store_summary(),
     }

@@ -297,7 +297,8 @@ def _write_generation(
 
 def _write_ann(folder: Path, gen: _Generation, config: KBConfig, dim: int) -> dict | None:
     """Save the ANN graph of ``gen`` into ``folder`` when it has enough chunks (building it when ``gen``
-    brings none), with its recall@10 against exact search; None when the KB searches exactly."""
+    brings none), calibrated on its vectors (``ann.calibrate``: which search, which expansion, recall@10
+    against exact search); None below the threshold, where the KB searches exactly."""
     n = len(gen.chunks)
     if gen.vectors is None or n == 0 or n < ann.threshold(config):
         return None
@@ -314,8 +315,8 @@ def _write_ann(folder: Path, gen: _Generation, config: KBConfig, dim: int) -> di
     return {
         "library": f"usearch {version('usearch')}",
         "threshold": ann.threshold(config),
-        "recall_at_10": round(ann.recall_at_k(index, gen.vectors, keys), 4),
         "recall_sample": min(ann.RECALL_SAMPLE, n),
+        **ann.calibrate(index, gen.vectors, keys, prefer=config.ann_search),
     }
 
 
