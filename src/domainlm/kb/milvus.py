@@ -25,6 +25,13 @@ Why Milvus (of the engines with keyword and vector search that run on several ma
 
 Consistency: a build writes a new collection (``<name>_g<generation>``) and drops the previous one only
 after ``kb.json`` points at the new generation, so a failed or killed rebuild leaves the old KB whole.
+A build killed (even with SIGKILL) is resumed by running it again: the embedding resumes from the KB
+folder's checkpoints (:mod:`domainlm.kb.store`), and since ``kb.json`` never named the killed build's
+generation, the rerun writes the same one, so its collection, partly written, is dropped and written
+afresh under the same name (:func:`create_collection`), then the old build's is dropped: one row per
+chunk, no orphaned collection. Milvus Lite's lock on its file is an ``flock``, which the kernel drops
+with the killed process, so the rerun opens the file; only a live process holding it stops the rerun
+(one error line, see :func:`client`).
 ``kb add``/``kb remove`` change the collection in place, then write the new generation; search keeps only
 chunks its generation lists, so a reader never cites a chunk its ``chunks.jsonl`` lacks, and re-running
 an interrupted add or remove brings the two back in line (upserts and deletes by id are idempotent).
@@ -204,7 +211,11 @@ def analyzer(terms: list[str]) -> dict:
 
 
 def create_collection(store: Store, name: str, dim: int, terms: list[str], config: KBConfig) -> None:
-    """A fresh collection (an existing one of that name, a killed build's, is dropped first)."""
+    """A fresh collection. An existing one of that name is what a killed build of the same generation left:
+    it is dropped first rather than completed, since its rows may be partial and its analyzer dictionary
+    (the mined and user terms) may differ from this build's. Rewriting its rows costs little beside the
+    embedding, which resumes from checkpoints (measured on 2 busy cores, Milvus Lite: 1,496 CMRC chunks
+    upserted and flushed in 7.5 s, ~200 a second, several times what the embedding does)."""
     from pymilvus import DataType, Function, FunctionType
 
     c = client(store)

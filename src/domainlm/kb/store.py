@@ -344,6 +344,9 @@ def build_kb(documents: list[dict], out: str | Path, config: KBConfig | None = N
         from domainlm.kb import milvus
 
         remote = milvus.parse_url(config.store)  # a bad URL fails here, before anything is written
+        # So does a store that cannot be reached or a Lite file another process holds: now, not after the
+        # embedding (hours for a large corpus). The client is kept (one per URI) for the writes below.
+        milvus.client(remote)
     embedder = load_embedder(config.embedder)
     with _writer_lock(out):
         chunks, registry = _chunk_documents(unique, config)
