@@ -147,11 +147,11 @@ def test_below_the_threshold_search_stays_exact_and_old_kbs_load(tmp_path):
     assert kb.search("年费", k=2, mode="dense")
 
 
-def test_a_kb_whose_calibration_chose_exact_search_does_not_load_its_graph(tmp_path, monkeypatch):
+def test_a_kb_whose_calibration_chose_exact_search_does_not_load_its_graph(tmp_path):
     # 'auto' decides by timing (tested on calibrate itself above); 'exact' imposes the outcome.
-    monkeypatch.setattr(ann, "ANN_THRESHOLD", 8)
-    info = build_kb(DOCS + [_doc(i) for i in range(6)], tmp_path / "kb", KBConfig(mine_terms=False, ann_search="exact"))
-    assert info["ann"]["search"] == "exact" and info["ann"]["recall_at_10"] == 1.0
+    config = KBConfig(mine_terms=False, ann_threshold=8, ann_search="exact")
+    info = build_kb(DOCS + [_doc(i) for i in range(6)], tmp_path / "kb", config)
+    assert info["ann"]["search"] == "exact" and info["ann"]["recall_at_10"] == 1.0 and info["ann"]["threshold"] == 8
     assert info["ann"]["calibration"]  # the graph's own recall is still measured and shown
     kb = open_kb(tmp_path / "kb")
     assert kb.ann is None and kb_summary(kb)["ann"]["search"] == "exact"

@@ -35,6 +35,9 @@ class KBConfig(Section):
         description="Search adds the other surface forms of the query's dates and numbers (1998年 / 一九九八年) and "
         "re-orders the first 20 results by agreement with its dates, numbers and names (kb/query.py).",
     )
+    ann_threshold: int | None = Field(
+        None, ge=1, description="Chunks from which a generation gets an HNSW graph (unset: 50,000, kb/ann.py's ANN_THRESHOLD)."
+    )
     ann_search: str = Field(
         "auto",
         pattern="^(auto|graph|exact)$",
