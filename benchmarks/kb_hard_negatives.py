@@ -274,6 +274,8 @@ def doc_ranking(hits, depth: int = 10) -> list[str]:
 
 
 def evaluate(kb, questions: list[dict]) -> dict[str, dict]:
+    # query_handling=False in every search: "before" is plain retrieval, and "after" applies kb/query.py's
+    # expansion and rerank here, once (the KB's default config would apply them inside search too).
     from domainlm.kb.query import analyze_query, expand, rerank
 
     gold = [q["doc_id"] for q in questions]
@@ -283,13 +285,33 @@ def evaluate(kb, questions: list[dict]) -> dict[str, dict]:
         before, after = [], []
         t0 = time.perf_counter()
         for q in questions:
-            before.append(doc_ranking(kb.search(q["query"], k=30, mode=mode, fusion=fusion)))
+            before.append(doc_ranking(kb.search(q["query"], k=30, mode=mode, fusion=fusion, query_handling=False)))
             analysis = analyze_query(q["query"])
             query = expand(q["query"], analysis) if analysis else q["query"]
-            after.append(doc_ranking(rerank(q["query"], kb.search(query, k=30, mode=mode, fusion=fusion), analysis=analysis)))
+            after.append(doc_ranking(rerank(q["query"], kb.search(query, k=30, mode=mode, fusion=fusion, query_handling=False), analysis=analysis)))
         out[system] = metrics(before, gold)
         out[f"{system} + query handling"] = metrics(after, gold)
         print(f"  {system:15s} before {out[system]}\n                  after  {out[f'{system} + query handling']}  ({time.perf_counter() - t0:.0f}s)", flush=True)
+    return out
+
+
+def sweep_rrf_k(sets, values: list[int]) -> dict:
+    """Hybrid (rrf) with query handling at each reciprocal-rank constant, on every set: recall@1/@5/MRR and
+    its margin over the better plain single retriever (measured above, which rrf_k does not change)."""
+    from domainlm.kb.query import analyze_query, expand, rerank
+
+    out: dict[str, dict] = {}
+    for k in values:
+        out[str(k)] = {}
+        for name, kb, qs in sets:
+            kb.config.rrf_k = k
+            ranked = []
+            for q in qs:
+                analysis = analyze_query(q["query"])
+                query = expand(q["query"], analysis) if analysis else q["query"]
+                ranked.append(doc_ranking(rerank(q["query"], kb.search(query, k=30, mode="hybrid", fusion="rrf", query_handling=False), analysis=analysis)))
+            out[str(k)][name] = metrics(ranked, [q["doc_id"] for q in qs])
+        print(f"  rrf_k {k}: " + ", ".join(f"{n} {m['recall@1']:.4f}/{m['recall@5']:.4f}/{m['mrr@10']:.4f}" for n, m in out[str(k)].items()), flush=True)
     return out
 
 
@@ -313,6 +335,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="40 passages, 20 sources (a smoke test)")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, default=RESULTS / "kb_hard_negatives.json")
+    ap.add_argument("--sweep-rrf-k", default="", help="comma-separated reciprocal-rank constants to compare (e.g. 10,30,60,120)")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep the two KBs here and reuse them when the documents are the same (default: a temp dir, removed)")
     args = ap.parse_args()
@@ -371,6 +394,11 @@ def main() -> None:
                 continue
             print(f"{name}: {len(qs)} questions", flush=True)
             quality[name] = evaluate(kb, qs)
+        sweep = None
+        if args.sweep_rrf_k:
+            default_k = plain.config.rrf_k
+            sweep = sweep_rrf_k([s for s in sets if s[2]], [int(v) for v in args.sweep_rrf_k.split(",")])
+            plain.config.rrf_k = hard_kb.config.rrf_k = default_k
     finally:
         if args.workdir is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -394,6 +422,11 @@ def main() -> None:
                  "set_file": str(set_file.relative_to(ROOT)) if written else None},
         "quality": quality,
         "hybrid_with_query_handling_minus_best_plain_single_points": rule,
+        "rrf_k_sweep": sweep and {
+            k: {name: {**m, "minus_best_plain_single_points": {
+                metric: round(100 * (m[metric] - max(quality[name]["bm25"][metric], quality[name]["dense"][metric])), 2)
+                for metric in ("recall@1", "recall@5", "mrr@10")}} for name, m in by_set.items()}
+            for k, by_set in sweep.items()},
         "seconds": round(time.perf_counter() - started, 1),
         "examples": [{"question": q["query"], "answer": q["answer"], "values": q["values"], "doc_id": q["doc_id"]} for q in hard[:5]],
     }

@@ -71,9 +71,18 @@ def test_add_equals_rebuild_with_dense_and_mined_terms(tmp_path, small_kb_dense)
     terms.write_text("\n".join(open_kb(tmp_path / "inc").mined_terms), encoding="utf-8")
     build_kb(DOCS, tmp_path / "full", KBConfig(mine_terms=False, terms=str(terms)))
     inc, full = open_kb(tmp_path / "inc"), open_kb(tmp_path / "full")
-    for mode in ("bm25", "dense", "hybrid"):
-        assert _results(inc, mode) == _results(full, mode)
-    assert _results(inc, "hybrid") == _results(kb, "hybrid")
+    assert _results(inc, "bm25") == _results(full, "bm25")
+    # Dense vectors depend on which chunks share a batch at the 1e-4 level where the embedder runs bf16
+    # (an fp32 accumulator rounded to bf16 can land one ulp apart), so dense scores agree to that, not to the bit.
+    for mode in ("dense", "hybrid"):
+        _same_ranking(_results(inc, mode), _results(full, mode))
+    _same_ranking(_results(inc, "hybrid"), _results(kb, "hybrid"))
+
+
+def _same_ranking(a: list, b: list, tolerance: float = 1e-3) -> None:
+    for hits_a, hits_b in zip(a, b, strict=True):
+        assert [c for c, _ in hits_a] == [c for c, _ in hits_b]
+        assert all(abs(x - y) <= tolerance for (_, x), (_, y) in zip(hits_a, hits_b, strict=True))
 
 
 def test_reopens_in_a_new_process_with_nothing_lost(small_kb):

@@ -129,7 +129,7 @@ def search(
     query: str = typer.Argument(None, help="The query (or use --queries)."),
     k: int = typer.Option(5, "-k", help="How many chunks."),
     mode: str = typer.Option("hybrid", "--mode", help="bm25 | dense | hybrid"),
-    fusion: str = typer.Option(None, "--fusion", help="Hybrid fusion: rrf | weighted (default: the KB's, rrf)."),
+    fusion: str = typer.Option(None, "--fusion", help="Hybrid fusion: weighted | rrf (default: the KB's, weighted)."),
     queries: Path = typer.Option(None, "--queries", help="JSONL of {id, query}: one JSON result line per query."),
     rerank: int = typer.Option(0, "--rerank", help="Re-order the first N results by best-sentence coverage (0: off)."),
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
