@@ -14,8 +14,10 @@ Why Milvus (of the engines with keyword and vector search that run on several ma
   like the on-disk store), and takes the KB's mined and user terms as the analyzer's dictionary plus our
   stop words as a filter, so a term such as "积存金" is one token in both stores. OpenSearch and
   Elasticsearch need a plugin (IK, smartcn) installed on every node for the same.
-- **Hybrid search is one call.** ``hybrid_search`` runs the BM25 and the dense request and fuses them
-  with reciprocal-rank fusion (``RRFRanker``, the KB's ``rrf_k``) or a weighted sum, on the server.
+- **Hybrid search on the server.** ``hybrid_search`` runs the BM25 and the dense request and fuses them
+  with reciprocal-rank fusion (``RRFRanker``, the KB's ``rrf_k``) in one call. Weighted fusion (the KB
+  default) is two engine searches fused here, as the on-disk store fuses: the engines' ``WeightedRanker``
+  normalises BM25 differently from version to version (see :meth:`MilvusKnowledgeBase._weighted`).
 - **One client for a laptop and a cluster.** Milvus Lite (``milvus:///path/kb.db``) serves the same
   client API inside this process, for tests and small teams; a server or cluster (``milvus://host:19530``)
   is the same pymilvus client, with rows sharded and replicated by the cluster, and ``kb add``/``kb remove``
@@ -29,9 +31,9 @@ A build killed (even with SIGKILL) is resumed by running it again: the embedding
 folder's checkpoints (:mod:`domainlm.kb.store`), and since ``kb.json`` never named the killed build's
 generation, the rerun writes the same one, so its collection, partly written, is dropped and written
 afresh under the same name (:func:`create_collection`), then the old build's is dropped: one row per
-chunk, no orphaned collection. Milvus Lite's lock on its file is an ``flock``, which the kernel drops
-with the killed process, so the rerun opens the file; only a live process holding it stops the rerun
-(one error line, see :func:`client`).
+chunk, no orphaned collection. Milvus Lite's lock on its file is an ``flock`` (Lite 3.x) or a ``lockf``
+(Lite 2.x), which the kernel drops with the killed process, so the rerun opens the file; only a live
+process holding it stops the rerun (one error line, see :func:`client`).
 ``kb add``/``kb remove`` change the collection in place, then write the new generation; search keeps only
 chunks its generation lists, so a reader never cites a chunk its ``chunks.jsonl`` lacks, and re-running
 an interrupted add or remove brings the two back in line (upserts and deletes by id are idempotent).
@@ -60,6 +62,8 @@ from domainlm.kb.embed import load_embedder
 from domainlm.kb.search import MODES, Hit, KnowledgeBase, _fusion_depth, read_generation
 from domainlm.kb.store import KB_FILE, index_text
 from domainlm.kb.text import STOPWORDS, normalize
+
+log = logging.getLogger(__name__)
 
 MAX_TEXT_BYTES = 65535  # Milvus's VARCHAR limit
 _ID_BYTES = 1024
@@ -144,6 +148,10 @@ def client(store: Store):
             import jieba
 
             jieba.setLogLevel(logging.WARNING)  # Lite's analyzer loads jieba; its banner is noise on the CLI
+        # Checked before connecting too: Lite 2.x, failing to start on a file another process holds,
+        # deletes that process's lock file, so a check after the failure would find nothing.
+        if store.lite and _lite_locked(Path(store.uri)):
+            raise DomainlmError(_LOCKED.format(url=store.url()))
         # Lite logs a traceback when it cannot start; the one-line error below says why instead.
         lite_log = logging.getLogger("milvus_lite.server_manager")
         level, lite_log.level = lite_log.level, logging.CRITICAL
@@ -152,29 +160,39 @@ def client(store: Store):
                 uri=store.uri, token=os.environ.get("MILVUS_TOKEN", ""), timeout=CONNECT_TIMEOUT
             )
         except Exception as exc:  # pymilvus raises its own and gRPC errors; all mean "cannot reach it"
-            if store.lite and _locked(Path(store.uri) / "LOCK"):
-                raise DomainlmError(
-                    f"kb store {store.url()}: another process has this Milvus Lite file open (Lite serves one process "
-                    "at a time; for several, use a Milvus server: milvus://host:19530)"
-                ) from None
+            if store.lite and _lite_locked(Path(store.uri)):
+                raise DomainlmError(_LOCKED.format(url=store.url())) from None
             raise DomainlmError(f"kb store {store.url()}: cannot connect ({_reason(exc)})") from None
         finally:
             lite_log.level = level
     return _clients[store.uri]
 
 
-def _locked(lock_file: Path) -> bool:
-    """Whether another process holds Milvus Lite's advisory lock on its data folder."""
+_LOCKED = (
+    "kb store {url}: another process has this Milvus Lite file open (Lite serves one process at a time; "
+    "for several, use a Milvus server: milvus://host:19530)"
+)
+
+
+def _lite_locked(db: Path) -> bool:
+    return _locked(db / "LOCK") or _locked(db.parent / f".{db.name}.lock", posix=True)
+
+
+def _locked(lock_file: Path, posix: bool = False) -> bool:
+    """Whether another process holds Milvus Lite's advisory lock ``lock_file``: an ``flock`` on
+    ``<db>/LOCK`` in Lite 3.x (``db`` is a folder), a POSIX ``lockf`` (``posix``) on ``.<db name>.lock``
+    beside the file in Lite 2.x (which runs the Milvus server binary as a child process)."""
     import fcntl
 
+    lock = fcntl.lockf if posix else fcntl.flock
     try:
-        with open(lock_file, "a") as handle:
+        with open(lock_file, "r+") as handle:  # r+: test an existing lock file, never create one
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                lock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError; lockf may raise PermissionError (EACCES) instead
                 return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError:
+            lock(handle, fcntl.LOCK_UN)
+    except OSError:  # no such lock file: the other Lite version's layout, or no Lite there yet
         return False
     return False
 
@@ -201,13 +219,23 @@ def _call(store: Store, what: str, fn, *args, **kwargs):
 
 def analyzer(terms: list[str]) -> dict:
     """jieba as the on-disk store cuts: search mode (a compound and its parts), HMM off, the KB's terms in
-    the dictionary, our stop words dropped. The text is normalised (width, case, traditional→simplified)
-    before it reaches Milvus, as the on-disk tokenizer normalises it."""
+    the dictionary, our stop words, spaces and punctuation dropped. The text is normalised (width, case,
+    traditional→simplified) before it reaches Milvus, as the on-disk tokenizer normalises it."""
     words = sorted({normalize(t.strip()) for t in terms if t.strip() and " " not in t.strip()})
     return {
         "tokenizer": {"type": "jieba", "dict": ["_default_", *words], "mode": "search", "hmm": False},
-        "filter": ["lowercase", {"type": "stop", "stop_words": sorted(STOPWORDS)}],
+        "filter": ["lowercase", {"type": "stop", "stop_words": sorted(STOPWORDS | _non_words())}],
     }
+
+
+def _non_words() -> set[str]:
+    """Spaces and punctuation marks as jieba emits them (one a token, after normalising): the on-disk
+    tokenizer drops tokens without a word character, and Milvus's jieba keeps them, so the server's engine
+    would match a query's spaces against every chunk's (a stop list, because Milvus 2.5 lacks the
+    ``removepunct`` and ``regex`` filters)."""
+    ranges = [range(0x21, 0x7F), range(0xA1, 0xC0), range(0x2000, 0x2070), range(0x3000, 0x3040), range(0xFF01, 0xFF66)]
+    marks = {normalize(chr(code)) for r in ranges for code in r}
+    return {m for m in marks if len(m) == 1 and not m.isspace() and not re.search(r"\w", m)} | {" ", "\t", "\n", "\r", "\r\n"}
 
 
 def create_collection(store: Store, name: str, dim: int, terms: list[str], config: KBConfig) -> None:
@@ -216,15 +244,52 @@ def create_collection(store: Store, name: str, dim: int, terms: list[str], confi
     (the mined and user terms) may differ from this build's. Rewriting its rows costs little beside the
     embedding, which resumes from checkpoints (measured on 2 busy cores, Milvus Lite: 1,496 CMRC chunks
     upserted and flushed in 7.5 s, ~200 a second, several times what the embedding does)."""
-    from pymilvus import DataType, Function, FunctionType
-
     c = client(store)
     if _call(store, "has_collection", c.has_collection, name):
         _call(store, "drop_collection", c.drop_collection, name)
+    params = analyzer(terms)
+    _create(store, name, dim, params, config)
+    failure = _insert_fails(store, name, dim)
+    if failure is None:
+        return
+    # Some engines (the Milvus 2.5 in milvus-lite 2.5.1) take a jieba analyzer with a dictionary at create
+    # time and then fail every insert, with an error that does not say why (the reason is in the server's
+    # log). Their built-in jieba still cuts Chinese; the KB's mined and user terms are then not whole tokens
+    # in the engine's BM25. Said on stderr and in kb info.
+    _call(store, "drop_collection", c.drop_collection, name)
+    _create(store, name, dim, {**params, "tokenizer": "jieba"}, config)
+    if _insert_fails(store, name, dim) is not None:
+        raise DomainlmError(f"kb store {store.url(name)}: cannot insert rows ({failure})")
+    log.warning(
+        "kb store %s: this Milvus engine cannot insert through a jieba analyzer with the KB's dictionary; using its "
+        "built-in jieba dictionary (domain terms are not whole tokens in its BM25; a newer Milvus takes the dictionary)",
+        store.url(name),
+    )
+
+
+def _insert_fails(store: Store, name: str, dim: int) -> str | None:
+    """Why the engine cannot insert a row into the collection, or None when it can: one probe row, written
+    and deleted (with a short timeout: pymilvus retries a failing insert for minutes otherwise)."""
+    c = client(store)
+    row = {"id": "__domainlm_probe__", "doc_id": "__domainlm_probe__", "text": "探测 probe", "meta": {}}
+    if dim:
+        row["dense"] = [1.0] + [0.0] * (dim - 1)
+    try:
+        c.upsert(name, [row], timeout=20)
+    except Exception as exc:  # noqa: BLE001  (pymilvus and gRPC errors alike)
+        return _reason(exc)
+    _call(store, "delete", c.delete, name, ids=[row["id"]])
+    return None
+
+
+def _create(store: Store, name: str, dim: int, params: dict, config: KBConfig) -> None:
+    from pymilvus import DataType, Function, FunctionType
+
+    c = client(store)
     schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_ID_BYTES)
     schema.add_field("doc_id", DataType.VARCHAR, max_length=_ID_BYTES)
-    schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True, analyzer_params=analyzer(terms))
+    schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True, analyzer_params=params)
     schema.add_field("meta", DataType.JSON)
     schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
     if dim:
@@ -353,8 +418,14 @@ class MilvusKnowledgeBase(KnowledgeBase):
 
     def store_summary(self) -> dict:
         stats = _call(self.store, "get_collection_stats", self._client.get_collection_stats, self.collection)
+        described = _call(self.store, "describe_collection", self._client.describe_collection, self.collection)
+        params = next((f.get("params", {}).get("analyzer_params") for f in described.get("fields", []) if f.get("name") == "text"), None)
+        if isinstance(params, str):
+            params = json.loads(params)
+        tokenizer = (params or {}).get("tokenizer")
+        analyzer_name = "jieba with the KB's dictionary" if isinstance(tokenizer, dict) else "jieba, the engine's own dictionary"
         return {"kind": "milvus", "url": self.info["store"], "collection": self.collection,
-                "lite": self.store.lite, "rows": int(stats.get("row_count", 0)), "analyzer": "jieba"}
+                "lite": self.store.lite, "rows": int(stats.get("row_count", 0)), "analyzer": analyzer_name}
 
     def bm25_scores(self, query: str) -> np.ndarray:
         """BM25 score of each chunk as the engine computes it, for its best ``_fusion_depth`` chunks
@@ -384,9 +455,10 @@ class MilvusKnowledgeBase(KnowledgeBase):
 
     def _engine_search(self, query: str, mode: str, limit: int, fusion: str | None = None) -> list[tuple[int, float]]:
         """(row in chunks, score) of the engine's best ``limit`` chunks, best first. BM25 distances come
-        back negated (Milvus ranks smaller first); they are turned back into BM25 scores here. Chunks the
-        opened generation does not list (written by a writer that has not finished) are left out."""
-        from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
+        back as the scores (the Milvus server) or negated (Milvus Lite 3.x); both are returned as the
+        BM25 score here. Chunks the opened generation does not list (written by a writer that has not
+        finished) are left out."""
+        from pymilvus import AnnSearchRequest, RRFRanker
 
         limit = max(1, min(limit, len(self.chunks), 16384))  # 16384: Milvus's largest top-k
         bm25 = {"data": [normalize(query)], "anns_field": "sparse", "param": {"metric_type": "BM25"}}
@@ -398,27 +470,51 @@ class MilvusKnowledgeBase(KnowledgeBase):
         elif mode == "dense":
             result = _call(self.store, "search", c.search, self.collection, data=[self._query_vector(query)],
                            anns_field="dense", search_params=dense["param"], limit=limit, output_fields=["id"])
+        elif fusion == "weighted":
+            return self._weighted(query, limit)
         else:
             depth = _fusion_depth(len(self.chunks), limit)
             requests = [AnnSearchRequest(**bm25, limit=depth),
                         AnnSearchRequest(data=[self._query_vector(query)], **dense, limit=depth)]
-            w = self.config.bm25_weight
-            ranker = WeightedRanker(w, 1 - w, norm_score=True) if fusion == "weighted" else RRFRanker(self.config.rrf_k)
-            result = _call(self.store, "hybrid_search", c.hybrid_search, self.collection, requests, ranker,
-                           limit=limit, output_fields=["id"])
+            result = _call(self.store, "hybrid_search", c.hybrid_search, self.collection, requests,
+                           RRFRanker(self.config.rrf_k), limit=limit, output_fields=["id"])
         out = []
         for hit in result[0]:
             row = self._row.get(hit["id"])
             if row is not None:
                 score = float(hit["distance"])
-                out.append((row, -score if mode == "bm25" else score))
+                # BM25 scores are >= 0; Milvus Lite 3.x returns them negated, the server's engine as they are.
+                out.append((row, abs(score) if mode == "bm25" else score))
         return out
+
+    def _weighted(self, query: str, limit: int) -> list[tuple[int, float]]:
+        """Weighted fusion as the on-disk store computes it (``w * bm25 / max(bm25) + (1 - w) * cosine``)
+        over the engine's BM25 and dense candidates, the cosine of a BM25-only candidate computed here from
+        its stored vector. Not the engine's ``WeightedRanker``: its BM25 normalisation differs between
+        engines (Milvus 2.5's ranks BM25 backwards, ``1 - 2/pi * atan(s)``; Lite 3.x uses ``2/pi * atan(s)``),
+        and fusing here keeps the two stores' rankings the same."""
+        depth = _fusion_depth(len(self.chunks), limit)
+        bm25 = dict(self._engine_search(query, "bm25", depth))
+        dense = dict(self._engine_search(query, "dense", depth))
+        missing = [self.chunks[row]["id"] for row in bm25 if row not in dense]
+        if missing:
+            qv = np.asarray(self._query_vector(query), dtype=np.float32)
+            stored = _call(self.store, "get", self._client.get, self.collection, ids=missing, output_fields=["dense"])
+            for record in stored:
+                row = self._row.get(record["id"])
+                if row is not None:
+                    dense[row] = float(np.asarray(record["dense"], dtype=np.float32) @ qv)
+        top = max(bm25.values(), default=0.0)
+        w = self.config.bm25_weight
+        fused = {row: w * (bm25.get(row, 0.0) / top if top > 0 else 0.0) + (1 - w) * dense.get(row, 0.0) for row in bm25.keys() | dense.keys()}
+        return sorted(fused.items(), key=lambda p: (-p[1], self.chunks[p[0]]["id"]))[:limit]
 
     def search(
         self, query: str, k: int = 5, mode: str = "hybrid", *, fusion: str | None = None, rerank: int = 0
     ) -> list[Hit]:
         """Top ``k`` chunks for ``query``, as :meth:`KnowledgeBase.search`: bm25 and dense are the engine's
-        own searches, hybrid is its ``hybrid_search`` (RRF with the KB's ``rrf_k``, or weighted). A hybrid
+        own searches; hybrid is weighted fusion of the two (:meth:`_weighted`, the default) or the engine's
+        ``hybrid_search`` with RRF (the KB's ``rrf_k``). A hybrid
         hit's ``bm25``/``dense`` are None: the engine returns only the fused score. Ties are broken by
         chunk id."""
         if mode not in MODES:
