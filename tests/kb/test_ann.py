@@ -84,8 +84,8 @@ def test_recall_at_100k_random_vectors(shape):
     assert info["recall_at_10"] >= 0.99
     fresh = _uniform(200, 384, seed=1) if shape == "uniform" else _clustered(100_200, 384)[-200:]
     assert _served_recall(index, info, vectors, keys, fresh) >= 0.98
-    if shape == "clustered":  # real embeddings cluster: there the graph is used, at the first expansion
-        assert info["search"] == "graph" and info["expansion_search"] == ann.EXPANSIONS[0]
+    if shape == "clustered":  # real embeddings cluster: there the graph is faster than exact at the target
+        assert info["search"] == "graph"
 
 
 def _doc(i: int) -> dict:
