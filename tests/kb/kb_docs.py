@@ -1,4 +1,9 @@
-"""The hand-written corpus the knowledge-base tests share (zh, en, a table, traditional characters)."""
+"""The hand-written corpus the knowledge-base tests share (zh, en, a table, traditional characters), and a
+wait the kill -9 tests share."""
+
+import subprocess
+import time
+from pathlib import Path
 
 DOCS = [
     {
@@ -29,3 +34,12 @@ DOCS = [
         "text": "# 積存金\n\n海港積存金每克買入價以上海黃金交易所價格為準，起存量為1克。",
     },
 ]
+
+
+def wait_for_shards(child: subprocess.Popen, shards: Path, count: int = 2, timeout: float = 300) -> None:
+    """Until the building ``child`` has written ``count`` embedding checkpoint shards under ``shards``."""
+    deadline = time.monotonic() + timeout
+    while len(list(shards.glob("*/shard-*.npz"))) < count:
+        assert child.poll() is None, f"the build ended before it could be killed: {child.communicate()}"
+        assert time.monotonic() < deadline, f"no checkpoint within {timeout:.0f} s"
+        time.sleep(0.05)

