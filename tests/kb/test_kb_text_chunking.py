@@ -1,6 +1,10 @@
+import json
+
+from domainlm.kb import store, text
 from domainlm.kb.chunking import chunk_document
+from domainlm.kb.config import KBConfig
 from domainlm.kb.terms import mine_terms
-from domainlm.kb.text import Tokenizer, language, normalize, split_sentences
+from domainlm.kb.text import Tokenizer, language, normalize, split_sentences, tokenize_texts
 
 
 def test_normalize_folds_traditional_width_and_case():
@@ -59,3 +63,51 @@ def test_mine_terms_finds_a_repeated_product_name():
     terms = mine_terms(texts, min_count=3, min_pmi=1.0, min_entropy=1.0)
     assert any("瑞丰宝" in t for t in terms)
     assert not any(t.endswith("的") for t in terms)
+
+
+def _cmrc_passages(shared_benchmarks) -> list[dict]:
+    data = json.loads((shared_benchmarks / "cmrc2018" / "cmrc2018_dev.json").read_text("utf-8"))["data"]
+    return [
+        {"id": p["id"], "text": p["context"], "source": "cmrc2018_dev.json", "meta": {"title": a["title"]}}
+        for a in data
+        for p in a["paragraphs"]
+    ]
+
+
+def test_tokenising_in_worker_processes_gives_the_same_tokens_on_real_prose(shared_benchmarks, monkeypatch):
+    passages = [p["text"] for p in _cmrc_passages(shared_benchmarks)]
+    # Mined terms change jieba's cuts, so the workers must rebuild the same dictionary to agree.
+    tokenizer = Tokenizer(mine_terms(passages) + ["跨境理财通"])
+    assert tokenizer.terms
+    pools = []
+
+    class CountedPool(text.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(text, "ProcessPoolExecutor", CountedPool)
+    monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 100)
+    monkeypatch.setattr(text, "_BATCH", 100)
+    one = tokenize_texts(tokenizer, passages, workers=1)
+    assert pools == []
+    done = []
+    two = tokenize_texts(tokenizer, passages, workers=2, on_batch=done.append)
+    assert pools == [2]
+    assert two == one and len(two) == len(passages)
+    assert sum(done) == len(passages) and len(done) == -(-len(passages) // 100)
+    # Below the threshold no process is started.
+    assert tokenize_texts(tokenizer, passages[:99], workers=2) == one[:99] and pools == [2]
+
+
+def test_build_with_workers_writes_the_same_kb(shared_benchmarks, monkeypatch, tmp_path):
+    docs = _cmrc_passages(shared_benchmarks)[:300]
+    monkeypatch.setattr(text, "PARALLEL_MIN_TEXTS", 50)
+    monkeypatch.setattr(text, "_BATCH", 100)
+    config = KBConfig(embedder="none")
+    store.build_kb(docs, tmp_path / "one", config, workers=1)
+    store.build_kb(docs, tmp_path / "two", config, workers=2)
+    gen_one = json.loads((tmp_path / "one" / "kb.json").read_text())["generation"]
+    gen_two = json.loads((tmp_path / "two" / "kb.json").read_text())["generation"]
+    tokens = (tmp_path / "one" / gen_one / "tokens.jsonl").read_text("utf-8")
+    assert tokens and tokens == (tmp_path / "two" / gen_two / "tokens.jsonl").read_text("utf-8")

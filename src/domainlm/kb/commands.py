@@ -51,6 +51,7 @@ def build(
     ),
     config: Path = typer.Option(None, "-c", "--config", help="domainlm.yaml (default: nearest one)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when inputs and settings are unchanged."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Processes that tokenise a large corpus (default: one per core)."),
 ) -> None:
     """Build a knowledge base: chunks, BM25 over jieba tokens, dense vectors (in files or in Milvus)."""
     inputs, overrides = split_overrides(args)
@@ -61,7 +62,7 @@ def build(
     recipe = recipe or workspace.kb.recipe or workspace.clean.recipe
     cfg = with_options(workspace.kb, "kb build", chunk_chars=chunk_chars, embedder=embedder, mine_terms=mine_terms,
                        terms=str(terms) if terms else None, recipe=recipe, store=store)
-    result = build_stage(inputs, out, cfg, force=force, show_progress=True)
+    result = build_stage(inputs, out, cfg, force=force, show_progress=True, workers=workers)
     m = result.metrics
     if result.skipped:
         err.print(f"{out}: up to date ({m.get('chunks')} chunks); --force rebuilds")
@@ -76,13 +77,14 @@ def add(
     kb: Path = typer.Argument(..., help="Knowledge base folder."),
     inputs: list[Path] = typer.Argument(..., help="Documents to add or replace (same id replaces)."),
     recipe: str = typer.Option(None, "--recipe", help="Clean recipe for raw inputs (default: the one the KB was built with)."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Processes that tokenise a large corpus (default: one per core)."),
 ) -> None:
     """Add or update documents without a full rebuild; raw files go through the KB's clean recipe first."""
     rejected: list[Unreadable] = []
     built_with = KBConfig.model_validate(read_info(kb)["config"]).recipe
     docs = governed_documents(inputs, recipe or built_with or workspace_config_or_defaults().clean.recipe, rejected)
     with stage_run("kb-add", kb, inputs=inputs, config={"add": [str(p) for p in inputs]}, force=True) as run:
-        info = add_documents(kb, docs, show_progress=True)
+        info = add_documents(kb, docs, show_progress=True, workers=workers)
         report_unreadable(rejected, kb)
         run.outputs += ["kb.json", info["generation"]]
         run.metrics.update(added=len(info["added"]), replaced=len(info["replaced"]), chunks=info["n_chunks"])

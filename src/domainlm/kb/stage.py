@@ -28,7 +28,8 @@ _err = Console(stderr=True)
 
 
 def build_stage(
-    inputs: list[str | Path], out: str | Path, config: KBConfig, *, force: bool = False, show_progress: bool = False
+    inputs: list[str | Path], out: str | Path, config: KBConfig, *, force: bool = False, show_progress: bool = False,
+    workers: int | None = None,
 ) -> StageResult:
     """Build the knowledge base ``out`` from ``inputs`` (clean.jsonl files, raw files, folders), or skip
     when the inputs, the user term file (``config.terms``) and the settings are those of the last build.
@@ -38,6 +39,9 @@ def build_stage(
     ``store`` (the Milvus collection's URL; None for the on-disk index).
     Outputs: ``kb``, the folder to open with :func:`domainlm.kb.open_kb`; ``rejected``, its
     ``rejected.jsonl``, when some input could not be read.
+
+    ``workers``: processes that tokenise a large corpus (default: one per core); it changes how fast, not
+    what is built, so it is not a setting (changing it does not rebuild).
 
     Refuses an ``out`` that is something other than a knowledge base (or what a killed build left), and
     removes the folder again when it created it and the build failed.
@@ -58,7 +62,7 @@ def build_stage(
     try:
         with stage_run("kb", out, inputs=tracked, config=config, force=force) as run:
             if not run.skipped:
-                _build(run, inputs, out, config, show_progress)
+                _build(run, inputs, out, config, show_progress, workers)
     except BaseException:
         if created:
             remove_unbuilt(out)  # a failed first build leaves no empty (or lock-only) folder behind
@@ -71,7 +75,9 @@ def _recipe_file(recipe: str | None) -> list[str]:
     return [recipe] if recipe and Path(recipe).suffix in {".yaml", ".yml"} else []
 
 
-def _build(run: StageRun, inputs: list[str | Path], out: Path, config: KBConfig, show_progress: bool) -> None:
+def _build(
+    run: StageRun, inputs: list[str | Path], out: Path, config: KBConfig, show_progress: bool, workers: int | None
+) -> None:
     rejected: list[Unreadable] = []
     docs = governed_documents(inputs, config.recipe or DEFAULT_RECIPE, rejected)
     if not docs:
@@ -80,7 +86,7 @@ def _build(run: StageRun, inputs: list[str | Path], out: Path, config: KBConfig,
             "no documents to index (every input was empty or unreadable"
             + (f"; {len(rejected)} skipped, reasons above)" if rejected else ")")
         )
-    info = build_kb(docs, out, config, show_progress=show_progress)
+    info = build_kb(docs, out, config, show_progress=show_progress, workers=workers)
     run.outputs += [KB_FILE, info["generation"]]
     run.name_output("kb", ".")
     report_unreadable(rejected, out)

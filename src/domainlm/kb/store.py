@@ -46,7 +46,7 @@ from domainlm.kb.chunking import chunk_document
 from domainlm.kb.config import KBConfig
 from domainlm.kb.embed import embed_passages, load_embedder
 from domainlm.kb.terms import mine_terms
-from domainlm.kb.text import Tokenizer, read_terms
+from domainlm.kb.text import Tokenizer, read_terms, tokenize_texts
 from domainlm.progress import counting_bar
 
 FORMAT_VERSION = 1
@@ -216,17 +216,14 @@ def index_text(chunk: dict) -> str:
     return f"{head}\n{chunk['text']}" if head else chunk["text"]
 
 
-def _tokenize(chunks: list[dict], tokenizer, show_progress: bool) -> list[list[str]]:
+def _tokenize(chunks: list[dict], tokenizer, show_progress: bool, workers: int | None) -> list[list[str]]:
     if not chunks:
         return []
-    out = []
+    texts = [index_text(chunk) for chunk in chunks]
     with _progress() if show_progress else contextlib.nullcontext() as progress:
-        task = progress.add_task("tokenising", total=len(chunks)) if progress else None
-        for chunk in chunks:
-            out.append(tokenizer.tokens(index_text(chunk)))
-            if progress:
-                progress.advance(task)
-    return out
+        task = progress.add_task("tokenising", total=len(texts)) if progress else None
+        on_batch = (lambda n: progress.advance(task, n)) if progress else None
+        return tokenize_texts(tokenizer, texts, workers=workers, on_batch=on_batch)
 
 
 def _embed(chunks: list[dict], embedder, show_progress: bool, kb_dir: Path) -> tuple[np.ndarray, int]:
@@ -320,8 +317,13 @@ def _write_ann(folder: Path, gen: _Generation, config: KBConfig, dim: int) -> di
     }
 
 
-def build_kb(documents: list[dict], out: str | Path, config: KBConfig | None = None, *, show_progress: bool = False) -> dict:
+def build_kb(
+    documents: list[dict], out: str | Path, config: KBConfig | None = None, *, show_progress: bool = False,
+    workers: int | None = None,
+) -> dict:
     """Build a knowledge base from documents ``{"id","text","source","meta"}``; returns kb.json's content.
+    ``workers``: processes that tokenise a large corpus (default: one per available core; see
+    :func:`domainlm.kb.text.tokenize_texts`).
 
     A later document with an id already seen is skipped (the first wins) and reported in ``info["duplicates"]``.
     """
@@ -353,7 +355,7 @@ def build_kb(documents: list[dict], out: str | Path, config: KBConfig | None = N
         tokenizer = Tokenizer()
         mined = mine_terms((d["text"] for d in unique), known=tokenizer.known_words()) if config.mine_terms else []
         tokenizer.add_terms(mined + user_terms)
-        tokens = _tokenize(chunks, tokenizer, show_progress)
+        tokens = _tokenize(chunks, tokenizer, show_progress, workers)
         vectors, reused = _embed(chunks, embedder, show_progress, out) if embedder else (None, 0)
         if config.terms:
             write_text(out / USER_TERMS, "".join(t + "\n" for t in user_terms))
@@ -430,7 +432,7 @@ def _drop(gen: _Generation, doc_ids: set[str]) -> _Generation:
     )
 
 
-def add_documents(kb_dir: str | Path, documents: list[dict], *, show_progress: bool = False) -> dict:
+def add_documents(kb_dir: str | Path, documents: list[dict], *, show_progress: bool = False, workers: int | None = None) -> dict:
     """Add documents to a KB (a document whose id exists replaces it); only new text is tokenised and
     embedded, then BM25 statistics are recomputed over all chunks, so the result equals a rebuild of the
     same documents with the KB's term dictionary. Returns the new kb.json plus counts."""
@@ -449,7 +451,7 @@ def add_documents(kb_dir: str | Path, documents: list[dict], *, show_progress: b
         gen = _drop(gen, set(replaced))
         chunks, registry = _chunk_documents(changed, config)
         tokenizer = Tokenizer(gen.mined_terms + read_terms(kb_dir / USER_TERMS))
-        tokens = _tokenize(chunks, tokenizer, show_progress)
+        tokens = _tokenize(chunks, tokenizer, show_progress, workers)
         embedder = load_embedder(config.embedder)
         new_vectors, _ = _embed(chunks, embedder, show_progress, kb_dir) if embedder else (None, 0)
         vectors, index = gen.vectors, gen.index
