@@ -30,9 +30,13 @@ What is built, and how:
     chunks up with its calibration, checksums, kb.json), with one step replaced: ``_embed`` returns the
     vectors above. Its time (well under a second) is taken off the build time.
   - ``--store milvus``: the same ``build_kb`` with ``store=milvus:///<tmp>/kb.db`` (Milvus Lite). The
-    Lite server is started before the timing (reported apart).
+    Lite server is started before the timing (reported apart). Run with milvus-lite 2.x installed (its
+    own venv: ``python -m venv --system-site-packages V && V/bin/pip install --no-deps milvus-lite==2.5.1``)
+    it is Milvus's C++ engine, as a server runs it; with 3.x (what ``pip install domainlm[all]`` brings) a
+    Python re-implementation of the API. ``--entry milvus-engine@N`` keeps both entries.
   - ``--store ann``: vectors only, for sizes where tokenising the text does not fit the time (jieba tokenised
-    ~340-420 chunks/s at 100k on 2 shared cores): the generation's ANN step (``store._write_ann``, as ``build_kb`` calls it)
+    ~340-420 chunks/s at 100k on 2 shared cores in one process; build_kb now uses one process per core,
+    ``--workers``): the generation's ANN step (``store._write_ann``, as ``build_kb`` calls it)
     and dense.npy, then dense search through ``KnowledgeBase.search`` on an object holding just the
     vectors, the graph and minimal chunk records (no BM25, so no keyword or hybrid numbers).
 
@@ -258,9 +262,10 @@ def search_modes(kb, queries: list[str], modes: tuple[str, ...], label: str, que
         set_phase(f"queries {label} {mode}")
         # Query handling caches each text's analysis (jieba POS tagging, the slow part); clearing it makes
         # every pass pay for it as a new question does, whichever pass comes first.
-        analyzed = getattr(kb_query, "_analyze_normalized", None)
-        if analyzed is not None and hasattr(analyzed, "cache_clear"):
-            analyzed.cache_clear()
+        for cached in ("_analyze_normalized", "_dates_and_numbers"):
+            analyzed = getattr(kb_query, cached, None)
+            if analyzed is not None and hasattr(analyzed, "cache_clear"):
+                analyzed.cache_clear()
         timing, results = time_queries(lambda q, m=mode: kb.search(q, k=K, mode=m, **options), queries)
         timing["queries_with_hits"] = round(sum(bool(r) for r in results) / len(results), 3)
         out[mode], ids[mode] = timing, [[h.chunk_id for h in r] for r in results]
@@ -329,7 +334,7 @@ def kb_config(**settings):
 
 
 def run_build(store_kind: str, docs: list[dict], centres: np.ndarray, queries: list[str], qvs: np.ndarray,
-              tmp: Path, chunk_chars: int) -> dict:
+              tmp: Path, chunk_chars: int, workers: int | None = None) -> dict:
     """build_kb with precomputed vectors, then the opened KB's searches against exact search."""
     from domainlm.kb import milvus, open_kb, store
 
@@ -366,7 +371,7 @@ def run_build(store_kind: str, docs: list[dict], centres: np.ndarray, queries: l
         extra["milvus_lite_start_s"] = round(time.perf_counter() - t0, 2)
     set_phase(f"build {store_kind}: chunking, term mining, jieba tokenising")
     t0 = time.perf_counter()
-    info = store.build_kb(docs, kb_dir, config)
+    info = store.build_kb(docs, kb_dir, config, workers=workers)
     build_s = time.perf_counter() - t0 - timer.seconds["vectors (precomputed stand-in, taken off the build)"]
     n = info["n_chunks"]
     log(f"build {store_kind}: {build_s:.1f}s for {n} chunks; steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
@@ -557,6 +562,8 @@ def main() -> None:
                     help="measure nothing: record this store and size as not run, with the reason")
     ap.add_argument("--tmp", type=Path, default=None, help="folder for the KBs (default: a new temp folder, removed after)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "kb_scale.json")
+    ap.add_argument("--workers", type=int, default=None, help="build_kb's tokenising processes (default: one per core)")
+    ap.add_argument("--entry", default=None, help="name of the entry in --out (default: STORE@N)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from domainlm.kb import ann
@@ -603,7 +610,7 @@ def main() -> None:
         else:
             set_phase(f"documents for {args.n} chunks")
             docs = make_documents(args.n, sources, topics, chunk_chars)
-            result = run_build(args.store, docs, centres, queries, qvs, tmp, chunk_chars)
+            result = run_build(args.store, docs, centres, queries, qvs, tmp, chunk_chars, args.workers)
     finally:
         stop.set()
         if args.tmp is None:
@@ -611,8 +618,9 @@ def main() -> None:
 
     load_end = os.getloadavg()
     entry = {
-        "store": {"disk": "on-disk store (bm25s + dense.npy + usearch HNSW)", "milvus": "Milvus Lite (milvus:///<tmp>/kb.db)",
+        "store": {"disk": "on-disk store (bm25s + dense.npy + usearch HNSW)", "milvus": milvus_lite_label(),
                   "ann": "on-disk store, dense part only (dense.npy + usearch HNSW)"}[args.store],
+        "tokenise_workers": None if args.store == "ann" else tokenise_workers(args.workers),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "python benchmarks/kb_scale.py" + "".join(f" {a}" for a in sys.argv[1:]),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
@@ -642,14 +650,36 @@ def main() -> None:
     log(json.dumps({"ratios": result.get("ratios"), "build_s": result["build_s"]}, ensure_ascii=False))
 
 
+def milvus_lite_label() -> str:
+    """Which Milvus Lite ran: 2.x runs Milvus's own C++ engine (the server's) as a child process; 3.x is a
+    Python re-implementation of its API."""
+    try:
+        lite = version("milvus-lite")
+    except PackageNotFoundError:
+        lite = "?"
+    engine = "Milvus's C++ engine, as a server runs it" if lite.startswith("2.") else "a Python re-implementation of the API"
+    return f"Milvus Lite {lite} (milvus:///<tmp>/kb.db; {engine})"
+
+
+def tokenise_workers(requested: int | None) -> int:
+    """The processes build_kb tokenised with (it uses one from text.PARALLEL_MIN_TEXTS chunks up)."""
+    from domainlm.kb.text import available_cores
+
+    return available_cores() if requested is None else requested
+
+
+def entry_name(args) -> str:
+    return args.entry or f"{args.store}@{args.n}"
+
+
 def write_entry(args, entry: dict) -> None:
     """Put this run's entry into the results file, keeping the other runs' entries."""
     report = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
     report.setdefault("benchmark", "kb_scale")
-    report.setdefault("runs", {})[f"{args.store}@{args.n}"] = entry
+    report.setdefault("runs", {})[entry_name(args)] = entry
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    log(f"wrote {args.out} (entry {args.store}@{args.n})")
+    log(f"wrote {args.out} (entry {entry_name(args)})")
 
 
 if __name__ == "__main__":

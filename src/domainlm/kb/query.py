@@ -256,13 +256,19 @@ def _entities(text: str, taken: list[tuple[int, int]]) -> list[Value]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _analyze_normalized(text: str) -> tuple[Value, ...]:
+def _dates_and_numbers(text: str) -> tuple[Value, ...]:
+    """The dates and numbers of normalised ``text``: regular expressions, cheap."""
     dates = _dates(text)
-    spans = [(v.start, v.end) for v in dates]
-    numbers = _numbers(text, spans)
-    spans += [(v.start, v.end) for v in numbers]
-    entities = _entities(text, spans)
-    return tuple(sorted(dates + numbers + entities, key=lambda v: v.start))
+    numbers = _numbers(text, [(v.start, v.end) for v in dates])
+    return tuple(sorted(dates + numbers, key=lambda v: v.start))
+
+
+@functools.lru_cache(maxsize=4096)
+def _analyze_normalized(text: str) -> tuple[Value, ...]:
+    found = _dates_and_numbers(text)
+    # jieba's POS tagging (an HMM in pure Python, ~10 ms for a 400-character chunk) is the slow part.
+    entities = _entities(text, [(v.start, v.end) for v in found])
+    return tuple(sorted(found + tuple(entities), key=lambda v: v.start))
 
 
 def analyze(text: str) -> list[Value]:
@@ -384,7 +390,7 @@ def evidence(analysis: QueryAnalysis, chunk_text: str) -> float:
     if not analysis.values or not isinstance(chunk_text, str) or not chunk_text:
         return 0.0
     text = normalize(chunk_text)
-    found = _analyze_normalized(text)
+    found = _dates_and_numbers(text)
     total = 0.0
     for q, anchors in zip(analysis.values, analysis.anchors, strict=True):
         w = KIND_WEIGHT[q.kind]
@@ -392,11 +398,16 @@ def evidence(analysis: QueryAnalysis, chunk_text: str) -> float:
             hit = q.key[0] in text  # a name is matched as text: it may be cut differently in the chunk
         else:
             hit = any(_matches(q, c) for c in found)
-        if hit:
-            total += w
-        elif anchors and any(
+        if hit or not any(a in text for a in anchors):
+            # A conflict needs one of the value's anchors near it: none in the chunk, none to look for.
+            total += w if hit else 0.0
+            continue
+        # Only a person's or an organisation's name can conflict with another; the chunk's names (jieba
+        # POS tagging, the slow part of a search) are looked for only then.
+        rivals = _analyze_normalized(text) if q.kind == "entity" and q.slot in CONFLICT_ENTITY_TYPES else found
+        if any(
             _conflicts(q, c) and any(a in text[max(0, c.start - CHUNK_WINDOW) : c.end + CHUNK_WINDOW] for a in anchors)
-            for c in found
+            for c in rivals
         ):
             total -= w
     return total / len(analysis.values)
