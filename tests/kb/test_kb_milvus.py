@@ -147,13 +147,45 @@ def test_dense_and_hybrid(dense_kb):
     assert _recall(kb, questions, 3, "hybrid") >= max(_recall(kb, questions, 3, "bm25"), 0.85)
     tuned = kb.info.get("ann")
     if kb.info.get("store"):
-        # The engine's dense index (HNSW, or IVF where the engine has no HNSW) is calibrated as the disk
+        # The engine's dense index (HNSW, or FLAT where the engine has no HNSW) is calibrated as the disk
         # store's graph is, and kb info says at which setting it searches and what recall that gave.
         key = tuned["search_param"]
-        assert key in ("ef", "nprobe") and tuned[key] == tuned["calibration"][-1][key]
+        assert (key, tuned["search"]) in (("ef", "graph"), (None, "exact"))
+        assert key is None or tuned[key] == tuned["calibration"][-1][key]
         assert tuned["recall_at_10"] >= tuned["target_recall"] and kb_summary(kb)["ann"] == tuned
     else:
         assert tuned is None  # below the ANN threshold the disk store searches exactly
+
+
+def test_a_dense_index_that_misses_the_target_is_replaced_by_exact_search(lite_db):
+    """An engine may search another index than the one asked for, or ignore the search setting (Milvus Lite
+    2.5 does both with IVF_FLAT). Calibration then switches the collection to FLAT and reports what it got:
+    here the recall is measured against vectors that are not the stored ones, so every setting misses."""
+    import numpy as np
+
+    from domainlm.kb import milvus
+
+    store = milvus.parse_url(f"milvus://{lite_db}")
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [{"id": f"c{i:03d}", "doc_id": f"d{i:03d}", "text": f"第{i}条 规定", "source": "rules.txt"} for i in range(300)]
+    dense = milvus.create_collection(store, "calibration_fallback", 16, [], KBConfig(embedder="none"))
+    milvus.upsert_chunks(store, "calibration_fallback", chunks, vectors)
+    ids = [c["id"] for c in chunks]
+
+    missed = milvus.calibrate_dense(store, "calibration_fallback", vectors[rng.permutation(300)], ids, dense)
+    assert missed["search"] == "exact" and missed["search_param"] is None and missed["library"] == "Milvus FLAT {}"
+    assert missed["recall_at_10"] < missed["target_recall"]  # said, not hidden
+    assert [t.get("index") for t in missed["calibration"]][-1] == "FLAT"
+    if dense["index_type"] == "HNSW":
+        assert missed["missed_target"].startswith("Milvus HNSW")
+        assert [t["ef"] for t in missed["calibration"][:-1]] == dense["values"]  # every setting tried first
+    assert milvus.client(store).describe_index("calibration_fallback", "dense")["index_type"] == "FLAT"
+
+    # the FLAT index now in place is exact search: measured against the stored vectors, nothing missed
+    flat = milvus.calibrate_dense(store, "calibration_fallback", vectors, ids, milvus._dense_index("FLAT"))
+    assert flat["recall_at_10"] == 1.0 and flat["search"] == "exact" and len(flat["calibration"]) == 1
 
 
 def test_add_and_remove_in_place_equal_a_rebuild(store, tmp_path, shared_benchmarks):

@@ -240,20 +240,19 @@ def _non_words() -> set[str]:
     return {m for m in marks if len(m) == 1 and not m.isspace() and not re.search(r"\w", m)} | {" ", "\t", "\n", "\r", "\r\n"}
 
 
-def create_collection(store: Store, name: str, dim: int, terms: list[str], config: KBConfig, rows: int = 0) -> dict | None:
+def create_collection(store: Store, name: str, dim: int, terms: list[str], config: KBConfig) -> dict | None:
     """A fresh collection. An existing one of that name is what a killed build of the same generation left:
     it is dropped first rather than completed, since its rows may be partial and its analyzer dictionary
     (the mined and user terms) may differ from this build's. Rewriting its rows costs little beside the
     embedding, which resumes from checkpoints (measured on 2 busy cores, Milvus Lite: 1,496 CMRC chunks
     upserted and flushed in 7.5 s, ~200 a second, several times what the embedding does).
 
-    Returns the dense index made (:func:`_dense_index`; None without vectors); ``rows``, how many are
-    coming, sizes an IVF index."""
+    Returns the dense index made (:func:`_dense_index`; None without vectors)."""
     c = client(store)
     if _call(store, "has_collection", c.has_collection, name):
         _call(store, "drop_collection", c.drop_collection, name)
     params = analyzer(terms)
-    dense = _create(store, name, dim, params, config, rows)
+    dense = _create(store, name, dim, params, config)
     failure = _insert_fails(store, name, dim)
     if failure is None:
         return dense
@@ -262,7 +261,7 @@ def create_collection(store: Store, name: str, dim: int, terms: list[str], confi
     # log). Their built-in jieba still cuts Chinese; the KB's mined and user terms are then not whole tokens
     # in the engine's BM25. Said on stderr and in kb info.
     _call(store, "drop_collection", c.drop_collection, name)
-    dense = _create(store, name, dim, {**params, "tokenizer": "jieba"}, config, rows)
+    dense = _create(store, name, dim, {**params, "tokenizer": "jieba"}, config)
     if _insert_fails(store, name, dim) is not None:
         raise DomainlmError(f"kb store {store.url(name)}: cannot insert rows ({failure})")
     log.warning(
@@ -288,20 +287,20 @@ def _insert_fails(store: Store, name: str, dim: int) -> str | None:
     return None
 
 
-def _dense_index(kind: str, rows: int) -> dict:
+def _dense_index(kind: str) -> dict:
     """The dense index of a collection and how its search is tuned: ``{"index_type", "params", "search_param",
     "values"}``, where ``values`` are the settings of ``search_param`` that calibration tries in turn. HNSW (a
-    server or cluster) with the disk store's graph settings; IVF_FLAT where the engine has no HNSW (Milvus
-    Lite 2.x's local mode takes only FLAT, IVF_FLAT and AUTOINDEX), with ~4 sqrt(rows) lists."""
+    server or cluster) with the disk store's graph settings; FLAT (exact search, nothing to tune) where the
+    engine has no HNSW. Not IVF_FLAT, which Milvus Lite 2.x's local mode also takes: it never builds that
+    index and searches with an interim index at a fixed nprobe instead, whatever the search asks
+    (recall@10 vs exact 0.787 at every nprobe from 16 to all 1,264 lists, 100k clustered chunks)."""
     if kind == "HNSW":
         return {"index_type": "HNSW", "params": {"M": ann.CONNECTIVITY, "efConstruction": ann.EXPANSION_ADD},
                 "search_param": "ef", "values": list(ann.EXPANSIONS)}
-    nlist = int(min(65536, max(16, 4 * np.sqrt(max(rows, 1)))))
-    probes = [p for p in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if p < nlist] + [nlist]
-    return {"index_type": "IVF_FLAT", "params": {"nlist": nlist}, "search_param": "nprobe", "values": probes}
+    return {"index_type": "FLAT", "params": {}, "search_param": None, "values": [None]}
 
 
-def _create(store: Store, name: str, dim: int, params: dict, config: KBConfig, rows: int = 0) -> dict | None:
+def _create(store: Store, name: str, dim: int, params: dict, config: KBConfig) -> dict | None:
     from pymilvus import DataType, Function, FunctionType
 
     c = client(store)
@@ -317,8 +316,8 @@ def _create(store: Store, name: str, dim: int, params: dict, config: KBConfig, r
     # An explicit dense index whose search expansion is calibrated once the rows are in (calibrate_dense).
     # AUTOINDEX, used before, searched at a fixed setting: dense recall@10 vs exact 0.48 at 100k clustered
     # chunks on the Milvus 2.5 engine (benchmarks/kb_scale.py).
-    for kind in ("HNSW", "IVF_FLAT") if dim else (None,):
-        dense = _dense_index(kind, rows) if kind else None
+    for kind in ("HNSW", "FLAT") if dim else (None,):
+        dense = _dense_index(kind) if kind else None
         index = c.prepare_index_params()
         index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                         params={"bm25_k1": config.k1, "bm25_b": config.b})
@@ -365,39 +364,63 @@ def upsert_chunks(store: Store, name: str, chunks: list[dict], vectors: np.ndarr
 def calibrate_dense(
     store: Store, name: str, vectors: np.ndarray, chunk_ids: list[str], dense: dict, *, target: float = ann.TARGET_RECALL
 ) -> dict:
-    """The setting of the engine's dense search (HNSW ``ef`` or IVF ``nprobe``, ``dense`` as :func:`_dense_index`
-    gives it) for recall@10 >= ``target`` against exact search, found as the disk store calibrates its own
-    graph (:func:`domainlm.kb.ann.calibrate`: the same question-like queries, settings tried in turn, the same margin), on
-    the collection just written. What kb.json records under ``ann``; a collection that misses the target at
-    every setting searches at the largest and says so (``recall_at_10`` below ``target_recall``)."""
+    """The setting of the engine's dense search (HNSW ``ef``; ``dense`` as :func:`_dense_index` gives it) for
+    recall@10 >= ``target`` against exact search, found as the disk store calibrates its own graph
+    (:func:`domainlm.kb.ann.calibrate`: the same question-like queries, settings tried in turn, the same
+    margin), on the collection just written. What kb.json records under ``ann``.
+
+    An index that misses the target at every setting (an engine may search another index than the one
+    asked for, or ignore the setting) is replaced by FLAT, exact search, and measured again; the record
+    keeps what was tried. A FLAT index is measured once (``search`` "exact"); one that still misses the
+    target says so (``recall_at_10`` below ``target_recall``)."""
     c = client(store)
     k = min(ann.RECALL_K, len(vectors))
     if k == 0:
         return {}
     queries = ann.question_like_queries(vectors, ann.RECALL_SAMPLE, 0)
     rows = ann._exact_keys(vectors, np.arange(len(vectors), dtype=np.uint64), queries, k).astype(np.int64)
-    exact = np.asarray(chunk_ids, dtype=object)[rows]
+    exact = [set(ids) for ids in np.asarray(chunk_ids, dtype=object)[rows]]
     _call(store, "load_collection", c.load_collection, name)
-    tried = []
-    for value in dense["values"]:
-        params = {"metric_type": "COSINE", "params": {dense["search_param"]: value}}
+
+    def measure(key: str | None, value: int | None) -> dict:
+        params = {"metric_type": "COSINE", "params": {key: value} if key else {}}
         found = _call(store, "search", c.search, name, data=queries.tolist(), anns_field="dense", search_params=params,
                       limit=k, output_fields=["id"])
-        recall = round(sum(len({h["id"] for h in hits} & set(exact[i])) for i, hits in enumerate(found)) / exact.size, 4)
+        recall = round(sum(len({h["id"] for h in hits} & exact[i]) for i, hits in enumerate(found)) / (k * len(queries)), 4)
         times = []
         for q in queries[: ann.TIMED_QUERIES]:
             t0 = time.perf_counter()
             c.search(name, data=[q.tolist()], anns_field="dense", search_params=params, limit=k, output_fields=["id"])
             times.append(time.perf_counter() - t0)
-        tried.append({dense["search_param"]: value, "recall_at_10": recall, "p50_ms": round(1000 * float(np.median(times)), 3)})
-        if recall >= target + ann.CALIBRATION_MARGIN:
+        return {key or "index": value or "FLAT", "recall_at_10": recall, "p50_ms": round(1000 * float(np.median(times)), 3)}
+
+    key = dense["search_param"]
+    tried = []
+    for value in dense["values"]:
+        tried.append(measure(key, value))
+        if tried[-1]["recall_at_10"] >= target + ann.CALIBRATION_MARGIN:
             break
+    record = {"library": f"Milvus {dense['index_type']} {dense['params']}", "recall_sample": len(queries)}
+    if tried[-1]["recall_at_10"] < target and dense["index_type"] != "FLAT":
+        log.warning("kb store %s: the %s index reached recall@10 %.4f at most (target %.2f); searching exactly (FLAT)",
+                    store.url(name), dense["index_type"], max(t["recall_at_10"] for t in tried), target)
+        _call(store, "release_collection", c.release_collection, name)
+        _call(store, "drop_index", c.drop_index, name, "dense")
+        index = c.prepare_index_params()
+        index.add_index(field_name="dense", index_type="FLAT", metric_type="COSINE", params={})
+        _call(store, "create_index", c.create_index, name, index)
+        _call(store, "load_collection", c.load_collection, name)
+        record = {"library": "Milvus FLAT {}", "recall_sample": len(queries), "missed_target": record["library"]}
+        key = None
+        tried.append(measure(None, None))
     best = tried[-1]
+    if key is None:
+        record.update(search="exact", search_param=None)
+    else:
+        record.update({"search": "graph", "search_param": key, key: best[key]})
     return {
-        "library": f"Milvus {dense['index_type']} {dense['params']}", "recall_sample": len(queries),
-        "search": "graph" if dense["index_type"] == "HNSW" else "ivf", "search_param": dense["search_param"],
-        dense["search_param"]: best[dense["search_param"]], "recall_at_10": best["recall_at_10"],
-        "p50_ms": best["p50_ms"], "target_recall": target, "calibration_margin": ann.CALIBRATION_MARGIN, "calibration": tried,
+        **record, "recall_at_10": best["recall_at_10"], "p50_ms": best["p50_ms"], "target_recall": target,
+        "calibration_margin": ann.CALIBRATION_MARGIN, "calibration": tried,
     }
 
 

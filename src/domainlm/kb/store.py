@@ -367,7 +367,7 @@ def build_kb(
         if remote is not None:
             # A new collection per build: the old one serves readers until kb.json names the new one.
             collection = f"{remote.collection or milvus.default_collection(out)}_g{_next_generation(out)[4:]}"
-            dense_index = milvus.create_collection(remote, collection, dim, mined + user_terms, config, len(chunks))
+            dense_index = milvus.create_collection(remote, collection, dim, mined + user_terms, config)
             milvus.upsert_chunks(remote, collection, chunks, vectors)
             if vectors is not None and dense_index:
                 store_ann = milvus.calibrate_dense(remote, collection, vectors, [c["id"] for c in chunks], dense_index)
