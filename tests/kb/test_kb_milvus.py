@@ -1,8 +1,12 @@
-"""The kb behaviour on both stores: files in the KB folder (the default) and Milvus (Milvus Lite here, the
-same client and engine as a cluster). Each test takes the ``store`` fixture and runs once per store; the
-Milvus runs skip, with the reason, only where milvus-lite is not installed or cannot start."""
+"""The kb behaviour on every store: files in the KB folder (the default), Milvus Lite in this process
+(``milvus:///path/kb.db``), and a Milvus server reached over gRPC on 127.0.0.1 (``milvus://host:port``, the
+client path a cluster takes; the server here is Milvus Lite's, run as its own process). Each test takes the
+``store`` fixture and runs once per store; the Milvus runs skip, with the reason, only where milvus-lite is
+not installed or cannot start."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +20,7 @@ from domainlm.errors import DomainlmError
 from domainlm.kb import KBConfig, add_documents, answer, build_kb, open_kb, passage_retriever, remove_documents
 from domainlm.kb.search import kb_summary
 
-STORES = ["disk", "milvus"]
+STORES = ["disk", "milvus", "milvus-server"]
 SHARED_BENCHMARKS = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 
 
@@ -61,7 +65,47 @@ def lite_db(tmp_path_factory):
     return path
 
 
+# Milvus Lite 3.x serves gRPC from its command line; 2.x (Milvus's C++ engine) from its server binary, which
+# milvus_lite.server.Server starts on a TCP address when given one.
+_SERVER_3 = "from milvus_lite.cmdline import main; main(['server', '--data-dir', {data!r}, '--host', '127.0.0.1', '--port', '{port}'])"
+_SERVER_2 = ("from milvus_lite.server import Server; s = Server({data!r} + '/kb.db', address='127.0.0.1:{port}'); "
+             "assert s.init() and s.start(), 'cannot start'; s._p.wait()")
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A Milvus server process on a free port of 127.0.0.1, for the session: its ``milvus://host:port`` URL."""
+    try:
+        import milvus_lite
+        import pymilvus  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"the Milvus store is not installed ({exc}); pip install 'domainlm[milvus]'")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = str(tmp_path_factory.mktemp("milvus-server"))
+    code = (_SERVER_2 if milvus_lite.__version__.startswith("2.") else _SERVER_3).format(data=data, port=port)
+    log = open(Path(data) / "server.log", "w")  # noqa: SIM115  (open for the server's lifetime)
+    server = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.skip(f"a Milvus Lite server cannot start here: {(Path(data) / 'server.log').read_text()[-300:]}")
+            time.sleep(0.2)
+    yield f"milvus://127.0.0.1:{port}"
+    os.killpg(server.pid, 9)  # the 2.x server's engine is a child of its process
+    server.wait()
+    log.close()
+
+
 def _store_url(name: str, request) -> str | None:
+    if name == "milvus-server":
+        return request.getfixturevalue("milvus_server")
     return None if name == "disk" else f"milvus://{request.getfixturevalue('lite_db')}"
 
 
@@ -222,7 +266,7 @@ def test_cli_build_search_ask_add_remove_info(store, tmp_path, shared_benchmarks
     store_args = ["--store", store] if store else []
     assert main(["kb", "build", str(folder), "--out", str(kb), "--embedder", "none", *store_args]) == 0
     err = capsys.readouterr().err
-    assert "5 documents" in err and (("store milvus://" in err) == (store is not None))
+    assert "5 documents" in err and (("store milvus://" in err or "store http://" in err) == (store is not None))
     assert main(["kb", "info", str(kb)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["documents"] == 5 and summary["store"]["kind"] == ("milvus" if store else "disk")
@@ -299,6 +343,48 @@ def test_an_unreachable_server_or_a_lost_collection_is_one_error_line(lite_db, t
     client(store).drop_collection(collection)
     with pytest.raises(DomainlmError, match=f"collection {collection} is missing"):
         open_kb(tmp_path / "kb")
+
+
+_READER = """
+import sys
+from domainlm.kb import open_kb
+kb = open_kb(sys.argv[1])
+print("open", flush=True)
+for line in sys.stdin:
+    if line.strip() == "reopen":
+        kb = open_kb(sys.argv[1])
+        print("open", flush=True)
+    else:
+        hits = kb.search(line.strip(), k=1, mode="bm25")
+        print(hits[0].doc_id if hits else "-", flush=True)
+"""
+
+
+def test_a_server_store_serves_a_reader_and_a_writer_at_once(milvus_server, tmp_path):
+    """What a Lite file cannot do (one process at a time): a process that holds the KB open (as ``serve --kb``
+    does) keeps answering from its generation while another process adds a document through the server, and
+    finds the new document once it reopens the KB."""
+    kb_dir = tmp_path / "kb"
+    card = next(d for d in DOCS if d["id"] == "card")
+    build_kb([d for d in DOCS if d is not card], kb_dir, KBConfig(embedder="none", mine_terms=False, store=milvus_server))
+    reader = subprocess.Popen([sys.executable, "-c", _READER, str(kb_dir)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def ask(line: str) -> str:
+        reader.stdin.write(line + "\n")
+        reader.stdin.flush()
+        return reader.stdout.readline().strip()
+
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        assert ask("活期存款年利率") == "deposit"
+        # the writer is this process, the reader another, both on the server at once
+        assert add_documents(kb_dir, [card])["added"] == ["card"]
+        assert ask("活期存款年利率") == "deposit" and ask("白金信用卡年费") != "card"  # its generation lacks card
+        assert ask("reopen") == "open" and ask("白金信用卡年费") == "card"
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 def test_answer_through_the_engine_cites_the_fact(store, tmp_path):
