@@ -31,7 +31,8 @@ What is built, and how:
     vectors above. Its time (well under a second) is taken off the build time.
   - ``--store milvus``: the same ``build_kb`` with ``store=milvus:///<tmp>/kb.db`` (Milvus Lite). The
     Lite server is started before the timing (reported apart). Run with milvus-lite 2.x installed (its
-    own venv: ``python -m venv --system-site-packages V && V/bin/pip install --no-deps milvus-lite==2.5.1``)
+    own venv: ``python -m venv --system-site-packages V && V/bin/pip install milvus-lite==2.5.1 'pymilvus<2.6'
+    'setuptools<70'``)
     it is Milvus's C++ engine, as a server runs it; with 3.x (what ``pip install domainlm[all]`` brings) a
     Python re-implementation of the API. ``--entry milvus-engine@N`` keeps both entries.
   - ``--store ann``: vectors only, for sizes where tokenising the text does not fit the time (jieba tokenised
