@@ -98,7 +98,10 @@ def milvus_server(tmp_path_factory):
                 pytest.skip(f"a Milvus Lite server cannot start here: {(Path(data) / 'server.log').read_text()[-300:]}")
             time.sleep(0.2)
     yield f"milvus://127.0.0.1:{port}"
-    os.killpg(server.pid, 9)  # the 2.x server's engine is a child of its process
+    try:
+        os.killpg(server.pid, 9)  # the 2.x server's engine is a child of its process
+    except ProcessLookupError:
+        pass  # it has stopped already
     server.wait()
     log.close()
 

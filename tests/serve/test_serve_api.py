@@ -90,10 +90,10 @@ def test_response_format_json_object_and_schema(client, live):
     schema = {"type": "object", "properties": {"fee": {"type": "integer"}}, "required": ["fee"]}
     r = client.chat.completions.create(model=live.state.name, max_tokens=40, messages=msgs,
                                        response_format={"type": "json_schema", "json_schema": {"name": "f", "schema": schema}})
-    # The grammar guarantees the shape; the digits are the barely-taught model's (seen: 200, and 200000 on
-    # another CPU, where teaching stopped at another step).
+    # The grammar guarantees the shape; the digits are the barely-taught model's, which differ by CPU
+    # (seen: 200; 200000 on another CPU, 0 on an AMD EPYC, where teaching stopped at another step).
     fee = json.loads(r.choices[0].message.content)["fee"]
-    assert isinstance(fee, int) and str(fee).startswith("200")
+    assert isinstance(fee, int)
     # Held to the schema while decoding: even a schema the taught answer does not meet is met.
     bad = {"type": "object", "required": ["rate"]}
     r = client.chat.completions.create(model=live.state.name, max_tokens=40, messages=msgs,

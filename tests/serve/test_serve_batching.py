@@ -62,11 +62,15 @@ def test_streams_progress_together_and_a_closed_one_leaves_the_batch(models):
     params = GenParams(max_new_tokens=2000)
     streams = [batched.stream([{"role": "user", "content": q}], params) for q in QUESTIONS[:4]]
     started = time.perf_counter()
-    firsts = [next(s) for s in streams]  # one at a time, the second would wait for the first's 2000 tokens
-    assert all(firsts) and time.perf_counter() - started < 30
-    assert len(batched._batcher._routes) == 4
-    for s in streams:
-        s.close()
+    try:
+        firsts = [next(s) for s in streams]  # one at a time, the second would wait for the first's 2000 tokens
+        assert all(firsts) and time.perf_counter() - started < 30
+        # Several in the batch at once; a stream whose answer ended within its first chunk has left already
+        # (the untrained model's answers differ by CPU: all 4 running on one, 3 on an AMD EPYC).
+        assert 2 <= len(batched._batcher._routes) <= 4
+    finally:
+        for s in streams:
+            s.close()
     assert batched._batcher._routes == {}
     text, tokens, finish = answer(batched, QUESTIONS[0], GenParams(max_new_tokens=3))
     assert tokens <= 3 and finish in ("length", "stop")
