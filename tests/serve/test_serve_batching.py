@@ -65,9 +65,12 @@ def test_streams_progress_together_and_a_closed_one_leaves_the_batch(models):
     try:
         firsts = [next(s) for s in streams]  # one at a time, the second would wait for the first's 2000 tokens
         assert all(firsts) and time.perf_counter() - started < 30
-        # Several in the batch at once; a stream whose answer ended within its first chunk has left already
-        # (the untrained model's answers differ by CPU: all 4 running on one, 3 on an AMD EPYC).
-        assert 2 <= len(batched._batcher._routes) <= 4
+        # Every stream is in the batch at once unless its answer already ended: the untrained model's answers
+        # differ by CPU (all 4 running on one, 3 on an AMD EPYC), so a stream missing from the batch must
+        # have nothing more to give, and at least two must be decoding together.
+        running = len(batched._batcher._routes)
+        ended = sum(next(s, None) is None for s in streams)
+        assert running >= 2 and running + ended >= len(streams)
     finally:
         for s in streams:
             s.close()
